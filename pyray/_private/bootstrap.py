@@ -1,0 +1,68 @@
+"""Finding a running cluster: init(address="auto" | "host:port")."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import zmq
+
+from pyray._private import node as node_mod
+from pyray._private.protocol import Op
+from pyray._private.transport import bind_inbox, dumps, loads
+
+
+def gcs_address_of(address: str) -> str:
+    if address == "auto":
+        try:
+            with open(node_mod.CURRENT_CLUSTER_FILE) as f:
+                return f.read().strip()
+        except OSError:
+            raise ConnectionError("Could not find a running pyray cluster on this machine "
+                                  "(address='auto'). Start one with `pyray start --head`, or "
+                                  "call pyray.init() without an address to start a local "
+                                  "cluster.") from None
+    if address.startswith(("tcp://", "ipc://")):
+        return address
+    if ":" in address:
+        host, port = address.rsplit(":", 1)
+        if port.isdigit():
+            return f"tcp://{host}:{port}"
+    raise ValueError(f"Invalid cluster address {address!r}: expected 'auto' or 'host:port'.")
+
+
+def request(gcs_addr, op, *args, timeout=5.0):
+    """One request/response with the GCS without a core worker."""
+    tmp = tempfile.mkdtemp(prefix="pyray-boot-")
+    ctx = zmq.Context()
+    try:
+        inbox = bind_inbox(ctx, f"ipc://{tmp}/inbox")
+        out = ctx.socket(zmq.PUSH)
+        out.setsockopt(zmq.LINGER, 0)
+        out.connect(gcs_addr)
+        out.send(dumps((op, 1, f"ipc://{tmp}/inbox") + args))
+        if not inbox.poll(int(timeout * 1000)):
+            raise ConnectionError(f"No pyray cluster answered at {gcs_addr} within {timeout}s. "
+                                  "Is it running (`pyray status`)?")
+        msg = loads(inbox.recv())
+        out.close(0)
+        inbox.close(0)
+        _, _, ok, payload = msg
+        if not ok:
+            raise ConnectionError(f"the cluster at {gcs_addr} refused the request: {payload}")
+        return payload
+    finally:
+        ctx.term()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def find_local_node(address, config):
+    gcs_addr = gcs_address_of(address)
+    nodes = request(gcs_addr, Op.GET_NODES)
+    alive = [n for n in nodes if n.get("alive")]
+    if not alive:
+        raise ConnectionError(f"The cluster at {gcs_addr} has no live node.")
+    mine = [n for n in alive if os.path.isdir(n.get("session_dir", ""))]
+    n = (mine or alive)[0]
+    return {"node_id": n["node_id"], "raylet_addr": n["raylet_addr"], "gcs_addr": gcs_addr,
+            "store_name": n["store_name"], "session_dir": n["session_dir"]}

@@ -1,0 +1,71 @@
+"""Every tunable in one place.  Each field can be overridden by an environment
+variable PYRAY_<FIELD_NAME_UPPER> or by an argument to ``init()``."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+@dataclasses.dataclass
+class Config:
+    # objects at or below this size travel inline with replies and live in the
+    # owner's memory; larger ones go to the node's shared-memory store
+    max_inline_bytes: int = 100 * 1024
+    # tasks pushed to one leased worker before the owner waits for replies
+    max_tasks_in_flight_per_worker: int = 64
+    # replies a worker batches into one message while more tasks are queued
+    max_reply_batch: int = 64
+    # an idle lease is kept this long for the next task of the same shape
+    lease_idle_timeout_s: float = 0.5
+    # raylet / gcs liveness
+    heartbeat_interval_s: float = 0.5
+    num_heartbeats_timeout: int = 10
+    # how long init() waits for the local cluster processes to come up
+    start_timeout_s: float = 30.0
+    # how long shutdown() waits for a process before killing it
+    stop_timeout_s: float = 5.0
+    # default fraction of RAM for the object store
+    object_store_fraction: float = 0.3
+    # default max_retries for tasks (Ray's default)
+    task_max_retries: int = 3
+    # timeout for internal request/response calls
+    rpc_timeout_s: float = 30.0
+    # idle workers above num_cpus are stopped after this long
+    idle_worker_timeout_s: float = 10.0
+    # stream worker stdout/stderr to the driver
+    log_to_driver: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Config":
+        cfg = cls()
+        for f in dataclasses.fields(cls):
+            env = os.environ.get("PYRAY_" + f.name.upper())
+            if env is not None:
+                setattr(cfg, f.name, _parse(f.type, env, f.name))
+        for k, v in overrides.items():
+            if v is None:
+                continue
+            if not hasattr(cfg, k):
+                raise TypeError(f"unknown pyray config option {k!r}")
+            setattr(cfg, k, v)
+        return cfg
+
+    def to_env(self) -> dict:
+        """Environment for child processes so they see the same config."""
+        return {"PYRAY_" + f.name.upper(): str(getattr(self, f.name))
+                for f in dataclasses.fields(self)}
+
+
+def _parse(typ, text, name):
+    typ = str(typ)
+    try:
+        if "bool" in typ:
+            return text.strip().lower() in ("1", "true", "yes", "on")
+        if "int" in typ:
+            return int(text)
+        if "float" in typ:
+            return float(text)
+    except ValueError:
+        raise ValueError(f"environment variable PYRAY_{name.upper()}={text!r} "
+                         f"is not a valid {typ}") from None
+    return text

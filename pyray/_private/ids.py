@@ -1,0 +1,44 @@
+"""Identifiers.  An object id is 20 bytes: the 16-byte id of the task (or
+put) that made it plus a 4-byte return index.  Ids are made from a random
+per-process prefix and a counter: unique without a syscall per id."""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+
+OBJECT_ID_SIZE = 20
+TASK_ID_SIZE = 16
+
+_lock = threading.Lock()
+_prefix = os.urandom(8)
+_counter = itertools.count(1)
+_pid = os.getpid()
+
+
+def _reseed():
+    global _prefix, _counter, _pid
+    _prefix = os.urandom(8)
+    _counter = itertools.count(1)
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_reseed)
+
+
+def new_task_id() -> bytes:
+    # itertools.count's next() is atomic under the GIL
+    return _prefix + next(_counter).to_bytes(8, "little")
+
+
+def object_id(task_id: bytes, index: int) -> bytes:
+    return task_id + index.to_bytes(4, "little")
+
+
+def new_put_id() -> bytes:
+    # index 0xffffffff marks a put; returns use 1..n
+    return _prefix + next(_counter).to_bytes(8, "little") + b"\xff\xff\xff\xff"
+
+
+def random_id(n=16) -> bytes:
+    return os.urandom(n)

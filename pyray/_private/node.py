@@ -1,0 +1,169 @@
+"""Starting and stopping the processes of a local cluster (GCS + raylet).
+
+Both are started at once as child processes; each reports readiness down a
+pipe (a handshake, never a sleep).  They die with the process that started
+them (PDEATHSIG), so a killed driver leaves nothing running; the raylet's
+store is a memfd, so nothing is left in /dev/shm either.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+SESSION_ROOT = os.path.join(tempfile.gettempdir(), "pyray")
+CURRENT_CLUSTER_FILE = os.path.join(SESSION_ROOT, "current_cluster")
+
+
+def new_session_dir():
+    os.makedirs(SESSION_ROOT, exist_ok=True)
+    name = time.strftime("session_%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}_{os.urandom(2).hex()}"
+    path = os.path.join(SESSION_ROOT, name)
+    for sub in ("sockets", "logs", "spill"):
+        os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+    return path
+
+
+def default_object_store_memory(fraction):
+    try:
+        import psutil
+        total = psutil.virtual_memory().total
+    except Exception:  # noqa: BLE001
+        total = 8 << 30
+    # /dev/shm caps what a memfd can hold on some systems
+    try:
+        st = os.statvfs("/dev/shm")
+        total = min(total, st.f_bavail * st.f_frsize)
+    except OSError:
+        pass
+    return int(total * fraction)
+
+
+def detect_num_gpus():
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        return len([d for d in cvd.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+class ProcessHandle:
+    def __init__(self, name, popen, ready_r):
+        self.name = name
+        self.popen = popen
+        self.ready_r = ready_r
+        self.info = None
+
+
+def _spawn(name, module, args, session_dir, env, die_with_parent):
+    r, w = os.pipe()
+    log = open(os.path.join(session_dir, "logs", f"{name}.log"), "ab")
+    cmd = [sys.executable, "-m", module, "--ready-fd", str(w)] + args
+    if die_with_parent:
+        cmd.append("--die-with-parent")
+    try:
+        p = subprocess.Popen(cmd, pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=log,
+                             stderr=subprocess.STDOUT, env=env, close_fds=True,
+                             start_new_session=not die_with_parent)
+    finally:
+        os.close(w)
+        log.close()
+    return ProcessHandle(name, p, r)
+
+
+def _wait_ready(handles, timeout, session_dir):
+    deadline = time.monotonic() + timeout
+    pending = {h.ready_r: h for h in handles}
+    bufs = {fd: b"" for fd in pending}
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            names = ", ".join(h.name for h in pending.values())
+            raise TimeoutError(f"pyray: {names} did not start within {timeout}s; "
+                               f"see the logs in {session_dir}/logs")
+        r, _, _ = select.select(list(pending), [], [], min(remaining, 0.5))
+        for fd in r:
+            chunk = os.read(fd, 65536)
+            h = pending[fd]
+            if not chunk:
+                os.close(fd)
+                del pending[fd]
+                code = h.popen.poll()
+                log_path = os.path.join(session_dir, "logs", f"{h.name}.log")
+                tail = ""
+                try:
+                    with open(log_path, "rb") as f:
+                        tail = f.read()[-2000:].decode(errors="replace")
+                except OSError:
+                    pass
+                raise RuntimeError(f"pyray: the {h.name} process exited during start "
+                                   f"(code {code}). Its log ({log_path}) ends with:\n{tail}")
+            bufs[fd] += chunk
+            if b"\n" in bufs[fd]:
+                h.info = json.loads(bufs[fd].split(b"\n", 1)[0])
+                os.close(fd)
+                del pending[fd]
+
+
+class LocalCluster:
+    """GCS + one raylet started by this process."""
+
+    def __init__(self, *, num_cpus, num_gpus, resources, object_store_memory, config,
+                 die_with_parent=True, head=True, gcs_address=None, session_dir=None,
+                 node_ip="127.0.0.1"):
+        self.config = config
+        self.session_dir = session_dir or new_session_dir()
+        env = dict(os.environ)
+        env.update(config.to_env())
+        env["PYTHONUNBUFFERED"] = "1"
+        self.procs = []
+        self.gcs = None
+        self.gcs_address = gcs_address or f"ipc://{self.session_dir}/sockets/gcs"
+        try:
+            if gcs_address is None:
+                self.gcs = _spawn("gcs", "pyray.gcs.server", ["--address", self.gcs_address],
+                                  self.session_dir, env, die_with_parent)
+                self.procs.append(self.gcs)
+            args = ["--session-dir", self.session_dir, "--gcs-address", self.gcs_address,
+                    "--num-cpus", str(num_cpus), "--num-gpus", str(num_gpus),
+                    "--object-store-memory", str(int(object_store_memory)),
+                    "--resources", json.dumps(resources or {}), "--node-ip", node_ip]
+            if head:
+                args.append("--head")
+            self.raylet = _spawn("raylet", "pyray.raylet.raylet", args, self.session_dir, env,
+                                 die_with_parent)
+            self.procs.append(self.raylet)
+            _wait_ready(self.procs, config.start_timeout_s, self.session_dir)
+        except BaseException:
+            self.stop(remove_session=True)
+            raise
+        info = self.raylet.info
+        self.node = {"node_id": bytes.fromhex(info["node_id"]), "raylet_addr": info["raylet_addr"],
+                     "gcs_addr": self.gcs_address, "store_name": info["store_name"],
+                     "session_dir": self.session_dir}
+
+    def stop(self, remove_session=True, timeout=None):
+        timeout = self.config.stop_timeout_s if timeout is None else timeout
+        for h in self.procs:
+            if h.popen.poll() is None:
+                try:
+                    h.popen.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for h in self.procs:
+            try:
+                h.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                h.popen.kill()
+                h.popen.wait(5)
+        if remove_session:
+            shutil.rmtree(self.session_dir, ignore_errors=True)

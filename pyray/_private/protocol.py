@@ -1,0 +1,60 @@
+"""Wire protocol of the control plane.
+
+Every process has one inbox (a zmq PULL socket); a message is one pickled
+tuple ``(op, *fields)`` (pickle protocol 5), optionally followed by raw frames
+for out-of-band buffers.  Requests that expect an answer carry the sender's
+inbox address and a request id; the answer is ``(Op.RESPONSE, req_id, ok,
+payload)``.  PROTOCOL_VERSION is checked when a process registers.
+"""
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1
+
+
+class Op:
+    RESPONSE = 0
+    # core worker <-> core worker
+    PUSH_TASK = 10          # (op, spec)                           owner -> worker task inbox
+    TASK_REPLIES = 11       # (op, worker_id, [reply, ...])        worker -> owner
+    GET_OBJECT = 12         # (op, oid, reply_to)                  borrower -> owner
+    OBJECT_VALUE = 13       # (op, oid, kind, payload)             owner -> borrower
+    ADD_BORROWER = 14       # (op, [oid...], borrower_addr)
+    REMOVE_BORROWER = 15    # (op, [oid...], borrower_addr)
+    RELEASE_CONTAINED = 16  # (op, [outer_oid...])                 outer's owner -> inner's owner
+    CANCEL_TASK = 17        # (op, task_id, force)                 owner -> worker
+    LOG_LINES = 18          # (op, prefix, is_err, text)           worker -> driver
+    WAKE = 19               # internal
+    # raylet
+    REGISTER_WORKER = 30    # (op, version, worker_id, pid, task_addr, ctl_addr, job_id)
+    REQUEST_LEASE = 31      # (op, req_id, owner_addr, shape, job_id, driver_addr, info)
+    LEASE_GRANTED = 32      # (op, req_id, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid)
+    RETURN_LEASE = 33       # (op, lease_id, disconnect)
+    CANCEL_LEASE_REQUEST = 34  # (op, req_id)
+    WORKER_DIED = 35        # (op, lease_id, worker_id, reason)   raylet -> owner
+    LEASE_INFEASIBLE = 36   # (op, req_id, message)                 raylet -> owner
+    WORKER_BLOCKED = 37     # (op, worker_id)
+    WORKER_UNBLOCKED = 38   # (op, worker_id)
+    KILL_WORKER = 39        # (op, worker_id)
+    RAYLET_INFO = 40        # request: node info (store name, node id, resources)
+    RECLAIM_LEASE = 41      # (op, lease_id)                       raylet -> owner: give it back when idle
+    DRIVER_EXIT = 42        # (op, job_id)
+    # gcs
+    REGISTER_NODE = 60
+    NODE_RESOURCES = 61     # (op, node_id, available)  one-way
+    GET_NODES = 62
+    REGISTER_JOB = 63
+    KV_PUT = 64
+    KV_GET = 65
+    KV_DEL = 66
+    CLUSTER_RESOURCES = 67
+    UNREGISTER_NODE = 68
+    KV_KEYS = 69
+    # both
+    SHUTDOWN = 90
+    PING = 91
+
+
+# kinds of a stored value
+VALUE = 0       # payload: (pickled bytes, [buffers])
+IN_STORE = 1    # payload: node id holding it in its shared-memory store
+ERROR = 2       # payload: (pickled bytes, [buffers]) of an exception to raise

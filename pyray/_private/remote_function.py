@@ -1,0 +1,232 @@
+"""@remote on a function: options, validation, and the submit hot path."""
+from __future__ import annotations
+
+import inspect
+
+from pyray._private import ids, serialization
+from pyray._private.context import ctx
+from pyray._private.object_ref import ObjectRef
+from pyray._private.task_spec import FunctionDescriptor, TaskSpec
+from pyray.raylet.resources import validate_shape
+
+TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "num_returns", "max_retries",
+                "retry_exceptions", "scheduling_strategy", "name", "memory", "runtime_env",
+                "max_calls", "accelerator_type", "label_selector", "enable_task_events",
+                "_metadata", "placement_group", "placement_group_bundle_index",
+                "placement_group_capture_child_tasks", "object_store_memory", "concurrency_groups"}
+
+
+def validate_options(opts: dict, allowed=TASK_OPTIONS, what="task"):
+    for k in opts:
+        if k not in allowed:
+            raise ValueError(f"Invalid option keyword {k!r} for {what}s. Valid ones are "
+                             f"{sorted(allowed)}.")
+    for k in ("num_cpus", "num_gpus", "memory"):
+        v = opts.get(k)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"The keyword '{k}' only accepts a non-negative number, "
+                             f"got {v!r} ({type(v).__name__}).")
+        if v < 0:
+            raise ValueError(f"The keyword '{k}' only accepts a non-negative number, got {v}.")
+    res = opts.get("resources")
+    if res is not None:
+        if not isinstance(res, dict):
+            raise ValueError(f"The keyword 'resources' only accepts a dict, got {res!r}.")
+        for name in ("CPU", "GPU"):
+            if name in res:
+                raise ValueError(f"Use the '{name.lower().replace('cpu', 'num_cpus').replace('gpu', 'num_gpus')}'"
+                                 f" argument instead of resources={{'{name}': ...}}.")
+        validate_shape(res, what)
+    nr = opts.get("num_returns")
+    if nr is not None and nr not in ("dynamic", "streaming") and (
+            isinstance(nr, bool) or not isinstance(nr, int) or nr < 0):
+        raise ValueError(f"The keyword 'num_returns' only accepts an integer >= 0, got {nr!r}.")
+    mr = opts.get("max_retries")
+    if mr is not None and (isinstance(mr, bool) or not isinstance(mr, int) or mr < -1):
+        raise ValueError(f"The keyword 'max_retries' only accepts an integer >= -1, got {mr!r}.")
+    re = opts.get("retry_exceptions")
+    if re is not None and not isinstance(re, bool):
+        if not isinstance(re, (list, tuple)) or not all(
+                isinstance(t, type) and issubclass(t, BaseException) for t in re):
+            raise ValueError("The keyword 'retry_exceptions' only accepts a bool or a list of "
+                             f"exception types, got {re!r}.")
+
+
+def make_shape(opts, default_cpus=1):
+    shape = {}
+    cpus = opts.get("num_cpus")
+    cpus = default_cpus if cpus is None else cpus
+    if cpus:
+        shape["CPU"] = float(cpus)
+    if opts.get("num_gpus"):
+        shape["GPU"] = float(opts["num_gpus"])
+    if opts.get("memory"):
+        shape["memory"] = float(opts["memory"])
+    for k, v in (opts.get("resources") or {}).items():
+        if v:
+            shape[k] = float(v)
+    return shape
+
+
+def strategy_key(strategy):
+    if strategy is None or isinstance(strategy, str):
+        return strategy
+    key = getattr(strategy, "_key", None)
+    return key() if callable(key) else repr(strategy)
+
+
+def export_function(fn, name):
+    import cloudpickle
+    try:
+        data = cloudpickle.dumps(fn, protocol=5)
+    except Exception as err:  # noqa: BLE001 - reported with the function's name
+        raise TypeError(f"Could not serialize the function {name}: {err}. Functions "
+                        "sent to workers must be picklable (no open files, locks or "
+                        "sockets captured in their closure).") from err
+    return FunctionDescriptor(ids.random_id(16), data, name, getattr(fn, "__module__", None))
+
+
+def ensure_initialized():
+    cw = ctx.core_worker
+    if cw is None:
+        from pyray._private import worker
+        worker.init()
+        cw = ctx.core_worker
+    return cw
+
+
+def serialize_args(args, kwargs, name):
+    try:
+        return serialization.serialize((args, kwargs))
+    except Exception as err:  # noqa: BLE001 - find and name the culprit
+        for i, a in enumerate(args):
+            try:
+                serialization.serialize(a)
+            except Exception as inner:  # noqa: BLE001
+                raise TypeError(f"Could not serialize argument {i} ({type(a).__name__}: "
+                                f"{a!r:.80}) of {name}: {inner}") from inner
+        for k, v in kwargs.items():
+            try:
+                serialization.serialize(v)
+            except Exception as inner:  # noqa: BLE001
+                raise TypeError(f"Could not serialize keyword argument {k!r} "
+                                f"({type(v).__name__}: {v!r:.80}) of {name}: {inner}") from inner
+        raise TypeError(f"Could not serialize the arguments of {name}: {err}") from err
+
+
+def build_spec(cw, desc, name, args, kwargs, num_returns, shape, key, max_retries,
+               retry_exceptions):
+    """Makes the TaskSpec and the refs it returns.  Hot path."""
+    ser = serialize_args(args, kwargs, name)
+    task_id = ids.new_task_id()
+    return_ids = [task_id + (i + 1).to_bytes(4, "little") for i in range(num_returns)]
+    arg_refs = ser.refs
+    if ser.nbytes > cw.config.max_inline_bytes and cw.plasma is not None:
+        holder = cw.put_serialized(ser)      # args travel through the store
+        arg_refs = arg_refs + [holder]
+        payload = (holder._id, None)
+    else:
+        payload = (ser.data, [bytes(b) for b in ser.buffers] if ser.buffers else [])
+    spec = TaskSpec(task_id, desc, name, payload, arg_refs, return_ids, key, shape,
+                    max_retries, retry_exceptions)
+    if arg_refs:
+        deps = [a for a in args if type(a) is ObjectRef]
+        if kwargs:
+            deps += [v for v in kwargs.values() if type(v) is ObjectRef]
+        spec.deps = deps
+    addr = cw.addr
+    refs = [ObjectRef(oid, addr) for oid in return_ids]
+    return spec, refs
+
+
+class RemoteFunction:
+    def __init__(self, fn, options=None):
+        if not callable(fn):
+            raise TypeError(f"@remote expects a function or a class, got {fn!r}")
+        options = dict(options or {})
+        validate_options(options)
+        self._function = fn
+        self._name = getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
+        self._options = options
+        self._desc = None
+        self._prepare()
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", self._name)
+        self.__module__ = getattr(fn, "__module__", None)
+        self.__wrapped__ = fn
+
+    def _prepare(self):
+        o = self._options
+        self._shape = make_shape(o)
+        sched = o.get("scheduling_strategy")
+        self._key = (tuple(sorted(self._shape.items())), strategy_key(sched))
+        nr = o.get("num_returns", 1)
+        self._num_returns = 1 if nr in ("dynamic", "streaming") else nr
+        mr = o.get("max_retries")
+        self._max_retries = mr
+        self._retry_exceptions = o.get("retry_exceptions", False)
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Remote functions cannot be called directly. Instead of running "
+                        f"'{self.__name__}()', try '{self.__name__}.remote()'.")
+
+    def __getstate__(self):
+        return {"fn": self._function, "options": self._options}
+
+    def __setstate__(self, state):
+        self.__init__(state["fn"], state["options"])
+
+    def options(self, **options):
+        validate_options(options)
+        merged = dict(self._options)
+        merged.update(options)
+        clone = RemoteFunction.__new__(RemoteFunction)
+        clone.__dict__.update(self.__dict__)
+        clone._options = merged
+        clone._prepare()
+        clone._parent = self._parent or self
+        return clone
+
+    _parent = None
+
+    def _get_desc(self):
+        if self._parent is not None:
+            return self._parent._get_desc()
+        if self._desc is None:
+            fn = self._function
+            if inspect.iscoroutinefunction(fn):
+                fn = _wrap_async(fn)
+            self._desc = export_function(fn, self._name)
+        return self._desc
+
+    def remote(self, *args, **kwargs):
+        cw = ctx.core_worker or ensure_initialized()
+        mr = self._max_retries
+        if mr is None:
+            mr = cw.config.task_max_retries
+        spec, refs = build_spec(cw, self._get_desc(), self._name, args, kwargs,
+                                self._num_returns, self._shape, self._key, mr,
+                                self._retry_exceptions)
+        cw.submit(spec)
+        n = self._num_returns
+        if n == 1:
+            return refs[0]
+        if n == 0:
+            return None
+        return refs
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("DAG building (bind) is not supported by pyray")
+
+
+def _wrap_async(fn):
+    import asyncio
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+    return run
+

@@ -1,0 +1,367 @@
+"""A worker process: runs tasks pushed to it by owners that lease it.
+
+Started by the raylet's zygote (a fork of a process that has already
+imported pyray and numpy), so it is ready in milliseconds.  The main thread
+executes tasks from the task inbox in arrival order; the core worker's I/O
+thread serves everything else (replies to tasks this worker submitted,
+borrowers asking for objects it owns, cancellation).
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import io
+import logging
+import os
+import pickle
+import sys
+import threading
+import time
+import traceback
+
+import zmq
+
+from pyray import exceptions as exc
+from pyray._private import object_ref, serialization
+from pyray._private.context import ctx
+from pyray._private.core_worker import CoreWorker
+from pyray._private.ids import object_id
+from pyray._private.object_ref import ObjectRef
+from pyray._private.protocol import ERROR, IN_STORE, PROTOCOL_VERSION, VALUE, Op
+from pyray._private.transport import bind_inbox
+
+log = logging.getLogger("pyray.worker")
+
+
+class TaskContext:
+    __slots__ = ("task_id", "name", "gpu_ids", "owner", "shape")
+
+    def __init__(self, task_id, name, gpu_ids, owner, shape):
+        self.task_id = task_id
+        self.name = name
+        self.gpu_ids = gpu_ids
+        self.owner = owner
+        self.shape = shape
+
+
+class _DriverStream(io.TextIOBase):
+    """sys.stdout/stderr of a worker: lines go to the job's driver, which
+    prints them with a prefix naming the task and pid."""
+
+    def __init__(self, runtime, is_err, fallback):
+        self.runtime = runtime
+        self.is_err = is_err
+        self.fallback = fallback
+        self.buf = []
+        self.lock = threading.Lock()
+
+    def writable(self):
+        return True
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        with self.lock:
+            self.buf.append(s)
+            if "\n" in s:
+                self._flush_locked(complete_lines_only=True)
+        return len(s)
+
+    def flush(self):
+        with self.lock:
+            self._flush_locked(False)
+
+    def _flush_locked(self, complete_lines_only):
+        text = "".join(self.buf)
+        self.buf = []
+        if complete_lines_only:
+            cut = text.rfind("\n") + 1
+            text, rest = text[:cut], text[cut:]
+            if rest:
+                self.buf.append(rest)
+        if not text:
+            return
+        rt = self.runtime
+        if rt.driver_addr is None:
+            self.fallback.write(text)
+            self.fallback.flush()
+            return
+        task = rt.cw.current_task
+        name = task.name if task is not None else "worker"
+        rt.cw.out.send(rt.driver_addr, (Op.LOG_LINES, f"({name} pid={os.getpid()})",
+                                        self.is_err, text))
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self.fallback.fileno()
+
+
+class WorkerRuntime:
+    def __init__(self, worker_id, node, config, session_dir):
+        self.worker_id = worker_id
+        self.node = node
+        self.config = config
+        self.cw = CoreWorker(session_dir=session_dir, node=node, job_id=None, config=config,
+                             is_driver=False, worker_id=worker_id)
+        self.cw.extra_handlers[Op.CANCEL_TASK] = self._h_cancel
+        self.task_addr = f"ipc://{session_dir}/sockets/t{worker_id.hex()[:16]}"
+        self.task_sock = bind_inbox(self.cw.ctx, self.task_addr)
+        self.fns = {}
+        self.driver_addr = None
+        self.job_id = None
+        self.queue = collections.deque()
+        self.cancelled = set()
+        self.replies = {}
+        self.running_task_id = None
+        self.gpu_ids = None
+        self.actor = None           # set by actor support
+        self.main_thread_id = threading.get_ident()
+        ctx.core_worker = self.cw
+        ctx.mode = "worker"
+        ctx.node = node
+        ctx.config = config
+        ctx.session_dir = session_dir
+        ctx.worker = self
+        object_ref._set_core_worker(self.cw)
+
+    # ------------------------------------------------------------------
+    def run(self):
+        cw = self.cw
+        cw.out.send(cw.raylet_addr, (Op.REGISTER_WORKER, PROTOCOL_VERSION, self.worker_id,
+                                     os.getpid(), self.task_addr, cw.addr))
+        sock = self.task_sock
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        ppid = os.getppid()
+        max_batch = self.config.max_reply_batch
+        while True:
+            if not self.queue:
+                if not poller.poll(1000):
+                    if os.getppid() != ppid:
+                        return      # the raylet is gone
+                    continue
+            self._drain(sock)
+            while self.queue:
+                frames = self.queue.popleft()
+                owner, reply = self._execute(frames)
+                if reply is None:
+                    continue
+                batch = self.replies.get(owner)
+                if batch is None:
+                    batch = self.replies[owner] = []
+                batch.append(reply)
+                if len(batch) >= max_batch:
+                    self._flush(owner)
+                if not self.queue:
+                    self._drain(sock)
+                    if not self.queue:
+                        self._flush_all()
+
+    def _drain(self, sock):
+        q = self.queue
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            q.append(sock.recv_multipart(copy=False))
+
+    def _flush(self, owner):
+        batch = self.replies.pop(owner, None)
+        if batch:
+            self.cw.out.send(owner, (Op.TASK_REPLIES, self.worker_id, batch))
+
+    def _flush_all(self):
+        for owner in list(self.replies):
+            self._flush(owner)
+
+    # ------------------------------------------------------------------
+    def _apply_job(self, job):
+        self.job_id = job["job_id"]
+        self.driver_addr = job["driver_addr"]
+        self.cw.job_id = self.job_id
+        self.cw.driver_addr = self.driver_addr
+        self.cw.job_config = job
+        for p in reversed(job.get("sys_path", ())):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        cwd = job.get("cwd")
+        if cwd and os.path.isdir(cwd):
+            try:
+                os.chdir(cwd)
+            except OSError:
+                pass
+        if self.config.log_to_driver:
+            sys.stdout = _DriverStream(self, False, sys.__stdout__)
+            sys.stderr = _DriverStream(self, True, sys.__stderr__)
+
+    def _load_fn(self, fn_id, fn_bytes):
+        fn = self.fns.get(fn_id)
+        if fn is None:
+            if fn_bytes is None:
+                raise exc.RaySystemError(f"worker has no function {fn_id.hex()} and none was sent")
+            fn = pickle.loads(fn_bytes)
+            self.fns[fn_id] = fn
+        return fn
+
+    def _execute(self, frames):
+        try:
+            msg = pickle.loads(frames[0].buffer)
+        except Exception as err:  # noqa: BLE001
+            log.warning("dropped a malformed task message: %s", err)
+            return None, None
+        (_, task_id, fn_id, fn_bytes, name, data, nbuf, resolved, num_returns, owner, attempt,
+         gpu_ids, job, actor, extra, shape) = msg
+        if job is not None and self.job_id is None:
+            self._apply_job(job)
+        if gpu_ids != self.gpu_ids:
+            self.gpu_ids = gpu_ids
+            if gpu_ids:
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+            else:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        return_ids = [object_id(task_id, i + 1) for i in range(num_returns)]
+        cw = self.cw
+        if task_id in self.cancelled:
+            self.cancelled.discard(task_id)
+            payload = serialization.error_payload(exc.TaskCancelledError(task_id.hex()))
+            return owner, (task_id, [(oid, ERROR, payload) for oid in return_ids], None, False)
+        cw.current_task = TaskContext(task_id, name, gpu_ids, owner, shape)
+        self.running_task_id = task_id
+        retry = False
+        contained_at = None
+        try:
+            try:
+                fn = self._load_fn(fn_id, fn_bytes)
+                if nbuf < 0:     # large arguments travel through the store
+                    _kind, (args, kwargs) = serialization.loads_store(
+                        cw.plasma.get(data, timeout=self.config.rpc_timeout_s))
+                else:
+                    args, kwargs = pickle.loads(data,
+                                                buffers=[f.buffer for f in frames[1:1 + nbuf]])
+                if args or kwargs:
+                    args, kwargs = self._resolve_args(args, kwargs, resolved)
+                if actor is not None:
+                    result = self.run_actor_task(fn, actor, args, kwargs, extra)
+                else:
+                    result = fn(*args, **kwargs)
+                del args, kwargs
+                results, contained_at = self._store_returns(task_id, name, result, return_ids)
+                del result
+            except KeyboardInterrupt:
+                raise exc.TaskCancelledError(task_id.hex())
+        except exc.TaskCancelledError as err:
+            payload = serialization.error_payload(err)
+            results = [(oid, ERROR, payload) for oid in return_ids]
+        except BaseException as err:  # noqa: BLE001 - the user's error goes to the owner
+            if isinstance(err, SystemExit) and actor is not None:
+                raise
+            rte = _task_error(name, err)
+            payload = serialization.error_payload(rte)
+            results = [(oid, ERROR, payload) for oid in return_ids]
+            retry = True
+        finally:
+            self.running_task_id = None
+            cw.current_task = None
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, _DriverStream):
+                stream.flush()
+        with cw.lock:
+            if cw.decref_q:
+                cw._drain_decrefs()
+        cw.register_borrows()
+        return owner, (task_id, results, contained_at, retry)
+
+    def run_actor_task(self, fn, actor, args, kwargs, extra):
+        raise exc.RaySystemError("actors are not supported by this worker")
+
+    def _resolve_args(self, args, kwargs, resolved):
+        """Top-level ObjectRef arguments are replaced by their values."""
+        def value(ref):
+            if resolved is not None:
+                r = resolved.get(ref._id)
+                if r is not None:
+                    return serialization.loads_inline(r[1], ref)
+            return self.cw.get(ref)
+        if any(type(a) is ObjectRef for a in args):
+            args = tuple(value(a) if type(a) is ObjectRef else a for a in args)
+        if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
+            kwargs = {k: (value(v) if type(v) is ObjectRef else v) for k, v in kwargs.items()}
+        return args, kwargs
+
+    def _store_returns(self, task_id, name, result, return_ids):
+        n = len(return_ids)
+        if n == 0:
+            return [], None
+        if n == 1:
+            values = (result,)
+        else:
+            try:
+                values = tuple(result)
+            except TypeError:
+                raise ValueError(f"Task {name} has num_returns={n} but returned a "
+                                 f"non-iterable {type(result).__name__}") from None
+            if len(values) != n:
+                raise ValueError(f"Task {name} has num_returns={n} but returned "
+                                 f"{len(values)} values")
+        cw = self.cw
+        out = []
+        contained_at = None
+        limit = self.config.max_inline_bytes
+        for oid, v in zip(return_ids, values):
+            ser = serialization.serialize(v)
+            if ser.nbytes <= limit or cw.plasma is None:
+                out.append((oid, VALUE, serialization.inline_payload(ser)))
+            else:
+                cw._store_put(oid, ser)
+                out.append((oid, IN_STORE, cw.node_id))
+            if ser.refs:
+                with cw.lock:
+                    cw.escaped[oid] = ser.refs
+                contained_at = cw.addr
+        return out, contained_at
+
+    # ------------------------------------------------------------------
+    def _h_cancel(self, msg, frames):
+        _, task_id, force = msg
+        if self.running_task_id == task_id:
+            if force:
+                os._exit(1)
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self.main_thread_id), ctypes.py_object(KeyboardInterrupt))
+        else:
+            self.cancelled.add(task_id)
+
+
+def _task_error(name, err):
+    tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    if isinstance(err, exc.RayTaskError):
+        return err
+    return exc.RayTaskError(name, tb, err)
+
+
+def worker_entry(worker_id, node, config, session_dir, log_path):
+    """Entry point in the forked child."""
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    except OSError:
+        pass
+    logging.basicConfig(level=logging.WARNING, stream=sys.__stderr__,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rt = WorkerRuntime(worker_id, node, config, session_dir)
+    try:
+        rt.run()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001
+            pass
+        os._exit(0)
+
+
+# imported here so the zygote has them loaded before it forks
+import numpy  # noqa: E402,F401
+import cloudpickle  # noqa: E402,F401
+_ = time

@@ -1,0 +1,488 @@
+"""The raylet: one per node.  Owns the node's object store, its worker pool
+and its resources; grants worker leases to owners.
+
+Run as ``python -m pyray.raylet.raylet --session-dir ... --gcs-address ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+from pyray._private import ids  # noqa: F401  (imports before the zygote fork)
+from pyray._private.config import Config
+from pyray._private.protocol import PROTOCOL_VERSION, Op
+from pyray.raylet.resources import NodeResources
+from pyray.raylet.worker_pool import Zygote, set_pdeathsig
+
+log = logging.getLogger("pyray.raylet")
+
+IDLE, LEASED, STARTING = "idle", "leased", "starting"
+
+
+class WorkerInfo:
+    __slots__ = ("worker_id", "pid", "task_addr", "ctl_addr", "state", "job_id", "lease_id",
+                 "idle_since")
+
+    def __init__(self, worker_id):
+        self.worker_id = worker_id
+        self.pid = None
+        self.task_addr = None
+        self.ctl_addr = None
+        self.state = STARTING
+        self.job_id = None
+        self.lease_id = None
+        self.idle_since = time.monotonic()
+
+
+class LeaseInfo:
+    __slots__ = ("lease_id", "worker_id", "owner", "shape", "gpu_ids", "blocked", "reclaim_sent",
+                 "job_id")
+
+    def __init__(self, lease_id, worker_id, owner, shape, gpu_ids, job_id):
+        self.lease_id = lease_id
+        self.worker_id = worker_id
+        self.owner = owner
+        self.shape = shape
+        self.gpu_ids = gpu_ids
+        self.blocked = False
+        self.reclaim_sent = False
+        self.job_id = job_id
+
+
+class Request:
+    __slots__ = ("req_id", "owner", "shape", "job_id", "driver_addr", "key", "warned",
+                 "reclaimed")
+
+    def __init__(self, req_id, owner, shape, job_id, driver_addr, key):
+        self.req_id = req_id
+        self.owner = owner
+        self.shape = shape
+        self.job_id = job_id
+        self.driver_addr = driver_addr
+        self.key = key
+        self.warned = False
+        self.reclaimed = False
+
+
+class Raylet:
+    def __init__(self, args, config):
+        try:
+            import plasma  # TEMP
+            plasma.Store
+        except (ImportError, AttributeError):
+            plasma = None
+        self.config = config
+        self.session_dir = args.session_dir
+        self.node_id = bytes.fromhex(args.node_id) if args.node_id else ids.random_id(16)
+        self.num_cpus = args.num_cpus
+        total = {"CPU": args.num_cpus, "GPU": args.num_gpus,
+                 "memory": args.memory, "object_store_memory": args.object_store_memory}
+        total.update(json.loads(args.resources or "{}"))
+        total[f"node:{args.node_ip}"] = 1.0
+        if args.head:
+            total["node:__internal_head__"] = 1.0
+        self.res = NodeResources(total)
+        spill_dir = os.path.join(self.session_dir, "spill", self.node_id.hex()[:12])
+        os.makedirs(spill_dir, exist_ok=True)
+        self.store = plasma.Store.create(capacity=args.object_store_memory, spill_dir=spill_dir) if plasma else _NoStore()
+        self.addr = f"ipc://{self.session_dir}/sockets/raylet-{self.node_id.hex()[:12]}"
+        self.node = {
+            "node_id": self.node_id, "raylet_addr": self.addr, "gcs_addr": args.gcs_address,
+            "store_name": self.store.name, "session_dir": self.session_dir,
+            "node_ip": args.node_ip, "resources": dict(self.res.total), "pid": os.getpid(),
+            "head": bool(args.head),
+        }
+        # fork the zygote before any thread or zmq context exists
+        self.zygote = Zygote((self.node, config, self.session_dir))
+        import zmq
+        from pyray._private.transport import Outbox, bind_inbox
+        self.zmq = zmq
+        self.ctx = zmq.Context()
+        self.inbox = bind_inbox(self.ctx, self.addr)
+        self.out = Outbox(self.ctx)
+        self.workers = {}
+        self.by_pid = {}
+        self.idle = collections.deque()
+        self.leases = {}
+        self.requests = collections.OrderedDict()
+        self.lease_counter = 0
+        self.starting = 0
+        self.stopping = False
+        self.res_dirty = True
+        self.last_res_sent = 0.0
+        self.handlers = {
+            Op.REGISTER_WORKER: self.h_register_worker,
+            Op.REQUEST_LEASE: self.h_request_lease,
+            Op.RETURN_LEASE: self.h_return_lease,
+            Op.CANCEL_LEASE_REQUEST: self.h_cancel_request,
+            Op.WORKER_BLOCKED: self.h_blocked,
+            Op.WORKER_UNBLOCKED: self.h_unblocked,
+            Op.KILL_WORKER: self.h_kill_worker,
+            Op.RAYLET_INFO: self.h_info,
+            Op.DRIVER_EXIT: self.h_driver_exit,
+            Op.SHUTDOWN: self.h_shutdown,
+            Op.PING: self.h_ping,
+            Op.RESPONSE: lambda msg: None,
+        }
+        for _ in range(max(1, int(self.num_cpus))):
+            self._spawn()
+
+    # ------------------------------------------------------------------
+    def _spawn(self):
+        wid = ids.random_id(16)
+        self.workers[wid] = WorkerInfo(wid)
+        self.starting += 1
+        self.zygote.spawn(wid)
+
+    def respond(self, addr, req_id, payload, ok=True):
+        self.out.send(addr, (Op.RESPONSE, req_id, ok, payload))
+
+    def h_ping(self, msg):
+        _, req_id, reply_to = msg[:3]
+        self.respond(reply_to, req_id, "pong")
+
+    def h_info(self, msg):
+        _, req_id, reply_to = msg[:3]
+        self.respond(reply_to, req_id, {"node": self.node, "total": dict(self.res.total),
+                                        "available": self.res.snapshot(),
+                                        "store": self.store.stats(),
+                                        "num_workers": len(self.workers)})
+
+    def h_register_worker(self, msg):
+        _, version, wid, pid, task_addr, ctl_addr = msg
+        w = self.workers.get(wid)
+        if version != PROTOCOL_VERSION or w is None:
+            log.warning("refused worker %s (protocol %s)", wid.hex(), version)
+            return
+        w.pid = pid
+        w.task_addr = task_addr
+        w.ctl_addr = ctl_addr
+        if w.state == STARTING:
+            self.starting -= 1
+        w.state = IDLE
+        w.idle_since = time.monotonic()
+        self.by_pid[pid] = w
+        self.idle.append(wid)
+        self.schedule()
+
+    def h_request_lease(self, msg):
+        _, req_id, owner, shape, job_id, driver_addr, key = msg
+        self.requests[(owner, req_id)] = Request(req_id, owner, shape, job_id, driver_addr, key)
+        self.schedule()
+
+    def h_cancel_request(self, msg):
+        # owner is not in the message: scan (cancels are rare)
+        req_id = msg[1]
+        for k in [k for k in self.requests if k[1] == req_id]:
+            del self.requests[k]
+
+    def h_return_lease(self, msg):
+        _, lease_id, disconnect = msg
+        lease = self.leases.pop(lease_id, None)
+        if lease is None:
+            return
+        self._release(lease)
+        w = self.workers.get(lease.worker_id)
+        if w is not None:
+            w.lease_id = None
+            if disconnect:
+                self._kill(w)
+            else:
+                w.state = IDLE
+                w.idle_since = time.monotonic()
+                self.idle.append(w.worker_id)
+        self.schedule()
+
+    def _release(self, lease):
+        if lease.blocked:
+            self.res.unlend(lease.shape)
+        self.res.release(lease.shape, lease.gpu_ids)
+        self.res_dirty = True
+
+    def h_blocked(self, msg):
+        w = self.workers.get(msg[1])
+        lease = self.leases.get(w.lease_id) if w is not None else None
+        if lease is not None and not lease.blocked:
+            lease.blocked = True
+            self.res.lend(lease.shape)
+            self.schedule()
+
+    def h_unblocked(self, msg):
+        w = self.workers.get(msg[1])
+        lease = self.leases.get(w.lease_id) if w is not None else None
+        if lease is not None and lease.blocked:
+            lease.blocked = False
+            self.res.unlend(lease.shape)
+
+    def h_kill_worker(self, msg):
+        w = self.workers.get(msg[1])
+        if w is not None:
+            self._kill(w)
+
+    def h_driver_exit(self, msg):
+        job_id = msg[1]
+        for w in list(self.workers.values()):
+            if w.job_id == job_id:
+                self._kill(w)
+
+    def h_shutdown(self, msg):
+        self.stopping = True
+        if len(msg) >= 3:
+            self.respond(msg[2], msg[1], True)
+
+    def _kill(self, w):
+        if w.pid is not None:
+            self.zygote.kill(w.pid)
+
+    # ------------------------------------------------------------------
+    def schedule(self):
+        """Grants what fits, in arrival order; starts workers as needed."""
+        if not self.requests:
+            return
+        need_workers = 0
+        blocked_by_resources = []
+        for key, req in list(self.requests.items()):
+            if not self.res.feasible(req.shape):
+                if not req.warned:
+                    req.warned = True
+                    self.out.send(req.owner, (Op.LEASE_INFEASIBLE, req.req_id, _infeasible_msg(
+                        req.shape, self.res.total)))
+                continue
+            if not self.res.fits(req.shape):
+                blocked_by_resources.append(req)
+                continue
+            w = self._idle_worker(req.job_id)
+            if w is None:
+                need_workers += 1
+                continue
+            del self.requests[key]
+            self._grant(req, w)
+        if need_workers > self.starting:
+            for _ in range(need_workers - self.starting):
+                self._spawn()
+        if blocked_by_resources:
+            self._reclaim_for(blocked_by_resources)
+
+    def _idle_worker(self, job_id):
+        for _ in range(len(self.idle)):
+            wid = self.idle.popleft()
+            w = self.workers.get(wid)
+            if w is None or w.state != IDLE:
+                continue
+            if w.job_id is None or w.job_id == job_id:
+                return w
+            self.idle.append(wid)
+        return None
+
+    def _grant(self, req, w):
+        self.lease_counter += 1
+        lid = self.lease_counter
+        gpu_ids = self.res.acquire(req.shape)
+        self.res_dirty = True
+        lease = LeaseInfo(lid, w.worker_id, req.owner, req.shape, gpu_ids, req.job_id)
+        self.leases[lid] = lease
+        w.state = LEASED
+        w.lease_id = lid
+        w.job_id = req.job_id
+        self.out.send(req.owner, (Op.LEASE_GRANTED, req.req_id, lid, w.worker_id, w.task_addr,
+                                  w.ctl_addr, gpu_ids, w.pid))
+
+    def _reclaim_for(self, reqs):
+        owners = {r.owner for r in reqs if not r.reclaimed}
+        if not owners:
+            return
+        for r in reqs:
+            r.reclaimed = True
+        for lease in self.leases.values():
+            if not lease.reclaim_sent and lease.owner not in owners:
+                lease.reclaim_sent = True
+                self.out.send(lease.owner, (Op.RECLAIM_LEASE, lease.lease_id))
+
+    # ------------------------------------------------------------------
+    def on_zygote_events(self):
+        events, eof = self.zygote.events()
+        for ev in events:
+            if ev[0] == "started":
+                w = self.workers.get(ev[1])
+                if w is not None:
+                    w.pid = ev[2]
+                    self.by_pid[ev[2]] = w
+            elif ev[0] == "exited":
+                self._worker_exited(ev[1], ev[2], ev[3])
+        if eof and not self.stopping:
+            log.error("the worker zygote exited; stopping the raylet")
+            self.stopping = True
+
+    def _worker_exited(self, wid, pid, status):
+        w = self.workers.pop(wid, None)
+        self.by_pid.pop(pid, None)
+        if w is None:
+            return
+        if w.state == STARTING:
+            self.starting -= 1
+        reason = _status_text(status)
+        if w.lease_id is not None:
+            lease = self.leases.pop(w.lease_id, None)
+            if lease is not None:
+                self._release(lease)
+                self.out.send(lease.owner, (Op.WORKER_DIED, lease.lease_id, wid, reason))
+        # leases this worker held as an owner are given back
+        if w.ctl_addr is not None:
+            for lease in [l for l in self.leases.values() if l.owner == w.ctl_addr]:
+                self.leases.pop(lease.lease_id, None)
+                self._release(lease)
+                held = self.workers.get(lease.worker_id)
+                if held is not None:
+                    held.lease_id = None
+                    self._kill(held)
+            for k in [k for k in self.requests if k[0] == w.ctl_addr]:
+                del self.requests[k]
+        self.schedule()
+
+    def maintain_pool(self, now):
+        """Stops idle workers beyond num_cpus that idled too long."""
+        idle = [self.workers[w] for w in self.idle if w in self.workers
+                and self.workers[w].state == IDLE]
+        extra = len(self.workers) - max(1, int(self.num_cpus))
+        timeout = self.config.idle_worker_timeout_s
+        for w in idle:
+            if extra <= 0:
+                break
+            if now - w.idle_since > timeout:
+                w.state = "stopping"
+                self._kill(w)
+                extra -= 1
+
+    def report_resources(self, now, force=False):
+        if (self.res_dirty and now - self.last_res_sent > 0.05) or force:
+            self.res_dirty = False
+            self.last_res_sent = now
+            self.out.send(self.node["gcs_addr"], (Op.NODE_RESOURCES, self.node_id,
+                                                  self.res.snapshot()))
+
+    # ------------------------------------------------------------------
+    def run(self, ready_fd):
+        zmq = self.zmq
+        from pyray._private.transport import recv_msg
+        poller = zmq.Poller()
+        poller.register(self.inbox, zmq.POLLIN)
+        poller.register(self.zygote.fd, zmq.POLLIN)
+        self.out.send(self.node["gcs_addr"], (Op.REGISTER_NODE, 0, self.addr, self.node))
+        if ready_fd is not None:
+            os.write(ready_fd, (json.dumps({"raylet_addr": self.addr,
+                                            "node_id": self.node_id.hex(),
+                                            "store_name": self.store.name}) + "\n").encode())
+            os.close(ready_fd)
+        next_tick = 0.0
+        hb = self.config.heartbeat_interval_s
+        while not self.stopping and not _stop_requested:
+            for sock, _ in poller.poll(50):
+                if sock is self.inbox:
+                    for _ in range(1000):
+                        try:
+                            msg, _frames = recv_msg(self.inbox) if self.inbox.poll(0) else (0, 0)
+                        except zmq.ZMQError:
+                            break
+                        if msg == 0:
+                            break
+                        if msg is None:
+                            continue
+                        h = self.handlers.get(msg[0])
+                        if h is None:
+                            log.warning("dropped a message with unknown op %r", msg[0])
+                            continue
+                        try:
+                            h(msg)
+                        except Exception:  # noqa: BLE001 - a bad message must not kill us
+                            log.exception("handling op %s failed", msg[0])
+                else:
+                    self.on_zygote_events()
+            now = time.monotonic()
+            self.report_resources(now)
+            if now >= next_tick:
+                next_tick = now + hb
+                self.report_resources(now, force=True)
+                self.maintain_pool(now)
+        self.stop()
+
+    def stop(self):
+        self.zygote.stop()
+        try:
+            self.out.send(self.node["gcs_addr"], (Op.UNREGISTER_NODE, self.node_id))
+        except Exception:  # noqa: BLE001
+            pass
+        self.out.close()
+        self.inbox.close(0)
+        self.ctx.term()
+        self.store.close()
+
+
+class _NoStore:  # TEMP until the store lands
+    name = None
+
+    def stats(self):
+        return {}
+
+    def close(self):
+        pass
+
+
+def _status_text(status):
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"killed by signal {name}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+def _infeasible_msg(shape, total):
+    return (f"The task or actor needs {shape}, which no node in the cluster can provide "
+            f"(this node has {total}). It stays pending until a node with these resources "
+            "joins; lower its requirements or add resources.")
+
+
+_stop_requested = False
+
+
+def _on_term(signum, frame):
+    global _stop_requested
+    _stop_requested = True
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="pyray-raylet")
+    ap.add_argument("--session-dir", required=True)
+    ap.add_argument("--gcs-address", required=True)
+    ap.add_argument("--node-id", default="")
+    ap.add_argument("--node-ip", default="127.0.0.1")
+    ap.add_argument("--num-cpus", type=float, required=True)
+    ap.add_argument("--num-gpus", type=float, default=0)
+    ap.add_argument("--memory", type=float, default=0)
+    ap.add_argument("--object-store-memory", type=int, required=True)
+    ap.add_argument("--resources", default="{}")
+    ap.add_argument("--ready-fd", type=int, default=None)
+    ap.add_argument("--head", action="store_true")
+    ap.add_argument("--die-with-parent", action="store_true")
+    args = ap.parse_args(argv)
+    if args.die_with_parent:
+        set_pdeathsig(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raylet = Raylet(args, Config.from_env())
+    raylet.run(args.ready_fd)
+
+
+if __name__ == "__main__":
+    main()
+
