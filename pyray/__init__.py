@@ -21,3 +21,8 @@ from pyray._private.api import method, remote
 __all__ = ["__version__", "ObjectRef", "available_resources", "cancel", "cluster_resources",
            "exceptions", "get", "get_gpu_ids", "get_runtime_context", "init",
            "is_initialized", "method", "nodes", "put", "remote", "shutdown", "wait"]
+
+from pyray.actor import get_actor, kill  # noqa: E402
+from pyray import actor, util  # noqa: E402
+
+__all__ += ["get_actor", "kill", "actor", "util"]

@@ -71,6 +71,24 @@ class Lease:
         self.first = True
 
 
+class ActorClient:
+    """What a caller knows of one actor."""
+    __slots__ = ("actor_id", "state", "task_addr", "ctl_addr", "worker_id", "pid", "queue",
+                 "inflight", "cause", "terminate_pending")
+
+    def __init__(self, actor_id):
+        self.actor_id = actor_id
+        self.state = "PENDING"
+        self.task_addr = None
+        self.ctl_addr = None
+        self.worker_id = None
+        self.pid = None
+        self.queue = collections.deque()
+        self.inflight = {}
+        self.cause = None
+        self.terminate_pending = False
+
+
 class KeyState:
     """Tasks of one resource shape waiting for a leased worker."""
     __slots__ = ("queue", "leases", "pending_reqs", "shape", "infeasible_warned")
@@ -122,6 +140,10 @@ class CoreWorker:
         self.pending_lease_reqs = {}  # req id -> key
         self.tasks_by_id = {}        # task id -> TaskSpec, while not finished
         self.rpc_waiters = {}
+        self.actors = {}             # actor id -> ActorClient
+        self.actor_refs = {}         # actor id -> refs in its constructor's arguments
+        self.actor_handles = {}      # actor id -> live handles made by this process
+        self.escaped_actors = set()  # actors whose handle was sent elsewhere
         self.current_task = None     # set by the worker loop while a task runs
         self.blocked_depth = 0
         self.closing = False
@@ -147,6 +169,8 @@ class CoreWorker:
             Op.RELEASE_CONTAINED: self._h_release_contained,
             Op.RESPONSE: self._h_response,
             Op.LOG_LINES: self._h_log_lines,
+            Op.WAKE: lambda msg, frames: None,
+            Op.ACTOR_STATE: self._h_actor_state,
         }
         self.extra_handlers = {}
         self._pending_callbacks = []
@@ -170,6 +194,9 @@ class CoreWorker:
         local = self.local_refs
         while q:
             oid = q.popleft()
+            if type(oid) is tuple:          # an actor handle was dropped
+                self._actor_handle_dropped(oid[0])
+                continue
             n = local.get(oid, 0) - 1
             if n > 0:
                 local[oid] = n
@@ -576,6 +603,131 @@ class CoreWorker:
                 self.out.send(lease.ctl_addr, (Op.CANCEL_TASK, task_id, bool(force)))
 
     # ------------------------------------------------------------------
+    # actors (caller side): calls go straight to the actor's worker
+    # ------------------------------------------------------------------
+    def _actor_client(self, actor_id):
+        ac = self.actors.get(actor_id)
+        if ac is None:
+            ac = self.actors[actor_id] = ActorClient(actor_id)
+            self.out.send(self.gcs_addr, (Op.GET_ACTOR_INFO, actor_id, self.addr))
+        return ac
+
+    def submit_actor_task(self, spec):
+        with self.lock:
+            if self.decref_q:
+                self._drain_decrefs()
+            for oid in spec.return_ids:
+                e = Owned()
+                e.spec = spec
+                self.owned[oid] = e
+            self.tasks_by_id[spec.task_id] = spec
+            for ref in spec.deps:
+                e = self.owned.get(ref._id)
+                if e is not None and e.state == READY and e.kind == VALUE:
+                    if spec.resolved is None:
+                        spec.resolved = {}
+                    spec.resolved[ref._id] = (VALUE, e.payload)
+            ac = self._actor_client(spec.actor)
+            if ac.state == "ALIVE" and not ac.queue:
+                self._push_actor(ac, spec)
+            elif ac.state == "DEAD":
+                self.fail_task(spec, self._actor_error(ac))
+            else:
+                ac.queue.append(spec)
+
+    def _push_actor(self, ac, spec):
+        ac.inflight[spec.task_id] = spec
+        spec.attempt += 1
+        data, bufs = spec.args_payload
+        msg = (Op.PUSH_TASK, spec.task_id, spec.name, None, spec.name, data,
+               -1 if bufs is None else len(bufs), spec.resolved, len(spec.return_ids),
+               self.addr, spec.attempt, None, None, spec.actor, None, None)
+        self.out.send(ac.task_addr, msg, bufs)
+
+    def _actor_error(self, ac):
+        cause = ac.cause
+        if isinstance(cause, tuple):
+            try:
+                err = serialization.loads_inline(cause)
+            except Exception as e:  # noqa: BLE001
+                err = e
+            return exc.ActorDiedError(err, (
+                "The actor died because of an error raised in its creation task: "
+                f"{err}"), ac.actor_id)
+        return exc.ActorDiedError(None, f"The actor {ac.actor_id.hex()} is dead: {cause}",
+                                  ac.actor_id)
+
+    def _h_actor_state(self, msg, frames):
+        _, actor_id, state, addr, cause, restarts = msg
+        ac = self.actors.get(actor_id)
+        if ac is None:
+            return
+        if state == "ALIVE":
+            if addr is not None and (ac.task_addr != addr[0] or ac.state != "ALIVE"):
+                ac.task_addr, ac.ctl_addr, ac.worker_id, ac.pid = addr
+            ac.state = "ALIVE"
+            while ac.queue:
+                self._push_actor(ac, ac.queue.popleft())
+            if ac.terminate_pending:
+                self._terminate_actor(ac)
+        elif state in ("RESTARTING", "DEAD"):
+            ac.state = state
+            ac.cause = cause
+            lost = list(ac.inflight.values())
+            ac.inflight.clear()
+            retry = []
+            for spec in lost:
+                if state == "RESTARTING" and spec.retries_left != 0:
+                    spec.retries_left -= 1
+                    retry.append(spec)
+                else:
+                    self.fail_task(spec, self._actor_error(ac) if state == "DEAD" else
+                                   exc.ActorDiedError(None, (
+                                       f"The actor died while running {spec.name} (cause: "
+                                       f"{cause}); the call was not retried "
+                                       "(max_task_retries).")))
+            ac.queue.extendleft(reversed(retry))
+            if state == "DEAD":
+                err = self._actor_error(ac)
+                while ac.queue:
+                    self.fail_task(ac.queue.popleft(), err)
+                self.actor_refs.pop(actor_id, None)
+        self.cv.notify_all()
+
+    def keep_alive(self, actor_id, refs):
+        if refs:
+            with self.lock:
+                self.actor_refs[actor_id] = refs
+
+    def add_actor_handle(self, actor_id):
+        with self.lock:
+            self.actor_handles[actor_id] = self.actor_handles.get(actor_id, 0) + 1
+
+    def actor_handle_escaped(self, actor_id):
+        self.escaped_actors.add(actor_id)
+
+    def _actor_handle_dropped(self, actor_id):
+        n = self.actor_handles.get(actor_id, 0) - 1
+        if n > 0:
+            self.actor_handles[actor_id] = n
+            return
+        self.actor_handles.pop(actor_id, None)
+        if actor_id in self.escaped_actors:
+            return
+        ac = self._actor_client(actor_id)
+        if ac.state == "ALIVE":
+            self._terminate_actor(ac)
+        elif ac.state != "DEAD":
+            ac.terminate_pending = True
+
+    def _terminate_actor(self, ac):
+        """Out of scope: the actor stops after the calls already sent to it."""
+        ac.terminate_pending = False
+        msg = (Op.PUSH_TASK, ids.new_task_id(), "__pyray_terminate__", None, "terminate", b"",
+               0, None, 0, self.addr, 1, None, None, ac.actor_id, None, None)
+        self.out.send(ac.task_addr, msg)
+
+    # ------------------------------------------------------------------
     # results
     # ------------------------------------------------------------------
     def _set_ready(self, oid, kind, payload, contained_at=None):
@@ -621,6 +773,10 @@ class CoreWorker:
                 spec = self.tasks_by_id.get(task_id)
                 if spec is None:
                     continue
+                if spec.actor is not None:
+                    ac = self.actors.get(spec.actor)
+                    if ac is not None:
+                        ac.inflight.pop(task_id, None)
             if retry and spec.retries_left != 0 and not spec.cancelled and \
                     self._should_retry_exception(spec, results):
                 spec.retries_left -= 1
@@ -896,6 +1052,7 @@ class CoreWorker:
             for lease in list(self.leases.values()):
                 self._return_lease(lease, disconnect=False)
             self.closing = True
+            self.out.send(self.addr, (Op.WAKE,))
         self.io_thread.join(timeout=2)
         self.out.close()
         try:

@@ -152,6 +152,13 @@ class LocalCluster:
 
     def stop(self, remove_session=True, timeout=None):
         timeout = self.config.stop_timeout_s if timeout is None else timeout
+        # a SHUTDOWN message may already be on its way: give it a moment
+        grace = time.monotonic() + 0.5
+        for h in self.procs:
+            try:
+                h.popen.wait(max(0.0, grace - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
         for h in self.procs:
             if h.popen.poll() is None:
                 try:

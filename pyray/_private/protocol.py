@@ -49,6 +49,15 @@ class Op:
     CLUSTER_RESOURCES = 67
     UNREGISTER_NODE = 68
     KV_KEYS = 69
+    # actors (gcs)
+    REGISTER_ACTOR = 70     # request: spec dict -> {"actor_id", "existing", "meta"}
+    GET_ACTOR_INFO = 71     # (op, actor_id, subscriber_addr) one-way; answered by ACTOR_STATE
+    ACTOR_STATE = 72        # (op, actor_id, state, (task_addr, ctl_addr, worker_id, pid)|None, cause, restarts)
+    GET_NAMED_ACTOR = 73    # request: (name, namespace)
+    LIST_NAMED_ACTORS = 74  # request: (all_namespaces, namespace)
+    KILL_ACTOR = 75         # request: (actor_id, no_restart)
+    ACTOR_EXITING = 76      # (op, actor_id) one-way, from the actor's worker
+    LIST_ACTORS = 77        # request
     # both
     SHUTDOWN = 90
     PING = 91

@@ -154,13 +154,16 @@ def shutdown(_exiting_interpreter=False):
         cw = ctx.core_worker
         if cw is None or ctx.mode != "driver":
             return
-        try:
-            cw.out.send(cw.raylet_addr, (Op.DRIVER_EXIT, cw.job_id))
-        except Exception:  # noqa: BLE001
-            pass
+        cluster = ctx.cluster
+        cw.out.send(cw.raylet_addr, (Op.DRIVER_EXIT, cw.job_id))
+        cw.out.send(cw.gcs_addr, (Op.DRIVER_EXIT, cw.job_id))
+        if cluster is not None:
+            # ask our own daemons to stop now: they exit while we close
+            cw.out.send(cw.raylet_addr, (Op.SHUTDOWN,))
+            if cluster.gcs is not None:
+                cw.out.send(cw.gcs_addr, (Op.SHUTDOWN,))
         object_ref._set_core_worker(None)
         cw.shutdown()
-        cluster = ctx.cluster
         ctx.reset()
         if cluster is not None:
             cluster.stop()

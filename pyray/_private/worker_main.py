@@ -29,6 +29,7 @@ from pyray._private.ids import object_id
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import ERROR, IN_STORE, PROTOCOL_VERSION, VALUE, Op
 from pyray._private.transport import bind_inbox
+from pyray.actor import ActorExit as ActorExitSignal
 
 log = logging.getLogger("pyray.worker")
 
@@ -42,6 +43,27 @@ class TaskContext:
         self.gpu_ids = gpu_ids
         self.owner = owner
         self.shape = shape
+
+
+TERMINATE = "__pyray_terminate__"
+
+
+class Call:
+    """A task between arrival and reply."""
+    __slots__ = ("task_id", "name", "owner", "return_ids", "extra", "ctx", "fn", "args",
+                 "kwargs", "reply")
+
+    def __init__(self, task_id, name, owner, return_ids, extra, ctx):
+        self.task_id = task_id
+        self.name = name
+        self.owner = owner
+        self.return_ids = return_ids
+        self.extra = extra
+        self.ctx = ctx
+        self.fn = None
+        self.args = ()
+        self.kwargs = {}
+        self.reply = None
 
 
 class _DriverStream(io.TextIOBase):
@@ -116,7 +138,8 @@ class WorkerRuntime:
         self.replies = {}
         self.running_task_id = None
         self.gpu_ids = None
-        self.actor = None           # set by actor support
+        self.actor = None           # an ActorInstance once this worker hosts an actor
+        self.exiting = False
         self.main_thread_id = threading.get_ident()
         ctx.core_worker = self.cw
         ctx.mode = "worker"
@@ -146,6 +169,11 @@ class WorkerRuntime:
             while self.queue:
                 frames = self.queue.popleft()
                 owner, reply = self._execute(frames)
+                if self.exiting:
+                    if reply is not None:
+                        self.replies.setdefault(owner, []).append(reply)
+                    self._flush_all()
+                    self.actor.exit_now()
                 if reply is None:
                     continue
                 batch = self.replies.get(owner)
@@ -203,75 +231,120 @@ class WorkerRuntime:
         return fn
 
     def _execute(self, frames):
+        """Runs one task inline; returns (owner, reply) or (None, None)."""
+        call = self._begin(frames)
+        if call is None:
+            return None, None
+        if call.reply is not None:
+            return call.owner, call.reply
+        if self.actor is not None and self.actor.concurrent and call.extra is None:
+            self.actor.submit(call)
+            return None, None
+        self._enter(call)
+        try:
+            result = call.fn(*call.args, **call.kwargs)
+            err = None
+        except BaseException as e:  # noqa: BLE001 - the user's error goes to the owner
+            result, err = None, e
+        finally:
+            self._leave()
+        return call.owner, self._complete(call, result, err)
+
+    def _begin(self, frames):
         try:
             msg = pickle.loads(frames[0].buffer)
         except Exception as err:  # noqa: BLE001
             log.warning("dropped a malformed task message: %s", err)
-            return None, None
+            return None
         (_, task_id, fn_id, fn_bytes, name, data, nbuf, resolved, num_returns, owner, attempt,
          gpu_ids, job, actor, extra, shape) = msg
         if job is not None and self.job_id is None:
             self._apply_job(job)
-        if gpu_ids != self.gpu_ids:
+        if gpu_ids is not None and gpu_ids != self.gpu_ids:
             self.gpu_ids = gpu_ids
             if gpu_ids:
                 os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
             else:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        return_ids = [object_id(task_id, i + 1) for i in range(num_returns)]
-        cw = self.cw
+        call = Call(task_id, name, owner, [object_id(task_id, i + 1) for i in range(num_returns)],
+                    extra, TaskContext(task_id, name, gpu_ids or self.gpu_ids, owner, shape))
         if task_id in self.cancelled:
             self.cancelled.discard(task_id)
-            payload = serialization.error_payload(exc.TaskCancelledError(task_id.hex()))
-            return owner, (task_id, [(oid, ERROR, payload) for oid in return_ids], None, False)
-        cw.current_task = TaskContext(task_id, name, gpu_ids, owner, shape)
-        self.running_task_id = task_id
-        retry = False
-        contained_at = None
+            call.reply = self._error_reply(call, exc.TaskCancelledError(task_id.hex()), False)
+            return call
         try:
+            if actor is not None and extra is None:
+                if fn_id == TERMINATE:
+                    self.exiting = True
+                    return None
+                call.fn = getattr(self.actor.obj, fn_id)
+            else:
+                call.fn = self._load_fn(fn_id, fn_bytes)
+                if extra is not None and extra[0] == "create":
+                    call.fn = self._actor_creator(call.fn, actor, extra)
+            if nbuf < 0:     # large arguments travel through the store
+                _kind, (args, kwargs) = serialization.loads_store(
+                    self.cw.plasma.get(data, timeout=self.config.rpc_timeout_s))
+            else:
+                args, kwargs = pickle.loads(data, buffers=[f.buffer for f in frames[1:1 + nbuf]])
+            if args or kwargs:
+                args, kwargs = self._resolve_args(args, kwargs, resolved)
+            call.args, call.kwargs = args, kwargs
+        except BaseException as err:  # noqa: BLE001 - reported to the owner
+            call.reply = self._error_reply(call, _task_error(name, err), True)
+        return call
+
+    def _enter(self, call):
+        self.cw.current_task = call.ctx
+        self.running_task_id = call.task_id
+
+    def _leave(self):
+        self.running_task_id = None
+        self.cw.current_task = None
+
+    def _error_reply(self, call, err, retry):
+        payload = serialization.error_payload(err)
+        return (call.task_id, [(oid, ERROR, payload) for oid in call.return_ids], None, retry)
+
+    def _complete(self, call, result, err):
+        """Builds the reply of a finished call (result or exception)."""
+        call.args = call.kwargs = None
+        if err is None:
             try:
-                fn = self._load_fn(fn_id, fn_bytes)
-                if nbuf < 0:     # large arguments travel through the store
-                    _kind, (args, kwargs) = serialization.loads_store(
-                        cw.plasma.get(data, timeout=self.config.rpc_timeout_s))
-                else:
-                    args, kwargs = pickle.loads(data,
-                                                buffers=[f.buffer for f in frames[1:1 + nbuf]])
-                if args or kwargs:
-                    args, kwargs = self._resolve_args(args, kwargs, resolved)
-                if actor is not None:
-                    result = self.run_actor_task(fn, actor, args, kwargs, extra)
-                else:
-                    result = fn(*args, **kwargs)
-                del args, kwargs
-                results, contained_at = self._store_returns(task_id, name, result, return_ids)
-                del result
-            except KeyboardInterrupt:
-                raise exc.TaskCancelledError(task_id.hex())
-        except exc.TaskCancelledError as err:
-            payload = serialization.error_payload(err)
-            results = [(oid, ERROR, payload) for oid in return_ids]
-        except BaseException as err:  # noqa: BLE001 - the user's error goes to the owner
-            if isinstance(err, SystemExit) and actor is not None:
-                raise
-            rte = _task_error(name, err)
-            payload = serialization.error_payload(rte)
-            results = [(oid, ERROR, payload) for oid in return_ids]
-            retry = True
-        finally:
-            self.running_task_id = None
-            cw.current_task = None
+                results, contained_at = self._store_returns(call.task_id, call.name, result,
+                                                            call.return_ids)
+                reply = (call.task_id, results, contained_at, False)
+            except BaseException as e:  # noqa: BLE001
+                err = e
+        if err is not None:
+            if isinstance(err, ActorExitSignal):
+                reply = self._error_reply(call, exc.RayActorError(
+                    error_msg="The actor exited intentionally (exit_actor())."), False)
+                self.exiting = True
+            elif isinstance(err, (KeyboardInterrupt, exc.TaskCancelledError)):
+                reply = self._error_reply(call, exc.TaskCancelledError(call.task_id.hex()), False)
+            else:
+                reply = self._error_reply(call, _task_error(call.name, err), True)
+        del result
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, _DriverStream):
                 stream.flush()
+        cw = self.cw
         with cw.lock:
             if cw.decref_q:
                 cw._drain_decrefs()
         cw.register_borrows()
-        return owner, (task_id, results, contained_at, retry)
+        return reply
 
-    def run_actor_task(self, fn, actor, args, kwargs, extra):
-        raise exc.RaySystemError("actors are not supported by this worker")
+    def _actor_creator(self, cls, actor_id, extra):
+        _, options, restarts = extra
+
+        def create(*args, **kwargs):
+            from pyray._private.actor_worker import ActorInstance
+            obj = cls(*args, **kwargs)
+            self.actor = ActorInstance(self, actor_id, cls, obj, options, restarts)
+            return None
+        return create
 
     def _resolve_args(self, args, kwargs, resolved):
         """Top-level ObjectRef arguments are replaced by their values."""

@@ -105,7 +105,7 @@ class GcsServer:
         self.stopping = False
         s = self.state
         self.requests = {
-            Op.REGISTER_NODE: lambda info: s.register_node(info),
+            Op.REGISTER_NODE: self._register_node,
             Op.GET_NODES: lambda: s.get_nodes(),
             Op.REGISTER_JOB: lambda info: s.register_job(info),
             Op.KV_PUT: self._kv_put,
@@ -114,12 +114,57 @@ class GcsServer:
             Op.KV_KEYS: lambda prefix: [k for k in s.kv if k.startswith(prefix)],
             Op.CLUSTER_RESOURCES: lambda available: s.cluster_resources(available),
             Op.PING: lambda: "pong",
-            Op.SHUTDOWN: self._shutdown,
         }
+        from pyray.gcs.actor_manager import ActorManager
+        self.actors = am = ActorManager(self)
+        self.requests.update({
+            Op.REGISTER_ACTOR: am.register,
+            Op.GET_NAMED_ACTOR: am.get_named,
+            Op.LIST_NAMED_ACTORS: am.list_named,
+            Op.KILL_ACTOR: am.kill,
+            Op.LIST_ACTORS: am.list_actors,
+        })
         self.oneway = {
+            Op.GET_ACTOR_INFO: self._actor_info,
+            Op.ACTOR_EXITING: am.exiting,
+            Op.LEASE_GRANTED: lambda *a: am.on_lease_granted((Op.LEASE_GRANTED,) + a),
+            Op.TASK_REPLIES: lambda *a: am.on_task_replies((Op.TASK_REPLIES,) + a),
+            Op.WORKER_DIED: lambda *a: am.on_worker_died((Op.WORKER_DIED,) + a),
+            Op.LEASE_INFEASIBLE: lambda req_id, message: log.warning("actor: %s", message),
+            Op.RESPONSE: lambda *a: None,
             Op.NODE_RESOURCES: lambda node_id, available: s.node_resources(node_id, available),
             Op.UNREGISTER_NODE: lambda node_id: s.unregister_node(node_id),
+            Op.SHUTDOWN: lambda *a: self._shutdown(),
+            Op.DRIVER_EXIT: lambda job_id: self.on_driver_exit(job_id),
         }
+
+    def _register_node(self, info):
+        self.state.register_node(info)
+        self.actors.reschedule_pending()
+        return True
+
+    def _actor_info(self, actor_id, subscriber):
+        from pyray.gcs.actor_manager import DEAD
+        msg = self.actors.info(actor_id, subscriber)
+        if msg is None:
+            msg = (Op.ACTOR_STATE, actor_id, DEAD, None,
+                   f"Actor {actor_id.hex()} is not known to the cluster.", 0)
+        self.out.send(subscriber, msg)
+
+    def pick_node(self, shape):
+        for n in self.state.nodes.values():
+            if not n.alive:
+                continue
+            total = n.info.get("resources", {})
+            if all(total.get(k, 0.0) + 1e-9 >= v for k, v in shape.items() if v > 0):
+                return n.info
+        return None
+
+    def any_raylet(self):
+        for n in self.state.nodes.values():
+            if n.alive:
+                return n.info["raylet_addr"]
+        return None
 
     def _kv_put(self, key, value, overwrite=True):
         if not overwrite and key in self.state.kv:
@@ -130,6 +175,12 @@ class GcsServer:
     def _shutdown(self):
         self.stopping = True
         return True
+
+    def on_driver_exit(self, job_id):
+        self.actors.driver_exit(job_id)
+        job = self.state.jobs.get(job_id)
+        if job is not None:
+            job["end_time"] = job.get("end_time") or __import__("time").time()
 
     def handle(self, msg):
         op = msg[0]

@@ -233,7 +233,7 @@ class Raylet:
 
     def h_shutdown(self, msg):
         self.stopping = True
-        if len(msg) >= 3:
+        if len(msg) >= 3 and isinstance(msg[2], str):
             self.respond(msg[2], msg[1], True)
 
     def _kill(self, w):

@@ -1,0 +1,251 @@
+"""Actors in the GCS: creation, names, restarts, death.
+
+The GCS leases a worker for each actor from a raylet, pushes the creation
+task to it, and tells subscribers (processes holding a handle) where the
+actor lives or why it died.  Calls never pass through here: callers push
+them straight to the actor's worker.
+
+States: PENDING -> ALIVE -> (RESTARTING -> ALIVE)* -> DEAD.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+
+from pyray._private.protocol import ERROR, Op
+
+log = logging.getLogger("pyray.gcs.actors")
+
+PENDING, ALIVE, RESTARTING, DEAD = "PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"
+
+
+class ActorEntry:
+    def __init__(self, spec):
+        self.actor_id = spec["actor_id"]
+        self.spec = spec                 # class descriptor, ctor args, options, owner, job
+        self.name = spec.get("name")
+        self.namespace = spec.get("namespace")
+        self.state = PENDING
+        self.restarts = 0
+        self.worker = None               # (worker_id, task_addr, ctl_addr, pid)
+        self.lease_id = None
+        self.raylet_addr = None
+        self.lease_req = None
+        self.cause = None                # payload of the error that killed it
+        self.subscribers = set()
+        self.no_restart = False
+        self.exiting = False
+        self.creation_attempt = 0
+
+
+class ActorManager:
+    def __init__(self, server):
+        self.server = server
+        self.actors = {}
+        self.names = {}                  # (namespace, name) -> actor_id
+        self.lease_reqs = {}             # req id -> actor_id
+        self.by_lease = {}               # (raylet, lease id) -> actor_id
+        self.by_worker = {}              # worker id -> actor_id
+        self.req_counter = 0
+
+    @property
+    def out(self):
+        return self.server.out
+
+    # ---- requests -------------------------------------------------------
+    def register(self, spec):
+        key = (spec.get("namespace"), spec.get("name"))
+        if spec.get("name"):
+            existing = self.names.get(key)
+            if existing is not None and self.actors[existing].state != DEAD:
+                if spec.get("get_if_exists"):
+                    return {"actor_id": existing, "existing": True,
+                            "meta": self.actors[existing].spec["meta"]}
+                raise ValueError(f"The name {spec['name']!r} (namespace={spec.get('namespace')!r})"
+                                 " is already taken. Pick another name, or pass "
+                                 "get_if_exists=True to get the existing actor.")
+        entry = ActorEntry(spec)
+        self.actors[entry.actor_id] = entry
+        if spec.get("name"):
+            self.names[key] = entry.actor_id
+        self._schedule(entry)
+        return {"actor_id": entry.actor_id, "existing": False, "meta": spec["meta"]}
+
+    def info(self, actor_id, subscriber=None):
+        e = self.actors.get(actor_id)
+        if e is None:
+            return None
+        if subscriber:
+            e.subscribers.add(subscriber)
+        return self._state_msg(e)
+
+    def get_named(self, name, namespace):
+        aid = self.names.get((namespace, name))
+        e = self.actors.get(aid) if aid is not None else None
+        if e is None or e.state == DEAD:
+            return None
+        return {"actor_id": aid, "meta": e.spec["meta"]}
+
+    def list_named(self, all_namespaces, namespace):
+        out = []
+        for (ns, name), aid in self.names.items():
+            e = self.actors.get(aid)
+            if e is None or e.state == DEAD:
+                continue
+            if all_namespaces:
+                out.append({"name": name, "namespace": ns})
+            elif ns == namespace:
+                out.append(name)
+        return out
+
+    def list_actors(self):
+        return [{"actor_id": e.actor_id.hex(), "state": e.state, "name": e.name or "",
+                 "namespace": e.namespace, "class_name": e.spec["meta"].get("class_name"),
+                 "pid": e.worker[3] if e.worker else None, "restarts": e.restarts}
+                for e in self.actors.values()]
+
+    def kill(self, actor_id, no_restart):
+        e = self.actors.get(actor_id)
+        if e is None or e.state == DEAD:
+            return False
+        if no_restart:
+            e.no_restart = True
+        if e.worker is not None and e.state == ALIVE:
+            self.out.send(e.raylet_addr, (Op.KILL_WORKER, e.worker[0]))
+        elif e.state in (PENDING, RESTARTING):
+            if no_restart or e.worker is None:
+                self._cancel_lease_req(e)
+                if e.worker is not None:
+                    self.out.send(e.raylet_addr, (Op.KILL_WORKER, e.worker[0]))
+                self._dead(e, "The actor was killed by pyray.kill() before it started.")
+        return True
+
+    def exiting(self, actor_id):
+        e = self.actors.get(actor_id)
+        if e is not None:
+            e.exiting = True
+
+    def driver_exit(self, job_id):
+        for e in list(self.actors.values()):
+            if e.spec.get("job_id") == job_id and not e.spec.get("detached") and e.state != DEAD:
+                self.kill(e.actor_id, True)
+
+    # ---- scheduling -----------------------------------------------------
+    def _schedule(self, entry):
+        node = self.server.pick_node(entry.spec["shape"])
+        if node is None:
+            # no live node; retried when one registers
+            entry.lease_req = None
+            return
+        self.req_counter += 1
+        rid = self.req_counter
+        entry.lease_req = (node["raylet_addr"], rid)
+        self.lease_reqs[rid] = entry.actor_id
+        spec = entry.spec
+        self.out.send(node["raylet_addr"], (Op.REQUEST_LEASE, rid, self.server.address,
+                                            spec["shape"], spec["job_id"], spec["driver_addr"],
+                                            ("actor", entry.actor_id)))
+
+    def reschedule_pending(self):
+        for e in self.actors.values():
+            if e.state in (PENDING, RESTARTING) and e.lease_req is None and e.worker is None:
+                self._schedule(e)
+
+    def _cancel_lease_req(self, e):
+        if e.lease_req is not None:
+            raylet, rid = e.lease_req
+            self.lease_reqs.pop(rid, None)
+            self.out.send(raylet, (Op.CANCEL_LEASE_REQUEST, rid))
+            e.lease_req = None
+
+    def on_lease_granted(self, msg):
+        _, rid, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid = msg
+        aid = self.lease_reqs.pop(rid, None)
+        e = self.actors.get(aid) if aid is not None else None
+        raylet = None
+        if e is not None and e.lease_req is not None:
+            raylet = e.lease_req[0]
+        if e is None or e.state == DEAD or raylet is None:
+            src = raylet or self.server.any_raylet()
+            if src:
+                self.out.send(src, (Op.RETURN_LEASE, lease_id, True))
+            return
+        e.lease_req = None
+        e.lease_id = lease_id
+        e.raylet_addr = raylet
+        e.worker = (worker_id, task_addr, ctl_addr, pid)
+        self.by_lease[(raylet, lease_id)] = aid
+        self.by_worker[worker_id] = aid
+        spec = e.spec
+        e.creation_attempt += 1
+        data, bufs = spec["ctor_args"]
+        msg = (Op.PUSH_TASK, spec["creation_task_id"], spec["class_id"], spec["class_bytes"],
+               spec["meta"]["class_name"] + ".__init__", data, len(bufs), None, 1,
+               self.server.address, e.creation_attempt, gpu_ids, spec["job_config"], aid,
+               ("create", spec["options"], e.restarts), spec["shape"])
+        self.out.send(task_addr, msg, bufs)
+
+    def on_task_replies(self, msg):
+        _, worker_id, replies = msg
+        aid = self.by_worker.get(worker_id)
+        e = self.actors.get(aid) if aid is not None else None
+        if e is None:
+            return
+        for _task_id, results, _contained, _retry in replies:
+            failed = [r for r in results if r[1] == ERROR]
+            if failed:
+                e.cause = failed[0][2]
+                e.no_restart = True
+                self.out.send(e.raylet_addr, (Op.KILL_WORKER, worker_id))
+                self._dead(e, None)
+            elif e.state != DEAD:
+                e.state = ALIVE
+                self._publish(e)
+
+    def on_worker_died(self, msg):
+        _, lease_id, worker_id, reason = msg
+        aid = self.by_worker.pop(worker_id, None)
+        e = self.actors.get(aid) if aid is not None else None
+        if e is None:
+            return
+        self.by_lease.pop((e.raylet_addr, lease_id), None)
+        e.worker = None
+        if e.state == DEAD:
+            return
+        limit = e.spec["options"].get("max_restarts", 0)
+        if e.exiting:
+            self._dead(e, "The actor exited intentionally (exit_actor() or out of scope).")
+        elif e.no_restart or (limit != -1 and e.restarts >= limit):
+            why = "killed by pyray.kill()" if e.no_restart else reason
+            self._dead(e, f"The actor's worker process died ({why}).")
+        else:
+            e.restarts += 1
+            e.state = RESTARTING
+            self._publish(e)
+            self._schedule(e)
+
+    def _dead(self, e, message):
+        e.state = DEAD
+        if e.cause is None:
+            e.cause = message
+        self._cancel_lease_req(e)
+        self._publish(e)
+
+    def _state_msg(self, e):
+        w = e.worker
+        return (Op.ACTOR_STATE, e.actor_id, e.state,
+                (w[1], w[2], w[0], w[3]) if (w and e.state == ALIVE) else None,
+                e.cause, e.restarts)
+
+    def _publish(self, e):
+        msg = self._state_msg(e)
+        for sub in e.subscribers:
+            self.out.send(sub, msg)
+
+    def forget_subscriber(self, addr):
+        for e in self.actors.values():
+            e.subscribers.discard(addr)
+
+
+def dumps(obj):
+    return pickle.dumps(obj, protocol=5)

@@ -1,0 +1,13 @@
+"""Utilities: ActorPool, named-actor listing."""
+from pyray.util.actor_pool import ActorPool
+
+
+def list_named_actors(all_namespaces: bool = False):
+    from pyray._private.context import ctx
+    from pyray._private.protocol import Op
+    from pyray._private.remote_function import ensure_initialized
+    cw = ctx.core_worker or ensure_initialized()
+    return cw.rpc(cw.gcs_addr, Op.LIST_NAMED_ACTORS, bool(all_namespaces), ctx.namespace)
+
+
+__all__ = ["ActorPool", "list_named_actors"]
