@@ -72,11 +72,7 @@ class Request:
 
 class Raylet:
     def __init__(self, args, config):
-        try:
-            import plasma  # TEMP
-            plasma.Store
-        except (ImportError, AttributeError):
-            plasma = None
+        import plasma
         self.config = config
         self.session_dir = args.session_dir
         self.node_id = bytes.fromhex(args.node_id) if args.node_id else ids.random_id(16)
@@ -90,7 +86,7 @@ class Raylet:
         self.res = NodeResources(total)
         spill_dir = os.path.join(self.session_dir, "spill", self.node_id.hex()[:12])
         os.makedirs(spill_dir, exist_ok=True)
-        self.store = plasma.Store.create(capacity=args.object_store_memory, spill_dir=spill_dir) if plasma else _NoStore()
+        self.store = plasma.Store.create(capacity=args.object_store_memory, spill_dir=spill_dir)
         self.addr = f"ipc://{self.session_dir}/sockets/raylet-{self.node_id.hex()[:12]}"
         self.node = {
             "node_id": self.node_id, "raylet_addr": self.addr, "gcs_addr": args.gcs_address,
@@ -421,16 +417,6 @@ class Raylet:
         self.inbox.close(0)
         self.ctx.term()
         self.store.close()
-
-
-class _NoStore:  # TEMP until the store lands
-    name = None
-
-    def stats(self):
-        return {}
-
-    def close(self):
-        pass
 
 
 def _status_text(status):
