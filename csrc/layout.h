@@ -72,6 +72,7 @@ typedef struct pr_counters {
     uint64_t spilled_bytes_now;
     uint64_t reaped_clients;
     uint64_t recoveries;
+    uint64_t spilling_bytes; /* pinned by spills in progress */
 } pr_counters_t;
 
 typedef struct pr_shm {

@@ -28,6 +28,7 @@ void pr_reclaim_client(pr_shm_t *shm, uint16_t client)
         } else if (owned && e->state == PR_STATE_RESTORING) {
             pr_object_restored(shm, idx, 0);
         } else if (owned && (e->flags & PR_FLAG_SPILLING)) {
+            shm->counters.spilling_bytes -= e->data_size + e->meta_size;
             e->flags &= ~PR_FLAG_SPILLING;
             e->owner = PR_NO_CLIENT;
             pr_object_unpinned(shm, idx);
@@ -117,6 +118,7 @@ void pr_reclaim_recover(pr_shm_t *shm)
     /* Objects that lost their memory, and deleted ones nobody pins, go. */
     shm->counters.num_spilled = 0;
     shm->counters.spilled_bytes_now = 0;
+    shm->counters.spilling_bytes = 0;
     for (uint32_t idx = 0; idx < shm->table.hwm; idx++) {
         pr_entry_t *e = pr_shm_entry(shm, idx);
         int needs_memory = e->state == PR_STATE_CREATED || e->state == PR_STATE_SEALED
@@ -135,6 +137,8 @@ void pr_reclaim_recover(pr_shm_t *shm)
             pr_table_free(shm, idx);
             continue;
         }
+        if (e->flags & PR_FLAG_SPILLING)
+            shm->counters.spilling_bytes += e->data_size + e->meta_size;
         if (e->state == PR_STATE_SPILLED || e->state == PR_STATE_RESTORING) {
             shm->counters.num_spilled++;
             shm->counters.spilled_bytes_now += e->data_size + e->meta_size;

@@ -454,6 +454,7 @@ pr_status_t pr_store_stats(pr_conn_t *c, pr_stats_t *s)
     s->spilled_objects_now = shm->counters.num_spilled;
     s->spilled_bytes_now = shm->counters.spilled_bytes_now;
     s->spill_files = shm->spill.files_open;
+    s->spilling_bytes = shm->counters.spilling_bytes;
     s->num_clients = shm->clients.count;
     s->max_objects = shm->table.max_entries;
     s->reaped_clients = shm->counters.reaped_clients;
@@ -505,6 +506,7 @@ pr_status_t pr_store_spill_begin(pr_conn_t *c, uint64_t min_bytes, uint32_t max_
         pr_lru_remove(shm, idx);
         e->flags |= PR_FLAG_SPILLING;
         e->owner = c->client;
+        shm->counters.spilling_bytes += e->data_size + e->meta_size;
         fill_info(shm, idx, &out[(*n)++]);
         total += e->data_size + e->meta_size;
         idx = next;
@@ -529,6 +531,7 @@ pr_status_t pr_store_spill_end(pr_conn_t *c, uint32_t file_slot, uint32_t n, con
         pr_entry_t *e = pr_shm_entry(shm, idx);
         if (!(e->flags & PR_FLAG_SPILLING) || e->owner != c->client)
             continue; /* no longer ours (reaped) */
+        shm->counters.spilling_bytes -= e->data_size + e->meta_size;
         if (ok && file_slot != PR_NIL && e->state == PR_STATE_SEALED && e->pin_count == 1) {
             pr_pins_drop(shm, idx, c->client);
             pr_object_spilled(shm, idx, file_slot, offs[i], checksums[i]);
@@ -541,7 +544,20 @@ pr_status_t pr_store_spill_end(pr_conn_t *c, uint32_t file_slot, uint32_t n, con
     }
     if (file_slot != PR_NIL)
         pr_spillmap_finish(shm, file_slot);
+    pr_lock_notify(&shm->lock);
     unlock(shm);
+    return PR_OK;
+}
+
+pr_status_t pr_store_wait_spills(pr_conn_t *c, int64_t timeout_ns, int *waited)
+{
+    pr_shm_t *shm = c->shm;
+    LOCK(shm);
+    *waited = shm->counters.spilling_bytes > 0;
+    uint32_t seen = pr_lock_seq(&shm->lock);
+    unlock(shm);
+    if (*waited)
+        return pr_lock_wait(&shm->lock, seen, timeout_ns);
     return PR_OK;
 }
 

@@ -62,6 +62,7 @@ typedef struct pr_stats {
     uint64_t spilled_objects_now;
     uint64_t spilled_bytes_now;
     uint64_t spill_files;
+    uint64_t spilling_bytes;  /* pinned by spills in progress */
     uint64_t num_clients;
     uint64_t max_objects;
     uint64_t reaped_clients;
@@ -109,6 +110,9 @@ pr_status_t pr_store_spill_begin(pr_conn_t *c, uint64_t min_bytes, uint32_t max_
 pr_status_t pr_store_spill_end(pr_conn_t *c, uint32_t file_slot, uint32_t n,
                                const uint32_t *idxs, const uint64_t *offs,
                                const uint64_t *checksums, int ok);
+/* If other clients are spilling, sleep until the store changes (or
+ * timeout_ns): *waited says whether there was anything to wait for. */
+pr_status_t pr_store_wait_spills(pr_conn_t *c, int64_t timeout_ns, int *waited);
 pr_status_t pr_store_spill_path(pr_conn_t *c, uint32_t file_slot, char *buf, size_t len);
 pr_status_t pr_store_restore_begin(pr_conn_t *c, const uint8_t *oid, pr_object_info_t *out,
                                    uint64_t *need);

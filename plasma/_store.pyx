@@ -517,6 +517,7 @@ cdef class Connection:
             "spilled_objects_now": s.spilled_objects_now,
             "spilled_bytes_now": s.spilled_bytes_now,
             "spill_files": s.spill_files,
+            "spilling_bytes": s.spilling_bytes,
             "num_clients": s.num_clients,
             "max_objects": s.max_objects,
             "reaped_clients": s.reaped_clients,
@@ -581,6 +582,16 @@ cdef class Connection:
             free(ci)
             free(co)
             free(cs)
+
+    def wait_for_spills(self, int64_t timeout_ns):
+        """If other clients are spilling, sleep until one finishes (or the
+        timeout). Returns whether there was a spill to wait for."""
+        cdef int waited = 0
+        self._check()
+        with nogil:
+            pr_store_wait_spills(&self.c, timeout_ns, &waited)
+        PyErr_CheckSignals()
+        return bool(waited)
 
     def spill_path(self, uint32_t file_slot):
         cdef char buf[1024]

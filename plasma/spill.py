@@ -25,6 +25,7 @@ from plasma.errors import ObjectLostError, ObjectStoreFullError
 RECORD = struct.Struct("<8s20s4xQI4xQ8x")
 MAGIC = b"PLSPILL1"
 ALIGN = 64
+WAIT_SLICE_NS = 1_000_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,13 +66,14 @@ class Spiller:
         self.policy = policy or SpillPolicy()
 
     def make_room(self, need):
-        """Spill at least `need` bytes (one batch). Returns bytes spilled, 0 if
-        nothing could be spilled."""
+        """Spill at least `need` bytes (one batch). Returns the bytes spilled;
+        when there is nothing to spill but another client is spilling, waits
+        for that and returns -1 (try again); 0 when nothing can be done."""
         policy = self.policy
         slot, path, victims = self._conn.spill_begin(max(need, policy.min_batch_bytes),
                                                      policy.max_batch_objects)
         if not victims:
-            return 0
+            return -1 if self._conn.wait_for_spills(WAIT_SLICE_NS) else 0
         idxs = [v[0] for v in victims]
         total = sum(len(v[2]) for v in victims)
         offsets, checksums = [], []
