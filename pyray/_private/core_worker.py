@@ -54,7 +54,7 @@ class Owned:
 
 class Lease:
     __slots__ = ("lease_id", "worker_id", "task_addr", "ctl_addr", "gpu_ids", "inflight",
-                 "sent_fns", "idle_since", "key", "reclaim", "pid", "first")
+                 "sent_fns", "idle_since", "key", "reclaim", "pid", "first", "progress")
 
     def __init__(self, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid):
         self.lease_id = lease_id
@@ -69,6 +69,7 @@ class Lease:
         self.reclaim = False
         self.pid = pid
         self.first = True
+        self.progress = 0.0
 
 
 class ActorClient:
@@ -523,21 +524,16 @@ class CoreWorker:
     def _enqueue(self, spec):
         ks = self._key_state(spec)
         if not ks.queue:
-            best = None
             for lease in ks.leases.values():
-                n = len(lease.inflight)
-                if n < self._max_inflight and not lease.reclaim and (
-                        best is None or n < len(best.inflight)):
-                    best = lease
-                    if n == 0:
-                        break
-            if best is not None:
-                self._push(best, spec)
-                return
+                if not lease.inflight and not lease.reclaim:
+                    self._push(lease, spec)
+                    return
         ks.queue.append(spec)
         self._request_leases(spec.key, ks)
 
     def _push(self, lease, spec):
+        if not lease.inflight:
+            lease.progress = time.monotonic()
         spec.lease = lease
         spec.attempt += 1
         lease.inflight[spec.task_id] = spec
@@ -568,39 +564,29 @@ class CoreWorker:
                                              self.job_id, self.driver_addr, key))
 
     def _dispatch_queued(self, ks):
+        """Pipelines queued tasks onto leased workers.  A worker gets more
+        than one task in flight only while it is answering quickly: a task
+        is never queued behind one that has been running for a while."""
+        now = time.monotonic()
+        limit = self._max_inflight
         while ks.queue:
             best = None
             for lease in ks.leases.values():
                 n = len(lease.inflight)
-                if n < self._max_inflight and not lease.reclaim and (
-                        best is None or n < len(best.inflight)):
+                if lease.reclaim or n >= limit:
+                    continue
+                if n and now - lease.progress > 0.002:
+                    continue
+                if best is None or n < len(best.inflight):
                     best = lease
+                    if n == 0:
+                        break
             if best is None:
                 return
             spec = ks.queue.popleft()
             if spec.cancelled:
                 continue
             self._push(best, spec)
-
-    def cancel(self, ref, force):
-        task_id = ref._id[:16]
-        with self.lock:
-            spec = self.tasks_by_id.get(task_id)
-            if spec is None or spec.cancelled:
-                return
-            spec.cancelled = True
-            lease = spec.lease
-            if lease is None or task_id not in lease.inflight:
-                ks = self.keys.get(spec.key)
-                if ks is not None:
-                    try:
-                        ks.queue.remove(spec)
-                    except ValueError:
-                        pass
-                self.fail_task(spec, exc.TaskCancelledError(task_id.hex()))
-                self.cv.notify_all()
-            else:
-                self.out.send(lease.ctl_addr, (Op.CANCEL_TASK, task_id, bool(force)))
 
     # ------------------------------------------------------------------
     # actors (caller side): calls go straight to the actor's worker
@@ -786,6 +772,7 @@ class CoreWorker:
             for oid, kind, payload in results:
                 self._set_ready(oid, kind, payload, contained_at)
         if lease is not None:
+            lease.progress = time.monotonic()
             ks = self.keys.get(lease.key)
             if ks is not None and ks.queue:
                 self._dispatch_queued(ks)

@@ -459,6 +459,7 @@ def main(argv=None):
     ap.add_argument("--head", action="store_true")
     ap.add_argument("--die-with-parent", action="store_true")
     args = ap.parse_args(argv)
+    parent = os.getppid()
     if args.die_with_parent:
         set_pdeathsig(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _on_term)
@@ -466,7 +467,14 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raylet = Raylet(args, Config.from_env())
-    raylet.run(args.ready_fd)
+    try:
+        raylet.run(args.ready_fd)
+    finally:
+        if args.die_with_parent and os.getppid() != parent:
+            # the driver that started this embedded cluster is gone without
+            # cleaning up: remove its session directory (sockets, logs, spill)
+            import shutil
+            shutil.rmtree(args.session_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,37 @@
+"""Scheduling strategies, as in Ray.  On one node every strategy places work
+on that node; across nodes (pyray.cluster_utils) the raylets honour them."""
+from __future__ import annotations
+
+
+class NodeAffinitySchedulingStrategy:
+    def __init__(self, node_id, soft: bool, _spill_on_unavailable=False,
+                 _fail_on_unavailable=False):
+        if isinstance(node_id, bytes):
+            node_id = node_id.hex()
+        if not isinstance(node_id, str):
+            raise ValueError(f"node_id must be a hex string, got {node_id!r}")
+        self.node_id = node_id
+        self.soft = bool(soft)
+        self._spill_on_unavailable = _spill_on_unavailable
+        self._fail_on_unavailable = _fail_on_unavailable
+
+    def _key(self):
+        return ("node", self.node_id, self.soft)
+
+    def __repr__(self):
+        return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
+
+
+class PlacementGroupSchedulingStrategy:
+    def __init__(self, placement_group, placement_group_bundle_index: int = -1,
+                 placement_group_capture_child_tasks=None):
+        self.placement_group = placement_group
+        self.placement_group_bundle_index = placement_group_bundle_index
+        self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
+
+    def _key(self):
+        pg = self.placement_group
+        return ("pg", getattr(pg, "id", None), self.placement_group_bundle_index)
+
+
+__all__ = ["NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"]
