@@ -342,6 +342,9 @@ class CoreWorker:
             if e.state == READY:
                 return e.kind, e.payload
             return None
+        if ref._cwref is None and ref._parent is not None:
+            ref._cwref = self          # first use of a nested ref: count it from now on
+            self.add_local_ref(oid, ref._owner)
         v = self.foreign_values.get(oid)
         if v is not None:
             return v

@@ -7,9 +7,6 @@ unpickled from inside another object keeps that outer object's ref alive
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-
 from pyray._private import serialization
 
 # the process's core worker, set by connect(); ObjectRef reads it directly
@@ -83,12 +80,14 @@ class ObjectRef:
         return self
 
     # futures ----------------------------------------------------------------
-    def future(self) -> concurrent.futures.Future:
+    def future(self):
+        import concurrent.futures
         fut = concurrent.futures.Future()
         _require_cw().on_ready(self, _resolve_cf(fut))
         return fut
 
     def as_future(self):
+        import asyncio
         return asyncio.wrap_future(self.future())
 
     def __await__(self):
@@ -117,4 +116,18 @@ def _require_cw():
 
 
 def _rebuild(oid, owner):
-    return ObjectRef(oid, owner, serialization.current_parent())
+    parent = serialization.current_parent()
+    if parent is None:
+        return ObjectRef(oid, owner)
+    # A ref read out of another object: that object's ref (`parent`) keeps
+    # it alive, so it is not counted until it is used on its own (get, wait,
+    # passing it to a task): unpacking 10k nested refs costs almost nothing.
+    ref = _new(ObjectRef)
+    ref._id = oid
+    ref._owner = owner
+    ref._parent = parent
+    ref._cwref = None
+    return ref
+
+
+_new = object.__new__

@@ -17,7 +17,6 @@ import pickle
 import struct
 import threading
 
-import cloudpickle
 
 from pyray._private.protocol import ERROR, VALUE
 
@@ -56,6 +55,7 @@ def serialize(value) -> Serialized:
             data = pickle.dumps(value, protocol=5, buffer_callback=_buffer_cb)
         except (pickle.PicklingError, AttributeError, TypeError):
             del refs[:], bufs[:]
+            import cloudpickle
             data = cloudpickle.dumps(value, protocol=5, buffer_callback=_buffer_cb)
     finally:
         _tls.refs = prev_refs
@@ -183,6 +183,7 @@ def error_payload(exc: BaseException):
         return (pickle.dumps(exc, protocol=5), [])
     except Exception:  # noqa: BLE001 - unpicklable user exceptions still report
         try:
+            import cloudpickle
             return (cloudpickle.dumps(exc, protocol=5), [])
         except Exception:  # noqa: BLE001
             from pyray.exceptions import RaySystemError

@@ -433,8 +433,3 @@ def worker_entry(worker_id, node, config, session_dir, log_path):
             pass
         os._exit(0)
 
-
-# imported here so the zygote has them loaded before it forks
-import numpy  # noqa: E402,F401
-import cloudpickle  # noqa: E402,F401
-_ = time

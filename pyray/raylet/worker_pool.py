@@ -71,8 +71,9 @@ class Zygote:
     """Raylet-side handle of the zygote process."""
 
     def __init__(self, entry_args):
-        """entry_args: (node, config, session_dir) passed to every worker."""
-        from pyray._private import worker_main  # noqa: F401 - loaded before the fork
+        """entry_args: (node, config, session_dir) passed to every worker.
+        The zygote imports the worker's modules (numpy...) itself, after the
+        fork, while the raylet goes on starting."""
         cmd_r, cmd_w = os.pipe()
         ev_r, ev_w = os.pipe()
         pid = os.fork()
@@ -143,6 +144,7 @@ def _zygote_main(cmd_r, ev_w, entry_args):
     children = {}
     node, config, session_dir = entry_args
     from pyray._private.worker_main import worker_entry
+    warm = False
     while True:
         try:
             select.select([cmd_r, wake_r], [], [], 1.0)
@@ -190,6 +192,12 @@ def _zygote_main(cmd_r, ev_w, entry_args):
                         os.kill(m[1], m[2])
                     except ProcessLookupError:
                         pass
+        if not warm and children and not _readable(cmd_r):
+            # the first workers are out: now load what later workers need, so
+            # that they start with numpy and cloudpickle already imported
+            warm = True
+            import cloudpickle  # noqa: F401
+            import numpy  # noqa: F401
         if eof:
             for pid in list(children):
                 try:
