@@ -11,10 +11,10 @@ from plasma.errors import (GetTimeoutError, ObjectExistsError, ObjectLostError,
                            PlasmaError, StoreClosedError, StoreNotFoundError,
                            TooManyClientsError)
 from plasma.spill import SpillPolicy
-from plasma._store import OID_SIZE, PlasmaBuffer
+from plasma._store import OID_SIZE, PlasmaBuffer, copy_into
 
 __all__ = [
-    "Store", "Client", "connect", "SpillPolicy", "PlasmaBuffer", "OID_SIZE",
+    "Store", "Client", "connect", "SpillPolicy", "PlasmaBuffer", "OID_SIZE", "copy_into",
     "PlasmaError", "ObjectStoreFullError", "GetTimeoutError", "ObjectExistsError",
     "ObjectNotFoundError", "ObjectSealedError", "ObjectLostError", "StoreNotFoundError",
     "StoreClosedError", "TooManyClientsError",

@@ -66,6 +66,20 @@ def test_create_write_seal(client, make_oid):
     np.testing.assert_array_equal(np.frombuffer(buf, np.uint8), np.arange(1000) % 251)
 
 
+def test_multi_part_object_with_copy_into(client, make_oid):
+    parts = [np.full(100_000 + i, i, np.uint8) for i in range(3)]
+    oid = make_oid()
+    view = client.create(oid, sum(p.nbytes for p in parts))
+    pos = 0
+    for p in parts:
+        plasma.copy_into(view[pos:pos + p.nbytes], p)
+        pos += p.nbytes
+    client.seal(oid)
+    assert bytes(client.get(oid)) == b"".join(p.tobytes() for p in parts)
+    with pytest.raises(ValueError):
+        plasma.copy_into(bytearray(3), b"four")
+
+
 def test_view_slices_keep_working_until_seal(client, make_oid):
     oid = make_oid()
     view = client.create(oid, 64)
