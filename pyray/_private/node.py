@@ -70,8 +70,11 @@ def _spawn(name, module, args, session_dir, env, die_with_parent):
     if die_with_parent:
         cmd.append("--die-with-parent")
     try:
+        # cwd is the session dir: `python -m` puts the cwd first on sys.path, and
+        # a source checkout there must not shadow the installed package
         p = subprocess.Popen(cmd, pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=log,
                              stderr=subprocess.STDOUT, env=env, close_fds=True,
+                             cwd=session_dir,
                              start_new_session=not die_with_parent)
     finally:
         os.close(w)
@@ -118,7 +121,7 @@ class LocalCluster:
 
     def __init__(self, *, num_cpus, num_gpus, resources, object_store_memory, config,
                  die_with_parent=True, head=True, gcs_address=None, session_dir=None,
-                 node_ip="127.0.0.1"):
+                 node_ip="127.0.0.1", gcs_listen=None):
         self.config = config
         self.session_dir = session_dir or new_session_dir()
         env = dict(os.environ)
@@ -126,7 +129,7 @@ class LocalCluster:
         env["PYTHONUNBUFFERED"] = "1"
         self.procs = []
         self.gcs = None
-        self.gcs_address = gcs_address or f"ipc://{self.session_dir}/sockets/gcs"
+        self.gcs_address = gcs_address or gcs_listen or f"ipc://{self.session_dir}/sockets/gcs"
         try:
             if gcs_address is None:
                 self.gcs = _spawn("gcs", "pyray.gcs.server", ["--address", self.gcs_address],

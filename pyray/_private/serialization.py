@@ -122,12 +122,13 @@ def write_into(dst: memoryview, ser: Serialized, meta: bytes):
         off, ln = _PAIR.unpack_from(pairs, i * _PAIR.size)
         if ln >= _COPY_WITH_NUMPY:
             import numpy as np
+            from plasma import copy_into   # GIL released; copes with page-offset skew
             d = np.frombuffer(dst, np.uint8, ln, off)
             src = np.frombuffer(b, np.uint8)
             if ln >= _PARALLEL_COPY_MIN:
-                _parallel_copy(d, src)
+                _parallel_copy(d, src, copy_into)
             else:
-                np.copyto(d, src)      # numpy releases the GIL for large copies
+                copy_into(d, src)
         else:
             dst[off:off + ln] = b.cast("B") if b.format != "B" else b
 
@@ -136,22 +137,21 @@ _PARALLEL_COPY_MIN = 16 << 20
 _copy_pool = None
 
 
-def _parallel_copy(dst, src):
-    """Large copies into shared memory run on several threads: shared memory
-    has no huge pages here, so one core's copy is bound by TLB misses."""
+def _parallel_copy(dst, src, copy):
+    """Large copies into shared memory run on a few threads at once: one
+    core does not saturate memory bandwidth."""
     global _copy_pool
     n_threads = min(4, os.cpu_count() or 1)
     if n_threads < 2:
-        dst[:] = src
+        copy(dst, src)
         return
     if _copy_pool is None:
         from concurrent.futures import ThreadPoolExecutor
         _copy_pool = ThreadPoolExecutor(n_threads, thread_name_prefix="pyray-copy")
-    import numpy as np
     step = -(-len(src) // n_threads)
     step = (step + 4095) & ~4095
     parts = [slice(i, min(i + step, len(src))) for i in range(0, len(src), step)]
-    for f in [_copy_pool.submit(np.copyto, dst[p], src[p]) for p in parts]:
+    for f in [_copy_pool.submit(copy, dst[p], src[p]) for p in parts]:
         f.result()
 
 

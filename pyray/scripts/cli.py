@@ -101,9 +101,139 @@ def microbenchmark(args):
     ray.shutdown()
 
 
+def start(args):
+    import json
+    import os
+
+    from pyray._private import node as node_mod
+    from pyray._private.config import Config
+    if not args.head:
+        if not args.address:
+            sys.exit("pyray start: pass --head to start a cluster, or --address HOST:PORT "
+                     "to add this machine to one.")
+        sys.exit("pyray start --address: joining a cluster from another machine is not "
+                 "supported yet; start the head with `pyray start --head` and use "
+                 "pyray.cluster_utils.Cluster for several nodes on one machine.")
+    if os.path.exists(node_mod.CURRENT_CLUSTER_FILE):
+        from pyray._private import bootstrap
+        try:
+            addr = bootstrap.gcs_address_of("auto")
+            bootstrap.request(addr, 62, timeout=1.0)
+            sys.exit(f"pyray start: a cluster is already running here at {addr}; "
+                     "stop it first with `pyray stop`.")
+        except ConnectionError:
+            pass
+    try:
+        resources = json.loads(args.resources) if args.resources else {}
+    except ValueError as err:
+        sys.exit(f"pyray start: --resources must be a JSON object: {err}")
+    config = Config.from_env()
+    num_cpus = args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1)
+    num_gpus = args.num_gpus if args.num_gpus is not None else node_mod.detect_num_gpus()
+    osm = args.object_store_memory or node_mod.default_object_store_memory(
+        config.object_store_fraction)
+    cluster = node_mod.LocalCluster(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                    object_store_memory=osm, config=config,
+                                    die_with_parent=False,
+                                    gcs_listen=f"tcp://{args.node_ip_address}:{args.port}")
+    with open(node_mod.CURRENT_CLUSTER_FILE, "w") as f:
+        f.write(cluster.gcs_address)
+    print(f"pyray runtime started (session {cluster.session_dir}).\n"
+          f"  GCS address: {cluster.gcs_address}\n"
+          f"  To connect from Python on this machine: pyray.init(address='auto')\n"
+          f"  To stop it: pyray stop")
+
+
+def stop(args):
+    import os
+    import shutil
+    import signal
+
+    import psutil
+
+    from pyray._private import node as node_mod
+    mine = []
+    for p in psutil.process_iter(["pid", "cmdline", "uids"]):
+        cmd = " ".join(p.info.get("cmdline") or [])
+        if ("pyray.raylet.raylet" in cmd or "pyray.gcs.server" in cmd) and \
+                p.info["uids"] and p.info["uids"].real == os.getuid() and p.pid != os.getpid():
+            mine.append(p)
+    for p in mine:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(mine, timeout=args.grace)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    try:
+        os.remove(node_mod.CURRENT_CLUSTER_FILE)
+    except OSError:
+        pass
+    root = node_mod.SESSION_ROOT
+    if os.path.isdir(root):
+        for name in os.listdir(root):
+            if name.startswith("session_"):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    print(f"Stopped {len(mine)} pyray process(es).")
+
+
+def status(args):
+    from pyray._private import bootstrap
+    from pyray._private.protocol import Op
+    try:
+        gcs = bootstrap.gcs_address_of(args.address)
+        nodes = bootstrap.request(gcs, Op.GET_NODES, timeout=3.0)
+    except (ConnectionError, ValueError) as err:
+        sys.exit(f"pyray status: {err}")
+    print(f"Cluster at {gcs}: {sum(1 for n in nodes if n.get('alive'))} live node(s)")
+    for n in nodes:
+        state = "ALIVE" if n.get("alive") else "DEAD"
+        print(f"\nnode {n['node_id'].hex()} {state}{' (head)' if n.get('head') else ''}")
+        total, avail = n.get("resources", {}), n.get("available", {})
+        for k in sorted(total):
+            if k.startswith("node:"):
+                continue
+            used = total[k] - avail.get(k, 0.0)
+            if k in ("memory", "object_store_memory"):
+                print(f"  {k:<22} {used / 2**30:8.2f} / {total[k] / 2**30:.2f} GiB")
+            else:
+                print(f"  {k:<22} {used:8.1f} / {total[k]:.1f}")
+        if n.get("alive"):
+            try:
+                info = bootstrap.request(n["raylet_addr"], Op.RAYLET_INFO, timeout=3.0)
+                st = info["store"]
+                print(f"  object store: {st.get('used', 0) / 2**20:.1f} MiB used of "
+                      f"{st.get('capacity', 0) / 2**20:.1f} MiB, {st.get('num_objects', 0)} "
+                      f"objects, {st.get('spilled_objects', 0)} spilled; "
+                      f"{info['num_workers']} workers")
+            except ConnectionError:
+                print("  (raylet did not answer)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="pyray", description="pyray command line")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    st = sub.add_parser("start", help="start a cluster on this machine (--head)")
+    st.add_argument("--head", action="store_true")
+    st.add_argument("--address", default=None)
+    st.add_argument("--port", type=int, default=6379)
+    st.add_argument("--node-ip-address", default="127.0.0.1")
+    st.add_argument("--num-cpus", type=float, default=None)
+    st.add_argument("--num-gpus", type=float, default=None)
+    st.add_argument("--resources", default=None, help="JSON, e.g. '{\"custom\": 4}'")
+    st.add_argument("--object-store-memory", type=int, default=None)
+    st.set_defaults(fn=start)
+    sp = sub.add_parser("stop", help="stop this machine's pyray processes")
+    sp.add_argument("--grace", type=float, default=5.0)
+    sp.set_defaults(fn=stop)
+    ss = sub.add_parser("status", help="nodes, resources and store usage")
+    ss.add_argument("--address", default="auto")
+    ss.set_defaults(fn=status)
     mb = sub.add_parser("microbenchmark", help="run the core microbenchmarks")
     mb.add_argument("--num-cpus", type=int, default=2)
     mb.add_argument("--seconds", type=float, default=1.0)
