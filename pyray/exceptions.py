@@ -65,7 +65,7 @@ class RayTaskError(RayError):
             # carry the cause's attributes (e.g. errno, filename, custom fields)
             try:
                 err.__dict__.update({k: v for k, v in vars(self.cause).items()
-                                     if k not in err.__dict__})
+                                     if k not in _OWN_FIELDS})
             except TypeError:
                 pass
             return err
@@ -73,6 +73,8 @@ class RayTaskError(RayError):
             return self
 
 
+_OWN_FIELDS = frozenset(("function_name", "traceback_str", "cause", "proctitle", "pid", "ip",
+                         "actor_repr"))
 _dual_cache: dict = {}
 
 

@@ -567,11 +567,13 @@ class CoreWorker:
                                              self.job_id, self.driver_addr, key))
 
     def _dispatch_queued(self, ks):
-        """Pipelines queued tasks onto leased workers.  A worker gets more
-        than one task in flight only while it is answering quickly: a task
-        is never queued behind one that has been running for a while."""
+        """Pushes queued tasks to leased workers.  A worker gets more than
+        one task in flight only during a burst (many queued tasks) and only
+        while it answers quickly: a task is never queued behind one that has
+        been running for a while."""
         now = time.monotonic()
-        limit = self._max_inflight
+        # several tasks in flight per worker only for a burst of queued work
+        limit = self._max_inflight if len(ks.queue) > 4 * len(ks.leases) else 1
         while ks.queue:
             best = None
             for lease in ks.leases.values():
@@ -590,6 +592,38 @@ class CoreWorker:
             if spec.cancelled:
                 continue
             self._push(best, spec)
+
+    def cancel(self, ref, force):
+        task_id = ref._id[:16]
+        with self.lock:
+            spec = self.tasks_by_id.get(task_id)
+            if spec is None or spec.cancelled:
+                return
+            spec.cancelled = True
+            lease = spec.lease
+            if spec.actor is not None:
+                ac = self.actors.get(spec.actor)
+                if ac is not None and task_id in ac.inflight:
+                    self.out.send(ac.ctl_addr, (Op.CANCEL_TASK, task_id, False))
+                    return
+                if ac is not None:
+                    try:
+                        ac.queue.remove(spec)
+                    except ValueError:
+                        pass
+                self.fail_task(spec, exc.TaskCancelledError(task_id.hex()))
+                self.cv.notify_all()
+            elif lease is None or task_id not in lease.inflight:
+                ks = self.keys.get(spec.key)
+                if ks is not None:
+                    try:
+                        ks.queue.remove(spec)
+                    except ValueError:
+                        pass
+                self.fail_task(spec, exc.TaskCancelledError(task_id.hex()))
+                self.cv.notify_all()
+            else:
+                self.out.send(lease.ctl_addr, (Op.CANCEL_TASK, task_id, bool(force)))
 
     # ------------------------------------------------------------------
     # actors (caller side): calls go straight to the actor's worker
