@@ -8,21 +8,49 @@
         return x * 2
 
     ray.get([f.remote(i) for i in range(4)])   # [0, 2, 4, 6]
+
+The public names are loaded on first use, so the daemons (GCS, raylet) that
+import pieces of this package start without paying for the whole API.
 """
+import importlib
+
 from pyray._version import __version__
-from pyray import exceptions
-from pyray._private.object_ref import ObjectRef
-from pyray._private.worker import (available_resources, cancel, cluster_resources, get,
-                                   get_gpu_ids, init, is_initialized, nodes, put, shutdown,
-                                   wait)
-from pyray._private.runtime_context import get_runtime_context
-from pyray._private.api import method, remote
 
-__all__ = ["__version__", "ObjectRef", "available_resources", "cancel", "cluster_resources",
-           "exceptions", "get", "get_gpu_ids", "get_runtime_context", "init",
-           "is_initialized", "method", "nodes", "put", "remote", "shutdown", "wait"]
+_API = {
+    "ObjectRef": "pyray._private.object_ref",
+    "available_resources": "pyray._private.worker",
+    "cancel": "pyray._private.worker",
+    "cluster_resources": "pyray._private.worker",
+    "get": "pyray._private.worker",
+    "get_gpu_ids": "pyray._private.worker",
+    "init": "pyray._private.worker",
+    "is_initialized": "pyray._private.worker",
+    "nodes": "pyray._private.worker",
+    "put": "pyray._private.worker",
+    "shutdown": "pyray._private.worker",
+    "wait": "pyray._private.worker",
+    "get_runtime_context": "pyray._private.runtime_context",
+    "method": "pyray._private.api",
+    "remote": "pyray._private.api",
+    "get_actor": "pyray.actor",
+    "kill": "pyray.actor",
+}
+_SUBMODULES = {"actor", "exceptions", "util"}
 
-from pyray.actor import get_actor, kill  # noqa: E402
-from pyray import actor, util  # noqa: E402
+__all__ = ["__version__"] + sorted(_API) + sorted(_SUBMODULES)
 
-__all__ += ["get_actor", "kill", "actor", "util"]
+
+def __getattr__(name):
+    mod = _API.get(name)
+    if mod is not None:
+        value = getattr(importlib.import_module(mod), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"pyray.{name}")
+    else:
+        raise AttributeError(f"module 'pyray' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
