@@ -54,7 +54,7 @@ class ActorInstance:
 
     def _send(self, call, reply):
         rt = self.runtime
-        rt.cw.out.send(call.owner, (Op.TASK_REPLIES, rt.worker_id, [reply]))
+        rt.send_replies(call.dest, [reply])
         if rt.exiting:
             self.exit_now()
 

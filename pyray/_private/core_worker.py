@@ -28,7 +28,8 @@ from pyray import exceptions as exc
 from pyray._private import ids, serialization
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import ERROR, IN_STORE, VALUE, Op
-from pyray._private.transport import Outbox, bind_inbox, recv_msg
+from pyray._private.channel import Channel, ChannelClosed
+from pyray._private.transport import Outbox, bind_inbox
 
 log = logging.getLogger("pyray.core_worker")
 
@@ -54,9 +55,10 @@ class Owned:
 
 class Lease:
     __slots__ = ("lease_id", "worker_id", "task_addr", "ctl_addr", "gpu_ids", "inflight",
-                 "sent_fns", "idle_since", "key", "reclaim", "pid", "first", "progress")
+                 "sent_fns", "idle_since", "key", "reclaim", "pid", "first", "progress", "channel",
+                 "fast")
 
-    def __init__(self, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid):
+    def __init__(self, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid, channel=None):
         self.lease_id = lease_id
         self.worker_id = worker_id
         self.task_addr = task_addr
@@ -70,12 +72,14 @@ class Lease:
         self.pid = pid
         self.first = True
         self.progress = 0.0
+        self.channel = channel
+        self.fast = False       # its last reply came quickly: safe to pipeline
 
 
 class ActorClient:
     """What a caller knows of one actor."""
     __slots__ = ("actor_id", "state", "task_addr", "ctl_addr", "worker_id", "pid", "queue",
-                 "inflight", "cause", "terminate_pending")
+                 "inflight", "cause", "terminate_pending", "channel")
 
     def __init__(self, actor_id):
         self.actor_id = actor_id
@@ -88,6 +92,7 @@ class ActorClient:
         self.inflight = {}
         self.cause = None
         self.terminate_pending = False
+        self.channel = None
 
 
 class KeyState:
@@ -175,6 +180,12 @@ class CoreWorker:
         }
         self.extra_handlers = {}
         self._pending_callbacks = []
+        self.poller = zmq.Poller()
+        self.poller.register(self.inbox, zmq.POLLIN)
+        self.chan_by_path = {}
+        self.chan_by_fd = {}
+        self.chan_out = set()       # channels with queued output (see _send_task)
+        self.chan_polling_out = set()
         self.io_thread = threading.Thread(target=self._io_loop, name="pyray-io", daemon=True)
         self.io_thread.start()
 
@@ -554,10 +565,26 @@ class CoreWorker:
                -1 if bufs is None else len(bufs),
                spec.resolved, len(spec.return_ids), self.addr, spec.attempt, lease.gpu_ids,
                job, spec.actor, spec.extra, spec.shape)
-        self.out.send(lease.task_addr, msg, bufs)
+        self._send_task(lease.channel, lease.task_addr, msg, bufs)
+
+    def _send_task(self, channel, addr, msg, bufs):
+        """Over the direct channel when there is one, else over zmq."""
+        if channel is not None and not channel.closed:
+            if channel.send_nowait(serialization.pickle.dumps(msg, protocol=5), bufs or ()):
+                if channel.pending and channel not in self.chan_out:
+                    # The socket is full: the I/O thread finishes the send
+                    # when the worker has read enough.
+                    self.chan_out.add(channel)
+                    if threading.current_thread() is not self.io_thread:
+                        self.out.send(self.addr, (Op.WAKE,))
+                return
+        self.out.send(addr, msg, bufs)
 
     def _request_leases(self, key, ks):
-        want = min(len(ks.queue), 2 + len(ks.queue) // self._max_inflight, 32)
+        # One request per queued task (capped): tasks run one per worker
+        # unless a burst makes pipelining worthwhile, so a queue of N slow
+        # tasks must be able to use N workers.
+        want = min(len(ks.queue), 32)
         while len(ks.pending_reqs) < want:
             self._req_counter += 1
             req_id = self._req_counter
@@ -580,7 +607,9 @@ class CoreWorker:
                 n = len(lease.inflight)
                 if lease.reclaim or n >= limit:
                     continue
-                if n and now - lease.progress > 0.002:
+                # Never queue a task behind one that may block or run long:
+                # only a worker that has just answered quickly gets more.
+                if n and (not lease.fast or now - lease.progress > 0.002):
                     continue
                 if best is None or n < len(best.inflight):
                     best = lease
@@ -665,7 +694,7 @@ class CoreWorker:
         msg = (Op.PUSH_TASK, spec.task_id, spec.name, None, spec.name, data,
                -1 if bufs is None else len(bufs), spec.resolved, len(spec.return_ids),
                self.addr, spec.attempt, None, None, spec.actor, None, None)
-        self.out.send(ac.task_addr, msg, bufs)
+        self._send_task(ac.channel, ac.task_addr, msg, bufs)
 
     def _actor_error(self, ac):
         cause = ac.cause
@@ -687,7 +716,8 @@ class CoreWorker:
             return
         if state == "ALIVE":
             if addr is not None and (ac.task_addr != addr[0] or ac.state != "ALIVE"):
-                ac.task_addr, ac.ctl_addr, ac.worker_id, ac.pid = addr
+                ac.task_addr, ac.ctl_addr, ac.worker_id, ac.pid, path = addr
+                ac.channel = self._channel_for(path)
             ac.state = "ALIVE"
             while ac.queue:
                 self._push_actor(ac, ac.queue.popleft())
@@ -748,7 +778,7 @@ class CoreWorker:
         ac.terminate_pending = False
         msg = (Op.PUSH_TASK, ids.new_task_id(), "__pyray_terminate__", None, "terminate", b"",
                0, None, 0, self.addr, 1, None, None, ac.actor_id, None, None)
-        self.out.send(ac.task_addr, msg)
+        self._send_task(ac.channel, ac.task_addr, msg, None)
 
     # ------------------------------------------------------------------
     # results
@@ -809,7 +839,9 @@ class CoreWorker:
             for oid, kind, payload in results:
                 self._set_ready(oid, kind, payload, contained_at)
         if lease is not None:
-            lease.progress = time.monotonic()
+            now = time.monotonic()
+            lease.fast = now - lease.progress < 0.002
+            lease.progress = now
             ks = self.keys.get(lease.key)
             if ks is not None and ks.queue:
                 self._dispatch_queued(ks)
@@ -839,19 +871,22 @@ class CoreWorker:
     # leases
     # ------------------------------------------------------------------
     def _h_lease_granted(self, msg, frames):
-        _, req_id, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid = msg
+        _, req_id, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid, chan_path = msg
         key = self.pending_lease_reqs.pop(req_id, None)
         ks = self.keys.get(key) if key is not None else None
         if ks is None:
             self.out.send(self.raylet_addr, (Op.RETURN_LEASE, lease_id, False))
             return
         ks.pending_reqs.discard(req_id)
-        lease = Lease(lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid)
+        lease = Lease(lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid,
+                      self._channel_for(chan_path))
         ks.leases[lease_id] = lease
         self.leases[lease_id] = lease
         self.lease_by_worker[worker_id] = lease
         self._dispatch_queued(ks)
-        if not ks.queue and ks.pending_reqs:
+        if ks.queue:
+            self._request_leases(key, ks)
+        elif ks.pending_reqs:
             for r in ks.pending_reqs:
                 self.pending_lease_reqs.pop(r, None)
                 self.out.send(self.raylet_addr, (Op.CANCEL_LEASE_REQUEST, r))
@@ -1003,12 +1038,64 @@ class CoreWorker:
     # ------------------------------------------------------------------
     # the I/O thread
     # ------------------------------------------------------------------
+    def _channel_for(self, path):
+        """The direct channel to a worker (I/O thread only)."""
+        if not path:
+            return None
+        ch = self.chan_by_path.get(path)
+        if ch is not None and not ch.closed:
+            return ch
+        try:
+            ch = Channel.connect(path)
+        except OSError as err:
+            log.debug("no direct channel to %s (%s); using zmq", path, err)
+            return None
+        self.chan_by_path[path] = ch
+        self.chan_by_fd[ch.fd] = ch
+        self.poller.register(ch.fd, zmq.POLLIN)
+        return ch
+
+    def _on_channel(self, fd):
+        ch = self.chan_by_fd.get(fd)
+        if ch is None:
+            return
+        try:
+            msgs = ch.recv_available()
+        except ChannelClosed:
+            msgs = None
+        if msgs:
+            for frames in msgs:
+                self._dispatch_frames(frames)
+        if ch.closed:
+            self.poller.unregister(fd)
+            del self.chan_by_fd[fd]
+            for path in [p for p, c in self.chan_by_path.items() if c is ch]:
+                del self.chan_by_path[path]
+            self.chan_out.discard(ch)
+            self.chan_polling_out.discard(ch)
+            ch.close()
+
+    def _watch_output(self):
+        """Polls for writability exactly on the channels with queued output."""
+        for ch in list(self.chan_out):
+            if ch.closed or not ch.pending:
+                self.chan_out.discard(ch)
+        for ch in self.chan_out - self.chan_polling_out:
+            self.poller.modify(ch.fd, zmq.POLLIN | zmq.POLLOUT)
+            self.chan_polling_out.add(ch)
+        for ch in self.chan_polling_out - self.chan_out:
+            if not ch.closed:
+                self.poller.modify(ch.fd, zmq.POLLIN)
+            self.chan_polling_out.discard(ch)
+
     def _io_loop(self):
-        poller = zmq.Poller()
-        poller.register(self.inbox, zmq.POLLIN)
+        poller = self.poller
         next_tick = time.monotonic() + 0.1
         inbox = self.inbox
         while not self.closing:
+            if self.chan_out or self.chan_polling_out:
+                with self.lock:
+                    self._watch_output()
             try:
                 events = poller.poll(100)
             except zmq.ZMQError:
@@ -1017,16 +1104,23 @@ class CoreWorker:
                 raise
             if events:
                 with self.lock:
-                    n = 0
-                    while n < 1000:
-                        try:
-                            frames = inbox.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        except zmq.ZMQError:
-                            return
-                        n += 1
-                        self._dispatch_frames(frames)
+                    for src, ev in events:
+                        if src is inbox:
+                            n = 0
+                            while n < 1000 and inbox.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                                try:
+                                    frames = inbox.recv_multipart(zmq.NOBLOCK, copy=False)
+                                except zmq.ZMQError:
+                                    break
+                                n += 1
+                                self._dispatch_frames([f.buffer for f in frames])
+                        else:
+                            if ev & zmq.POLLOUT:
+                                ch = self.chan_by_fd.get(src)
+                                if ch is not None:
+                                    ch.flush()
+                            if ev & zmq.POLLIN:
+                                self._on_channel(src)
                     if self.decref_q:
                         self._drain_decrefs()
             now = time.monotonic()
@@ -1046,7 +1140,7 @@ class CoreWorker:
 
     def _dispatch_frames(self, frames):
         try:
-            msg = serialization.pickle.loads(frames[0].buffer)
+            msg = serialization.pickle.loads(frames[0])
             handler = self.handlers.get(msg[0]) or self.extra_handlers.get(msg[0])
         except Exception as err:  # noqa: BLE001 - bad peers must not kill the loop
             log.warning("dropped a malformed message: %s", err)
@@ -1079,6 +1173,8 @@ class CoreWorker:
             self.out.send(self.addr, (Op.WAKE,))
         self.io_thread.join(timeout=2)
         self.out.close()
+        for ch in list(self.chan_by_fd.values()):
+            ch.close()
         try:
             self.inbox.close(0)
         except zmq.ZMQError:

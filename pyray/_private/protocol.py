@@ -25,9 +25,9 @@ class Op:
     LOG_LINES = 18          # (op, prefix, is_err, text)           worker -> driver
     WAKE = 19               # internal
     # raylet
-    REGISTER_WORKER = 30    # (op, version, worker_id, pid, task_addr, ctl_addr, job_id)
+    REGISTER_WORKER = 30    # (op, version, worker_id, pid, task_addr, ctl_addr, channel_path)
     REQUEST_LEASE = 31      # (op, req_id, owner_addr, shape, job_id, driver_addr, info)
-    LEASE_GRANTED = 32      # (op, req_id, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid)
+    LEASE_GRANTED = 32      # (op, req_id, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid, channel_path)
     RETURN_LEASE = 33       # (op, lease_id, disconnect)
     CANCEL_LEASE_REQUEST = 34  # (op, req_id)
     WORKER_DIED = 35        # (op, lease_id, worker_id, reason)   raylet -> owner
@@ -52,7 +52,7 @@ class Op:
     # actors (gcs)
     REGISTER_ACTOR = 70     # request: spec dict -> {"actor_id", "existing", "meta"}
     GET_ACTOR_INFO = 71     # (op, actor_id, subscriber_addr) one-way; answered by ACTOR_STATE
-    ACTOR_STATE = 72        # (op, actor_id, state, (task_addr, ctl_addr, worker_id, pid)|None, cause, restarts)
+    ACTOR_STATE = 72        # (op, actor_id, state, (task_addr, ctl_addr, worker_id, pid, channel_path)|None, cause, restarts)
     GET_NAMED_ACTOR = 73    # request: (name, namespace)
     LIST_NAMED_ACTORS = 74  # request: (all_namespaces, namespace)
     KILL_ACTOR = 75         # request: (actor_id, no_restart)

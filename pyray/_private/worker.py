@@ -130,6 +130,7 @@ def _connect_driver(node, config, namespace):
         cw.shutdown()
         raise
     cw.job_id = job_id
+    namespace = namespace or f"anon-{job_id.hex()}"
     cw.job_config = {"job_id": job_id, "driver_addr": cw.addr, "sys_path": list(sys.path),
                      "cwd": os.getcwd(), "namespace": namespace}
     ctx.core_worker = cw
@@ -137,7 +138,7 @@ def _connect_driver(node, config, namespace):
     ctx.node = node
     ctx.config = config
     ctx.job_id = job_id
-    ctx.namespace = namespace or f"anon-{job_id.hex()}"
+    ctx.namespace = namespace
     ctx.session_dir = node["session_dir"]
 
 

@@ -28,6 +28,7 @@ from pyray._private.core_worker import CoreWorker
 from pyray._private.ids import object_id
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import ERROR, IN_STORE, PROTOCOL_VERSION, VALUE, Op
+from pyray._private.channel import Channel, ChannelClosed, Listener
 from pyray._private.transport import bind_inbox
 from pyray.actor import ActorExit as ActorExitSignal
 
@@ -51,7 +52,7 @@ TERMINATE = "__pyray_terminate__"
 class Call:
     """A task between arrival and reply."""
     __slots__ = ("task_id", "name", "owner", "return_ids", "extra", "ctx", "fn", "args",
-                 "kwargs", "reply")
+                 "kwargs", "reply", "dest")
 
     def __init__(self, task_id, name, owner, return_ids, extra, ctx):
         self.task_id = task_id
@@ -64,6 +65,7 @@ class Call:
         self.args = ()
         self.kwargs = {}
         self.reply = None
+        self.dest = owner
 
 
 class _DriverStream(io.TextIOBase):
@@ -130,6 +132,9 @@ class WorkerRuntime:
         self.cw.extra_handlers[Op.CANCEL_TASK] = self._h_cancel
         self.task_addr = f"ipc://{session_dir}/sockets/t{worker_id.hex()[:16]}"
         self.task_sock = bind_inbox(self.cw.ctx, self.task_addr)
+        self.listener = Listener(f"{session_dir}/sockets/u{worker_id.hex()[:16]}")
+        self.channels = {}
+        self.poller = None
         self.fns = {}
         self.driver_addr = None
         self.job_id = None
@@ -153,49 +158,77 @@ class WorkerRuntime:
     def run(self):
         cw = self.cw
         cw.out.send(cw.raylet_addr, (Op.REGISTER_WORKER, PROTOCOL_VERSION, self.worker_id,
-                                     os.getpid(), self.task_addr, cw.addr))
+                                     os.getpid(), self.task_addr, cw.addr, self.listener.path))
         sock = self.task_sock
-        poller = zmq.Poller()
+        poller = self.poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        poller.register(self.listener.fd, zmq.POLLIN)
         ppid = os.getppid()
         max_batch = self.config.max_reply_batch
         while True:
             if not self.queue:
-                if not poller.poll(1000):
+                events = poller.poll(1000)
+                if not events:
                     if os.getppid() != ppid:
                         return      # the raylet is gone
                     continue
-            self._drain(sock)
+                self._take(events)
             while self.queue:
-                frames = self.queue.popleft()
-                owner, reply = self._execute(frames)
+                frames, chan = self.queue.popleft()
+                dest, reply = self._execute(frames, chan)
                 if self.exiting:
                     if reply is not None:
-                        self.replies.setdefault(owner, []).append(reply)
+                        self.replies.setdefault(dest, []).append(reply)
                     self._flush_all()
                     self.actor.exit_now()
                 if reply is None:
                     continue
-                batch = self.replies.get(owner)
+                batch = self.replies.get(dest)
                 if batch is None:
-                    batch = self.replies[owner] = []
+                    batch = self.replies[dest] = []
                 batch.append(reply)
                 if len(batch) >= max_batch:
-                    self._flush(owner)
+                    self._flush(dest)
                 if not self.queue:
-                    self._drain(sock)
+                    self._take(poller.poll(0))
                     if not self.queue:
                         self._flush_all()
 
-    def _drain(self, sock):
+    def _take(self, events):
+        """Moves what arrived (zmq inbox, new channels, channel data) to the queue."""
         q = self.queue
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            q.append(sock.recv_multipart(copy=False))
+        for src, _ in events:
+            if src is self.task_sock:
+                sock = self.task_sock
+                while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    q.append(([f.buffer for f in sock.recv_multipart(copy=False)], None))
+            elif src == self.listener.fd:
+                for ch in self.listener.accept():
+                    self.channels[ch.fd] = ch
+                    self.poller.register(ch.fd, zmq.POLLIN)
+            else:
+                ch = self.channels.get(src)
+                if ch is None:
+                    continue
+                try:
+                    for frames in ch.recv_available():
+                        q.append((frames, ch))
+                except ChannelClosed:
+                    self.poller.unregister(src)
+                    del self.channels[src]
+                    ch.close()
 
-    def _flush(self, owner):
-        batch = self.replies.pop(owner, None)
+    def _flush(self, dest):
+        batch = self.replies.pop(dest, None)
         if batch:
-            self.cw.out.send(owner, (Op.TASK_REPLIES, self.worker_id, batch))
+            self.send_replies(dest, batch)
+
+    def send_replies(self, dest, batch):
+        msg = (Op.TASK_REPLIES, self.worker_id, batch)
+        if isinstance(dest, Channel):
+            dest.send(pickle.dumps(msg, protocol=5))
+        else:
+            self.cw.out.send(dest, msg)
 
     def _flush_all(self):
         for owner in list(self.replies):
@@ -208,6 +241,7 @@ class WorkerRuntime:
         self.cw.job_id = self.job_id
         self.cw.driver_addr = self.driver_addr
         self.cw.job_config = job
+        ctx.namespace = job.get("namespace")
         for p in reversed(job.get("sys_path", ())):
             if p not in sys.path:
                 sys.path.insert(0, p)
@@ -230,13 +264,17 @@ class WorkerRuntime:
             self.fns[fn_id] = fn
         return fn
 
-    def _execute(self, frames):
-        """Runs one task inline; returns (owner, reply) or (None, None)."""
+    def _execute(self, frames, chan=None):
+        """Runs one task inline; returns (reply destination, reply) or
+        (None, None).  The destination is the channel the task came on, or
+        the owner's inbox address for tasks that came over zmq."""
         call = self._begin(frames)
         if call is None:
             return None, None
+        if chan is not None:
+            call.dest = chan
         if call.reply is not None:
-            return call.owner, call.reply
+            return call.dest, call.reply
         if self.actor is not None and self.actor.concurrent and call.extra is None:
             self.actor.submit(call)
             return None, None
@@ -248,11 +286,11 @@ class WorkerRuntime:
             result, err = None, e
         finally:
             self._leave()
-        return call.owner, self._complete(call, result, err)
+        return call.dest, self._complete(call, result, err)
 
     def _begin(self, frames):
         try:
-            msg = pickle.loads(frames[0].buffer)
+            msg = pickle.loads(frames[0])
         except Exception as err:  # noqa: BLE001
             log.warning("dropped a malformed task message: %s", err)
             return None
@@ -286,7 +324,7 @@ class WorkerRuntime:
                 _kind, (args, kwargs) = serialization.loads_store(
                     self.cw.plasma.get(data, timeout=self.config.rpc_timeout_s))
             else:
-                args, kwargs = pickle.loads(data, buffers=[f.buffer for f in frames[1:1 + nbuf]])
+                args, kwargs = pickle.loads(data, buffers=frames[1:1 + nbuf])
             if args or kwargs:
                 args, kwargs = self._resolve_args(args, kwargs, resolved)
             call.args, call.kwargs = args, kwargs

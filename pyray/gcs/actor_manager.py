@@ -159,7 +159,7 @@ class ActorManager:
             e.lease_req = None
 
     def on_lease_granted(self, msg):
-        _, rid, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid = msg
+        _, rid, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid, chan_path = msg
         aid = self.lease_reqs.pop(rid, None)
         e = self.actors.get(aid) if aid is not None else None
         raylet = None
@@ -173,7 +173,7 @@ class ActorManager:
         e.lease_req = None
         e.lease_id = lease_id
         e.raylet_addr = raylet
-        e.worker = (worker_id, task_addr, ctl_addr, pid)
+        e.worker = (worker_id, task_addr, ctl_addr, pid, chan_path)
         self.by_lease[(raylet, lease_id)] = aid
         self.by_worker[worker_id] = aid
         spec = e.spec
@@ -234,7 +234,7 @@ class ActorManager:
     def _state_msg(self, e):
         w = e.worker
         return (Op.ACTOR_STATE, e.actor_id, e.state,
-                (w[1], w[2], w[0], w[3]) if (w and e.state == ALIVE) else None,
+                (w[1], w[2], w[0], w[3], w[4]) if (w and e.state == ALIVE) else None,
                 e.cause, e.restarts)
 
     def _publish(self, e):

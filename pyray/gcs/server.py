@@ -199,7 +199,13 @@ class GcsServer:
         try:
             payload, ok = fn(*msg[3:]), True
         except Exception as err:  # noqa: BLE001 - reported to the caller
-            payload, ok = f"{type(err).__name__}: {err}", False
+            # Plain user errors (a taken name, an unknown actor) travel as
+            # themselves so the caller raises the type Ray raises.
+            if type(err) in (ValueError, TypeError, KeyError):
+                payload = err
+            else:
+                payload = f"{type(err).__name__}: {err}"
+            ok = False
         self.out.send(reply_to, (Op.RESPONSE, req_id, ok, payload))
 
     def run(self, ready_fd=None):

@@ -27,13 +27,14 @@ IDLE, LEASED, STARTING = "idle", "leased", "starting"
 
 class WorkerInfo:
     __slots__ = ("worker_id", "pid", "task_addr", "ctl_addr", "state", "job_id", "lease_id",
-                 "idle_since")
+                 "idle_since", "chan_path")
 
     def __init__(self, worker_id):
         self.worker_id = worker_id
         self.pid = None
         self.task_addr = None
         self.ctl_addr = None
+        self.chan_path = None
         self.state = STARTING
         self.job_id = None
         self.lease_id = None
@@ -151,7 +152,7 @@ class Raylet:
                                         "num_workers": len(self.workers)})
 
     def h_register_worker(self, msg):
-        _, version, wid, pid, task_addr, ctl_addr = msg
+        _, version, wid, pid, task_addr, ctl_addr, chan_path = msg
         w = self.workers.get(wid)
         if version != PROTOCOL_VERSION or w is None:
             log.warning("refused worker %s (protocol %s)", wid.hex(), version)
@@ -159,6 +160,7 @@ class Raylet:
         w.pid = pid
         w.task_addr = task_addr
         w.ctl_addr = ctl_addr
+        w.chan_path = chan_path
         if w.state == STARTING:
             self.starting -= 1
         w.state = IDLE
@@ -287,7 +289,7 @@ class Raylet:
         w.lease_id = lid
         w.job_id = req.job_id
         self.out.send(req.owner, (Op.LEASE_GRANTED, req.req_id, lid, w.worker_id, w.task_addr,
-                                  w.ctl_addr, gpu_ids, w.pid))
+                                  w.ctl_addr, gpu_ids, w.pid, w.chan_path))
 
     def _reclaim_for(self, reqs):
         owners = {r.owner for r in reqs if not r.reclaimed}

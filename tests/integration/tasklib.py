@@ -1,0 +1,60 @@
+"""Remote functions and helpers shared by the runtime tests.
+
+A module of its own (not conftest) because workers import the module a
+remote function was defined in, by name, from the driver's sys.path.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import pyray
+
+
+@pyray.remote
+def identity(x):
+    return x
+
+
+@pyray.remote
+def interval(hold=0.3):
+    """(start, end) of its run; it holds its resources for `hold` seconds."""
+    start = time.time()
+    time.sleep(hold)
+    return start, time.time()
+
+
+@pyray.remote
+def barrier(dirpath, name, n, value=None, timeout=10):
+    """Returns `value` (default: its pid) once n tasks have reached the
+    barrier in dirpath, so they ran at the same time; raises if they did not
+    within `timeout`."""
+    open(os.path.join(dirpath, name), "w").close()
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(dirpath)) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(os.listdir(dirpath))} of {n} tasks ran together")
+        time.sleep(0.01)
+    return os.getpid() if value is None else value
+
+
+@pyray.remote
+def wait_for_file(path, value=True, timeout=30):
+    """Returns `value` once `path` exists (a test's release signal)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+    return value
+
+
+def max_overlap(intervals):
+    """The most (start, end) intervals that overlap at any instant."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
+                    key=lambda ev: (ev[0], ev[1]))
+    cur = best = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
