@@ -104,7 +104,7 @@ cdef extern from "store.h":
 
     pr_status_t pr_store_make(pr_conn_t *c, const pr_store_params_t *p)
     pr_status_t pr_store_connect(pr_conn_t *c, const char *name)
-    void pr_store_disconnect(pr_conn_t *c)
+    void pr_store_disconnect(pr_conn_t *c) nogil
     void pr_store_destroy(pr_conn_t *c)
 
     pr_status_t pr_store_create(pr_conn_t *c, const uint8_t *oid, uint64_t data_size,

@@ -304,7 +304,10 @@ cdef class Connection:
             return
         self.connected = False
         if self.fork_gen == _fork_gen:
-            pr_store_disconnect(&self.c)
+            # unmapping an arena whose pages we touched takes a while (the
+            # kernel frees them if we were the last user): not under the GIL
+            with nogil:
+                pr_store_disconnect(&self.c)
         else:
             pr_arena_close(&self.c.arena)
 

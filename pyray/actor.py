@@ -201,6 +201,9 @@ class ActorHandle:
     def __getattr__(self, name):
         if name.startswith("__") or name in ("_meta", "_methods", "_actor_id"):
             raise AttributeError(name)
+        # A new ActorMethod per access: one cached on the handle would point
+        # back at it, and the cycle would keep the actor alive after the
+        # user's last reference to the handle is gone.
         m = self._methods.get(name)
         if m is None:
             info = self._meta["methods"].get(name)
@@ -208,10 +211,9 @@ class ActorHandle:
                 raise AttributeError(f"'{self._meta['class_name']}' actor has no method "
                                      f"{name!r}")
             retries = info.get("max_task_retries")
-            m = ActorMethod(self, name, info["num_returns"],
-                            self._retries if retries is None else retries)
-            self._methods[name] = m
-        return m
+            m = self._methods[name] = (info["num_returns"],
+                                       self._retries if retries is None else retries)
+        return ActorMethod(self, name, m[0], m[1])
 
     def __del__(self):
         cw = self._cw
@@ -267,6 +269,8 @@ def kill(actor, *, no_restart=True):
                          "To stop a task, use cancel().")
     cw = ctx.core_worker or ensure_initialized()
     cw.rpc(cw.gcs_addr, Op.KILL_ACTOR, actor._actor_id, bool(no_restart))
+    if no_restart:
+        cw.actor_killed(actor._actor_id)
 
 
 _unused = (exc, ObjectRef)

@@ -12,7 +12,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from pyray import exceptions as exc
 from pyray._private.protocol import Op
+from pyray.actor import ActorExit
 
 
 class ActorInstance:
@@ -27,17 +29,22 @@ class ActorInstance:
         self.concurrent = self.is_async or self.max_concurrency > 1
         self.pool = None
         self.loop = None
+        self.inflight = 0                    # calls handed to threads or the loop
+        self.idle = threading.Condition()
         if self.is_async:
             self.loop = asyncio.new_event_loop()
-            self.sem = None
-            t = threading.Thread(target=self._run_loop, name="pyray-actor-loop", daemon=True)
+            started = threading.Event()
+            t = threading.Thread(target=self._run_loop, args=(started,),
+                                 name="pyray-actor-loop", daemon=True)
             t.start()
+            started.wait()
         elif self.max_concurrency > 1:
             self.pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="pyray-actor")
 
-    def _run_loop(self):
+    def _run_loop(self, started):
         asyncio.set_event_loop(self.loop)
         self.sem = asyncio.Semaphore(self.max_concurrency)
+        started.set()
         self.loop.run_forever()
 
     def handle(self):
@@ -47,27 +54,38 @@ class ActorInstance:
         return ActorHandle(self.actor_id, meta)
 
     def submit(self, call):
+        rt = self.runtime
+        if rt.exiting:
+            # the actor is stopping: a call that arrives now never runs
+            err = exc.ActorDiedError(None, (
+                f"The actor {self.actor_id.hex()} exited before it could run "
+                f"{call.name} (exit_actor() or out of scope)."), self.actor_id)
+            rt.send_replies(call.dest, [rt._error_reply(call, err, False)])
+            return
+        with self.idle:
+            self.inflight += 1
         if self.loop is not None:
             asyncio.run_coroutine_threadsafe(self._run_async(call), self.loop)
         else:
             self.pool.submit(self._run_threaded, call)
 
-    def _send(self, call, reply):
+    def _done(self, call, result, err):
         rt = self.runtime
-        rt.send_replies(call.dest, [reply])
-        if rt.exiting:
-            self.exit_now()
+        rt.send_replies(call.dest, [rt._complete(call, result, err)])
+        with self.idle:
+            self.inflight -= 1
+            self.idle.notify_all()
+        if isinstance(err, ActorExit):
+            self.exit_now(drain=False)
 
     def _run_threaded(self, call):
         try:
             result, err = call.fn(*call.args, **call.kwargs), None
         except BaseException as e:  # noqa: BLE001 - goes to the caller
             result, err = None, e
-        self._send(call, self.runtime._complete(call, result, err))
+        self._done(call, result, err)
 
     async def _run_async(self, call):
-        while self.sem is None:
-            await asyncio.sleep(0)
         async with self.sem:
             try:
                 result = call.fn(*call.args, **call.kwargs)
@@ -76,11 +94,18 @@ class ActorInstance:
                 err = None
             except BaseException as e:  # noqa: BLE001 - goes to the caller
                 result, err = None, e
-        self._send(call, self.runtime._complete(call, result, err))
+        self._done(call, result, err)
 
-    def exit_now(self):
-        """Leaves the process after telling the GCS that this is on purpose."""
+    def exit_now(self, drain=True):
+        """Leaves the process after telling the GCS that this is on purpose.
+        With `drain`, calls already running on threads or the event loop
+        finish first (an out-of-scope actor stops after the calls sent to
+        it); exit_actor() inside a call leaves at once."""
         rt = self.runtime
+        if drain and self.concurrent:
+            with self.idle:
+                while self.inflight:
+                    self.idle.wait()
         cw = rt.cw
         cw.out.send(cw.gcs_addr, (Op.ACTOR_EXITING, self.actor_id))
         rt._flush_all()

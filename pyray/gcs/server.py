@@ -17,6 +17,7 @@ import time
 import zmq
 
 from pyray._private.config import Config
+from pyray._private.daemon import exit_now
 from pyray._private.protocol import Op
 from pyray._private.transport import Outbox, bind_inbox, recv_msg
 
@@ -259,6 +260,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     GcsServer(args.address, Config.from_env()).run(args.ready_fd)
+    exit_now()
 
 
 if __name__ == "__main__":

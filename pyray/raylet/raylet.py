@@ -16,6 +16,7 @@ import time
 
 from pyray._private import ids  # noqa: F401  (imports before the zygote fork)
 from pyray._private.config import Config
+from pyray._private.daemon import exit_now
 from pyray._private.protocol import PROTOCOL_VERSION, Op
 from pyray.raylet.resources import NodeResources
 from pyray.raylet.worker_pool import Zygote, set_pdeathsig
@@ -477,6 +478,7 @@ def main(argv=None):
             # cleaning up: remove its session directory (sockets, logs, spill)
             import shutil
             shutil.rmtree(args.session_dir, ignore_errors=True)
+    exit_now()
 
 
 if __name__ == "__main__":
