@@ -21,6 +21,17 @@ _N = struct.Struct("<I")
 _L = struct.Struct("<Q")
 _MAX_FRAMES = 1 << 16
 _MAX_FRAME = 1 << 40
+# Reads go through a per-thread scratch buffer: recv(n) would allocate (and,
+# at this size, mmap and fault in) a fresh n-byte object on every call.
+_CHUNK = 1 << 20
+_local = threading.local()
+
+
+def _scratch():
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = memoryview(bytearray(_CHUNK))
+    return buf
 
 
 class ChannelClosed(ConnectionError):
@@ -116,14 +127,15 @@ class Channel:
     def recv_available(self):
         """Reads what the socket has without blocking; returns the complete
         messages (each a list of frames).  Raises ChannelClosed at EOF."""
+        scratch = _scratch()
         try:
             while True:
-                chunk = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
-                if not chunk:
+                n = self.sock.recv_into(scratch, _CHUNK, socket.MSG_DONTWAIT)
+                if not n:
                     self.closed = True
                     break
-                self.buf += chunk
-                if len(chunk) < (1 << 20):
+                self.buf += scratch[:n]
+                if n < _CHUNK:
                     break
         except BlockingIOError:
             pass
@@ -141,11 +153,12 @@ class Channel:
             msgs = self._parse()
             if msgs:
                 return msgs
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
+            scratch = _scratch()
+            n = self.sock.recv_into(scratch, _CHUNK)
+            if not n:
                 self.closed = True
                 raise ChannelClosed("peer closed the channel")
-            self.buf += chunk
+            self.buf += scratch[:n]
 
     def _parse(self):
         out = []

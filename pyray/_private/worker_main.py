@@ -34,6 +34,9 @@ from pyray.actor import ActorExit as ActorExitSignal
 
 log = logging.getLogger("pyray.worker")
 
+# plain ints: zmq's flag enums are slow to combine on the hot path
+_POLLIN = int(zmq.POLLIN)
+
 
 class TaskContext:
     __slots__ = ("task_id", "name", "gpu_ids", "owner", "shape")
@@ -190,7 +193,12 @@ class WorkerRuntime:
                 if len(batch) >= max_batch:
                     self._flush(dest)
                 if not self.queue:
-                    self._take(poller.poll(0))
+                    # more work behind this call?  (batches the replies of a
+                    # burst; one non-blocking read is cheaper than a poll)
+                    if chan is not None:
+                        self._read_more(chan)
+                    else:
+                        self._take(poller.poll(0))
                     if not self.queue:
                         self._flush_all()
 
@@ -200,7 +208,7 @@ class WorkerRuntime:
         for src, _ in events:
             if src is self.task_sock:
                 sock = self.task_sock
-                while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                while sock.getsockopt(zmq.EVENTS) & _POLLIN:
                     q.append(([f.buffer for f in sock.recv_multipart(copy=False)], None))
             elif src == self.listener.fd:
                 for ch in self.listener.accept():
@@ -217,6 +225,13 @@ class WorkerRuntime:
                     self.poller.unregister(src)
                     del self.channels[src]
                     ch.close()
+
+    def _read_more(self, chan):
+        try:
+            for frames in chan.recv_available():
+                self.queue.append((frames, chan))
+        except ChannelClosed:
+            pass        # the poll loop sees the closed socket and drops it
 
     def _flush(self, dest):
         batch = self.replies.pop(dest, None)
