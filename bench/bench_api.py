@@ -50,6 +50,16 @@ class AsyncActor:
         return b"ok"
 
 
+@ray.remote(num_cpus=0)
+class Client:
+    """Calls its own server actor: n of these make the n:n pattern."""
+    def __init__(self, server):
+        self.server = server
+
+    def call(self, n):
+        ray.get([self.server.small_value.remote() for _ in range(n)])
+
+
 @pytest.mark.benchmark(group="objects")
 def test_put_small(benchmark, cluster):
     benchmark(ray.put, 0)
@@ -146,6 +156,12 @@ def test_async_actor_1000(benchmark, cluster):
 def test_actor_1_to_n_async(benchmark, cluster):
     actors = [Actor.remote() for _ in range(2)]
     benchmark(lambda: ray.get([a.small_value.remote() for a in actors for _ in range(500)]))
+
+
+@pytest.mark.benchmark(group="actors")
+def test_actor_n_to_n_async(benchmark, cluster):
+    clients = [Client.remote(Actor.remote()) for _ in range(2)]
+    benchmark(lambda: ray.get([c.call.remote(500) for c in clients]))
 
 
 _LIFECYCLE = """
