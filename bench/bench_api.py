@@ -5,7 +5,7 @@ pytest-benchmark cases, for regression runs.
 
 Groups: ``objects`` (put/get latency), ``objects-large`` (800 MiB put beside
 numpy's copy of the same bytes, zero-copy get), ``tasks``, ``actors``,
-``wait``, ``lifecycle`` (init + first task, shutdown).
+``wait``, ``placement-groups``, ``lifecycle`` (init + first task, shutdown).
 """
 import subprocess
 import sys
@@ -162,6 +162,20 @@ def test_actor_1_to_n_async(benchmark, cluster):
 def test_actor_n_to_n_async(benchmark, cluster):
     clients = [Client.remote(Actor.remote()) for _ in range(2)]
     benchmark(lambda: ray.get([c.call.remote(500) for c in clients]))
+
+
+@pytest.mark.benchmark(group="placement-groups")
+def test_pg_create_remove_100(benchmark, cluster):
+    """vs_ray.py's pg_create_remove: 100 groups created, waited for, removed."""
+    from pyray.util.placement_group import placement_group, remove_placement_group
+
+    def create_remove():
+        groups = [placement_group([{"CPU": 0.001}]) for _ in range(100)]
+        for g in groups:
+            assert g.wait(timeout_seconds=30)
+        for g in groups:
+            remove_placement_group(g)
+    benchmark(create_remove)
 
 
 _LIFECYCLE = """

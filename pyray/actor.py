@@ -95,6 +95,10 @@ class ActorClass:
             raise ValueError("get_if_exists=True needs a name for the actor.")
         cpus = o.get("num_cpus")
         shape = make_shape(o, default_cpus=0 if cpus is None else cpus)
+        placement = None
+        if o.get("scheduling_strategy") is not None or "placement_group" in o or cw.pg_capture:
+            from pyray.util.placement_group import place_actor
+            shape, placement = place_actor(o, shape, cw, f"actor {self.__name__}")
         ser = serialize_args(args, kwargs, f"{self.__name__}.__init__")
         max_conc = o.get("max_concurrency")
         if max_conc is None:
@@ -113,6 +117,7 @@ class ActorClass:
             "job_config": cw.job_config, "owner": cw.addr,
             "creation_task_id": ids.new_task_id(),
             "strategy": strategy_key(o.get("scheduling_strategy")),
+            "placement_group": placement,
         }
         reply = cw.rpc(cw.gcs_addr, Op.REGISTER_ACTOR, spec)
         aid = reply["actor_id"]

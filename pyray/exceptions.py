@@ -222,6 +222,13 @@ class RaySystemTimeoutError(RayError, TimeoutError):
     pass
 
 
+class TaskPlacementGroupRemoved(RayError):
+    """A task's placement group was removed before or while it ran."""
+
+    def __init__(self, message=None):
+        super().__init__(message or "The placement group of this task has been removed.")
+
+
 class CrossLanguageError(RayError):
     pass
 

@@ -30,6 +30,8 @@ class ActorInstance:
         self.pool = None
         self.loop = None
         self.inflight = 0                    # calls handed to threads or the loop
+        self.exited = False                  # exit_actor() was called: start no more calls
+        self.exit_started = False
         self.idle = threading.Condition()
         if self.is_async:
             self.loop = asyncio.new_event_loop()
@@ -53,14 +55,17 @@ class ActorInstance:
                 "is_async": self.is_async}
         return ActorHandle(self.actor_id, meta)
 
-    def submit(self, call):
+    def _refuse(self, call):
+        """Replies that the actor stopped before `call` could run."""
         rt = self.runtime
-        if rt.exiting:
-            # the actor is stopping: a call that arrives now never runs
-            err = exc.ActorDiedError(None, (
-                f"The actor {self.actor_id.hex()} exited before it could run "
-                f"{call.name} (exit_actor() or out of scope)."), self.actor_id)
-            rt.send_replies(call.dest, [rt._error_reply(call, err, False)])
+        err = exc.ActorDiedError(None, (
+            f"The actor {self.actor_id.hex()} exited before it could run {call.name} "
+            "(exit_actor() or out of scope)."), self.actor_id)
+        rt.send_replies(call.dest, [rt._error_reply(call, err, False)])
+
+    def submit(self, call):
+        if self.runtime.exiting:
+            self._refuse(call)      # arrived after exit_actor() or the terminate message
             return
         with self.idle:
             self.inflight += 1
@@ -71,22 +76,30 @@ class ActorInstance:
 
     def _done(self, call, result, err):
         rt = self.runtime
-        rt.send_replies(call.dest, [rt._complete(call, result, err)])
+        if call is not None:
+            rt.send_replies(call.dest, [rt._complete(call, result, err)])
         with self.idle:
             self.inflight -= 1
             self.idle.notify_all()
         if isinstance(err, ActorExit):
-            self.exit_now(drain=False)
+            self.exit_now()
 
     def _run_threaded(self, call):
+        if self.exited:
+            self._refuse(call)
+            return self._done(None, None, None)
         try:
             result, err = call.fn(*call.args, **call.kwargs), None
         except BaseException as e:  # noqa: BLE001 - goes to the caller
             result, err = None, e
+            self.exited = self.exited or isinstance(e, ActorExit)
         self._done(call, result, err)
 
     async def _run_async(self, call):
         async with self.sem:
+            if self.exited:
+                self._refuse(call)
+                return self._done(None, None, None)
             try:
                 result = call.fn(*call.args, **call.kwargs)
                 if inspect.isawaitable(result):
@@ -94,18 +107,36 @@ class ActorInstance:
                 err = None
             except BaseException as e:  # noqa: BLE001 - goes to the caller
                 result, err = None, e
+                self.exited = self.exited or isinstance(e, ActorExit)
         self._done(call, result, err)
 
-    def exit_now(self, drain=True):
+    def exit_now(self):
         """Leaves the process after telling the GCS that this is on purpose.
-        With `drain`, calls already running on threads or the event loop
-        finish first (an out-of-scope actor stops after the calls sent to
-        it); exit_actor() inside a call leaves at once."""
-        rt = self.runtime
-        if drain and self.concurrent:
+
+        A sync actor leaves at once.  A concurrent one first lets the calls
+        handed to its threads or event loop finish (an out-of-scope actor
+        stops after the calls sent to it; exit_actor() lets the others that
+        are running complete), on a thread of its own: this returns, so that
+        neither the main thread (which refuses calls that arrive meanwhile)
+        nor the event loop (which runs those calls) is blocked."""
+        if self.concurrent:
             with self.idle:
-                while self.inflight:
-                    self.idle.wait()
+                if self.exit_started:
+                    return
+                self.exit_started = True
+            threading.Thread(target=self._leave_when_idle, name="pyray-actor-exit",
+                             daemon=True).start()
+            return
+        self._leave()
+
+    def _leave_when_idle(self):
+        with self.idle:
+            while self.inflight:
+                self.idle.wait()
+        self._leave()
+
+    def _leave(self):
+        rt = self.runtime
         cw = rt.cw
         cw.out.send(cw.gcs_addr, (Op.ACTOR_EXITING, self.actor_id))
         rt._flush_all()

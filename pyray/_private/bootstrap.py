@@ -39,20 +39,22 @@ def request(gcs_addr, op, *args, timeout=5.0):
         inbox = bind_inbox(ctx, f"ipc://{tmp}/inbox")
         out = ctx.socket(zmq.PUSH)
         out.setsockopt(zmq.LINGER, 0)
+        out.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))   # no peer: no blocking forever
         out.connect(gcs_addr)
-        out.send(dumps((op, 1, f"ipc://{tmp}/inbox") + args))
+        try:
+            out.send(dumps((op, 1, f"ipc://{tmp}/inbox") + args))
+        except zmq.Again:
+            pass                        # reported below, as no answer
         if not inbox.poll(int(timeout * 1000)):
             raise ConnectionError(f"No pyray cluster answered at {gcs_addr} within {timeout}s. "
                                   "Is it running (`pyray status`)?")
         msg = loads(inbox.recv())
-        out.close(0)
-        inbox.close(0)
         _, _, ok, payload = msg
         if not ok:
             raise ConnectionError(f"the cluster at {gcs_addr} refused the request: {payload}")
         return payload
     finally:
-        ctx.term()
+        ctx.destroy(linger=0)           # closes the sockets, even after an error
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -63,6 +65,8 @@ def find_local_node(address, config):
     if not alive:
         raise ConnectionError(f"The cluster at {gcs_addr} has no live node.")
     mine = [n for n in alive if os.path.isdir(n.get("session_dir", ""))]
-    n = (mine or alive)[0]
+    # on a machine running several nodes (cluster_utils), the driver joins the head
+    n = sorted(mine or alive, key=lambda n: not n.get("head"))[0]
     return {"node_id": n["node_id"], "raylet_addr": n["raylet_addr"], "gcs_addr": gcs_addr,
-            "store_name": n["store_name"], "session_dir": n["session_dir"]}
+            "store_name": n["store_name"], "session_dir": n["session_dir"],
+            "om_addr": n.get("om_addr")}

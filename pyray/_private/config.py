@@ -32,6 +32,9 @@ class Config:
     rpc_timeout_s: float = 30.0
     # idle workers above num_cpus are stopped after this long
     idle_worker_timeout_s: float = 10.0
+    # objects move between nodes in chunks of this size, this many in flight
+    object_transfer_chunk_bytes: int = 8 * 1024 * 1024
+    object_transfer_window: int = 4
     # stream worker stdout/stderr to the driver
     log_to_driver: bool = True
 

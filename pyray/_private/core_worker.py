@@ -29,9 +29,14 @@ from pyray._private import ids, serialization
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import ERROR, IN_STORE, VALUE, Op
 from pyray._private.channel import Channel, ChannelClosed
+from pyray._private.cluster_client import ClusterClient, addr_suffix
 from pyray._private.transport import Outbox, bind_inbox
 
 log = logging.getLogger("pyray.core_worker")
+
+# plain ints: zmq's flag enums are slow to combine on the hot path
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
 
 PENDING, READY = 0, 1
 
@@ -56,7 +61,7 @@ class Owned:
 class Lease:
     __slots__ = ("lease_id", "worker_id", "task_addr", "ctl_addr", "gpu_ids", "inflight",
                  "sent_fns", "idle_since", "key", "reclaim", "pid", "first", "progress", "channel",
-                 "fast")
+                 "fast", "raylet", "node_id")
 
     def __init__(self, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid, channel=None):
         self.lease_id = lease_id
@@ -74,6 +79,8 @@ class Lease:
         self.progress = 0.0
         self.channel = channel
         self.fast = False       # its last reply came quickly: safe to pipeline
+        self.raylet = None      # the raylet that granted it, and its node
+        self.node_id = None
 
 
 class ActorClient:
@@ -119,7 +126,12 @@ class CoreWorker:
         self.config = config
         self.is_driver = is_driver
         self.worker_id = worker_id or ids.random_id(16)
-        self.addr = f"ipc://{session_dir}/sockets/c{self.worker_id.hex()[:16]}"
+        # the node's id ends the address: holders of our refs learn that we
+        # died with our node (cluster_client)
+        self.addr = (f"ipc://{session_dir}/sockets/c{self.worker_id.hex()[:16]}"
+                     f"{addr_suffix(self.node_id)}")
+        self.om_addr = node.get("om_addr")   # the node's object manager (pulls, frees)
+        self.cluster = ClusterClient(self)
         self.driver_addr = driver_addr or self.addr
         self.job_config = None
 
@@ -151,6 +163,7 @@ class CoreWorker:
         self.actor_handles = {}      # actor id -> live handles made by this process
         self.escaped_actors = set()  # actors whose handle was sent elsewhere
         self.current_task = None     # set by the worker loop while a task runs
+        self.pg_capture = False      # this process ran work whose children join its group
         self.blocked_depth = 0
         self.closing = False
         self._req_counter = 0
@@ -177,6 +190,10 @@ class CoreWorker:
             Op.LOG_LINES: self._h_log_lines,
             Op.WAKE: lambda msg, frames: None,
             Op.ACTOR_STATE: self._h_actor_state,
+            Op.LEASE_SPILLBACK: self.cluster.h_spillback,
+            Op.LEASE_FAILED: self.cluster.h_lease_failed,
+            Op.NODE_DEAD: self.cluster.h_node_dead,
+            Op.LEASE_PG_REMOVED: self._h_lease_pg_removed,
         }
         self.extra_handlers = {}
         self._pending_callbacks = []
@@ -225,6 +242,8 @@ class CoreWorker:
         del self.owned[oid]
         if e.kind == IN_STORE and self.plasma is not None:
             self._store_delete(oid)
+            if e.payload != self.node_id:
+                self.cluster.free(e.payload, oid)
         if e.contained_at is not None:
             self.out.send(e.contained_at, (Op.RELEASE_CONTAINED, [oid]))
         e.contained = None  # drops nested refs (their decrefs queue up)
@@ -284,6 +303,26 @@ class CoreWorker:
                 self._drain_decrefs()
             self.owned[oid] = e
         return ObjectRef(oid, self.addr)
+
+    def new_future(self):
+        """An owned object made ready by an event rather than a task
+        (placement group readiness): see resolve_future."""
+        oid = ids.new_put_id()
+        with self.lock:
+            self.owned[oid] = Owned()
+        return ObjectRef(oid, self.addr)
+
+    def resolve_future(self, oid, value=None, error=None):
+        """Makes a new_future() object ready with a value or an exception."""
+        if error is not None:
+            kind, payload = ERROR, serialization.error_payload(error)
+        else:
+            kind, payload = VALUE, serialization.inline_payload(serialization.serialize(value))
+        with self.lock:
+            e = self.owned.get(oid)
+            if e is not None and e.state == PENDING:
+                self._set_ready(oid, kind, payload)
+                self.cv.notify_all()
 
     def put_serialized(self, ser):
         """Puts an already serialized value in the store (task arguments)."""
@@ -376,6 +415,9 @@ class CoreWorker:
         if oid not in self.requested:
             self.requested.add(oid)
             self.foreign.setdefault(oid, ref._owner)
+            if self.cluster.dead and self.cluster.owner_dead(ref._owner):
+                v = self.foreign_values[oid] = self.cluster.owner_died_error(oid, ref._owner)
+                return v
             self.out.send(ref._owner, (Op.GET_OBJECT, oid, self.addr))
         return None
 
@@ -383,17 +425,22 @@ class CoreWorker:
         if kind == VALUE:
             return serialization.loads_inline(payload, ref)
         if kind == IN_STORE:
-            return self._read_store(ref)
+            return self._read_store(ref, payload)
         err = serialization.loads_inline(payload)
         if isinstance(err, exc.RayTaskError):
             raise err.as_instanceof_cause()
         raise err
 
-    def _read_store(self, ref):
+    def _read_store(self, ref, node=None):
+        """The value of an object in a store: ours, or `node`'s (pulled)."""
         import plasma
         try:
             buf = self.plasma.get(ref._id, timeout=self.config.rpc_timeout_s)
-        except (plasma.ObjectNotFoundError, plasma.GetTimeoutError):
+        except plasma.ObjectNotFoundError:
+            if node is None or node == self.node_id or self.om_addr is None:
+                raise exc.ObjectLostError(ref.hex(), ref._owner or "") from None
+            return self.cluster.fetch(ref, node)
+        except plasma.GetTimeoutError:
             raise exc.ObjectLostError(ref.hex(), ref._owner or "") from None
         kind, value = serialization.loads_store(buf, ref)
         if kind == ERROR:
@@ -487,21 +534,25 @@ class CoreWorker:
                 e.spec = spec
                 self.owned[oid] = e
             self.tasks_by_id[spec.task_id] = spec
-            pending = []
-            for ref in spec.deps:
-                e = self.owned.get(ref._id)
-                if e is None:
-                    continue            # borrowed: the worker asks its owner
-                if e.state == PENDING:
-                    pending.append(ref._id)
-                elif not self._resolve_dep(spec, ref._id, e):
-                    return
-            if pending:
-                spec.pending_deps = len(pending)
-                for oid in pending:
-                    self.waiting_deps.setdefault(oid, []).append(spec)
-            else:
-                self._enqueue(spec)
+            self.submit_deps(spec)
+
+    def submit_deps(self, spec):
+        """Enqueues a task now, or once its pending owned arguments are ready."""
+        pending = []
+        for ref in spec.deps:
+            e = self.owned.get(ref._id)
+            if e is None:
+                continue            # borrowed: the worker asks its owner
+            if e.state == PENDING:
+                pending.append(ref._id)
+            elif not self._resolve_dep(spec, ref._id, e):
+                return
+        if pending:
+            spec.pending_deps = len(pending)
+            for oid in pending:
+                self.waiting_deps.setdefault(oid, []).append(spec)
+        else:
+            self._enqueue(spec)
 
     def _resolve_dep(self, spec, oid, e):
         """Attaches a ready dependency to the spec; a failed dependency fails
@@ -513,6 +564,9 @@ class CoreWorker:
             if spec.resolved is None:
                 spec.resolved = {}
             spec.resolved[oid] = (VALUE, e.payload)
+        elif e.payload != self.node_id and len(spec.key) == 2 and spec.key[1] in (None, "DEFAULT"):
+            # a large argument lives on another node: prefer a worker there
+            spec.key = spec.key + (e.payload,)
         return True
 
     def _dep_ready(self, oid, e):
@@ -532,7 +586,10 @@ class CoreWorker:
     def _key_state(self, spec):
         ks = self.keys.get(spec.key)
         if ks is None:
-            ks = self.keys[spec.key] = KeyState(spec.shape)
+            shape = spec.shape
+            if type(shape) is not dict and getattr(shape, "lease", None) is not None:
+                shape = shape.lease      # placed in a placement group (PgShape)
+            ks = self.keys[spec.key] = KeyState(shape)
         return ks
 
     def _enqueue(self, spec):
@@ -590,8 +647,10 @@ class CoreWorker:
             req_id = self._req_counter
             ks.pending_reqs.add(req_id)
             self.pending_lease_reqs[req_id] = key
-            self.out.send(self.raylet_addr, (Op.REQUEST_LEASE, req_id, self.addr, ks.shape,
-                                             self.job_id, self.driver_addr, key))
+            self.out.send(self.raylet_addr, self.lease_request(req_id, key, ks))
+
+    def lease_request(self, req_id, key, ks):
+        return (Op.REQUEST_LEASE, req_id, self.addr, ks.shape, self.job_id, self.driver_addr, key)
 
     def _dispatch_queued(self, ks):
         """Pushes queued tasks to leased workers.  A worker gets more than
@@ -808,13 +867,18 @@ class CoreWorker:
             # every ref to it was dropped while the task ran
             if kind == IN_STORE and self.plasma is not None:
                 self._store_delete(oid)
+                if payload != self.node_id:
+                    self.cluster.free(payload, oid)
             if contained_at is not None:
                 self.out.send(contained_at, (Op.RELEASE_CONTAINED, [oid]))
             return
         e.state = READY
         e.kind = kind
         e.payload = payload
-        e.spec = None
+        if kind != IN_STORE or payload == self.node_id:
+            # lineage is kept only for objects on other nodes: they can be
+            # lost while this process lives (cluster_client)
+            e.spec = None
         e.contained_at = contained_at
         if e.waiters:
             for addr in e.waiters:
@@ -894,11 +958,14 @@ class CoreWorker:
         key = self.pending_lease_reqs.pop(req_id, None)
         ks = self.keys.get(key) if key is not None else None
         if ks is None:
-            self.out.send(self.raylet_addr, (Op.RETURN_LEASE, lease_id, False))
+            self.cluster.targets.pop(req_id, None)
+            self.out.send(self.cluster.raylet_of_lease(lease_id), (Op.RETURN_LEASE, lease_id,
+                                                                   False))
             return
         ks.pending_reqs.discard(req_id)
         lease = Lease(lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid,
                       self._channel_for(chan_path))
+        lease.raylet, lease.node_id = self.cluster.lease_source(req_id)
         ks.leases[lease_id] = lease
         self.leases[lease_id] = lease
         self.lease_by_worker[worker_id] = lease
@@ -908,7 +975,7 @@ class CoreWorker:
         elif ks.pending_reqs:
             for r in ks.pending_reqs:
                 self.pending_lease_reqs.pop(r, None)
-                self.out.send(self.raylet_addr, (Op.CANCEL_LEASE_REQUEST, r))
+                self.cluster.cancel_request(r)
             ks.pending_reqs.clear()
 
     def _return_lease(self, lease, disconnect=False):
@@ -918,7 +985,7 @@ class CoreWorker:
         ks = self.keys.get(lease.key)
         if ks is not None:
             ks.leases.pop(lease.lease_id, None)
-        self.out.send(self.raylet_addr, (Op.RETURN_LEASE, lease.lease_id, disconnect))
+        self.out.send(lease.raylet, (Op.RETURN_LEASE, lease.lease_id, disconnect))
 
     def _h_reclaim(self, msg, frames):
         lease = self.leases.get(msg[1])
@@ -957,6 +1024,23 @@ class CoreWorker:
                     f"The worker running task {spec.name} died unexpectedly ({reason}); "
                     "it was not retried because its retries are used up (max_retries)."))
         lease.inflight.clear()
+
+    def _h_lease_pg_removed(self, msg, frames):
+        """The placement group the queued tasks of a key were placed in is
+        gone: they fail (Ray's TaskPlacementGroupRemoved)."""
+        _, req_id, message = msg
+        key = self.pending_lease_reqs.pop(req_id, None)
+        ks = self.keys.get(key) if key is not None else None
+        if ks is None:
+            return
+        ks.pending_reqs.discard(req_id)
+        from pyray.util.placement_group import TaskPlacementGroupRemoved
+        err = TaskPlacementGroupRemoved(message)
+        while ks.queue:
+            spec = ks.queue.popleft()
+            if not spec.cancelled:
+                self.fail_task(spec, err)
+        self.cv.notify_all()
 
     def _h_infeasible(self, msg, frames):
         _, req_id, message = msg
@@ -1126,7 +1210,7 @@ class CoreWorker:
                     for src, ev in events:
                         if src is inbox:
                             n = 0
-                            while n < 1000 and inbox.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                            while n < 1000 and inbox.getsockopt(zmq.EVENTS) & _POLLIN:
                                 try:
                                     frames = inbox.recv_multipart(zmq.NOBLOCK, copy=False)
                                 except zmq.ZMQError:
@@ -1134,11 +1218,11 @@ class CoreWorker:
                                 n += 1
                                 self._dispatch_frames([f.buffer for f in frames])
                         else:
-                            if ev & zmq.POLLOUT:
+                            if ev & _POLLOUT:
                                 ch = self.chan_by_fd.get(src)
                                 if ch is not None:
                                     ch.flush()
-                            if ev & zmq.POLLIN:
+                            if ev & _POLLIN:
                                 self._on_channel(src)
                     if self.decref_q:
                         self._drain_decrefs()

@@ -121,7 +121,7 @@ class LocalCluster:
 
     def __init__(self, *, num_cpus, num_gpus, resources, object_store_memory, config,
                  die_with_parent=True, head=True, gcs_address=None, session_dir=None,
-                 node_ip="127.0.0.1", gcs_listen=None):
+                 node_ip="127.0.0.1", gcs_listen=None, raylet_name="raylet"):
         self.config = config
         self.session_dir = session_dir or new_session_dir()
         env = dict(os.environ)
@@ -141,7 +141,7 @@ class LocalCluster:
                     "--resources", json.dumps(resources or {}), "--node-ip", node_ip]
             if head:
                 args.append("--head")
-            self.raylet = _spawn("raylet", "pyray.raylet.raylet", args, self.session_dir, env,
+            self.raylet = _spawn(raylet_name, "pyray.raylet.raylet", args, self.session_dir, env,
                                  die_with_parent)
             self.procs.append(self.raylet)
             _wait_ready(self.procs, config.start_timeout_s, self.session_dir)
@@ -151,7 +151,7 @@ class LocalCluster:
         info = self.raylet.info
         self.node = {"node_id": bytes.fromhex(info["node_id"]), "raylet_addr": info["raylet_addr"],
                      "gcs_addr": self.gcs_address, "store_name": info["store_name"],
-                     "session_dir": self.session_dir}
+                     "session_dir": self.session_dir, "om_addr": info.get("om_addr")}
 
     def stop(self, remove_session=True, timeout=None):
         timeout = self.config.stop_timeout_s if timeout is None else timeout

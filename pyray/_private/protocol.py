@@ -29,7 +29,7 @@ class Op:
     REQUEST_LEASE = 31      # (op, req_id, owner_addr, shape, job_id, driver_addr, info)
     LEASE_GRANTED = 32      # (op, req_id, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid, channel_path)
     RETURN_LEASE = 33       # (op, lease_id, disconnect)
-    CANCEL_LEASE_REQUEST = 34  # (op, req_id)
+    CANCEL_LEASE_REQUEST = 34  # (op, req_id[, owner_addr])
     WORKER_DIED = 35        # (op, lease_id, worker_id, reason)   raylet -> owner
     LEASE_INFEASIBLE = 36   # (op, req_id, message)                 raylet -> owner
     WORKER_BLOCKED = 37     # (op, worker_id)
@@ -40,7 +40,7 @@ class Op:
     DRIVER_EXIT = 42        # (op, job_id)
     # gcs
     REGISTER_NODE = 60
-    NODE_RESOURCES = 61     # (op, node_id, available)  one-way
+    NODE_RESOURCES = 61     # (op, node_id, available[, total when it changed])  one-way
     GET_NODES = 62
     REGISTER_JOB = 63
     KV_PUT = 64
@@ -58,9 +58,31 @@ class Op:
     KILL_ACTOR = 75         # request: (actor_id, no_restart)
     ACTOR_EXITING = 76      # (op, actor_id) one-way, from the actor's worker
     LIST_ACTORS = 77        # request
+    # placement groups (docs/placement_groups.md)
+    PG_CREATE = 80          # request: spec dict (pg_id, bundles, strategy, name, ...) -> True
+    PG_REMOVE = 81          # (op, pg_id, remover_addr) one-way
+    PG_SUBSCRIBE = 82       # (op, pg_id, subscriber_addr) one-way; answered by PG_STATE
+    PG_STATE = 83           # (op, pg_id, state, message|None)    gcs -> subscribers
+    PG_TABLE = 84           # request: (pg_id|None) -> row | {hex: row}
+    PG_GET_NAMED = 85       # request: (name, namespace) -> {"pg_id", "bundles"} | None
+    PG_OF_ACTOR = 86        # request: (actor_id) -> (pg_id, bundle_index, capture) | None
+    PG_RESERVE = 87         # request gcs -> raylet: (pg_id, [(index, bundle)]|None, commit)
+    PG_RETURN = 88          # (op, pg_id, removed) one-way gcs -> raylet
+    LEASE_PG_REMOVED = 89   # (op, req_id, message)   raylet -> owner: the lease's group is gone
     # both
     SHUTDOWN = 90
     PING = 91
+    # several nodes (docs/cluster.md)
+    LEASE_SPILLBACK = 100   # (op, req_id, raylet_addr|None, node_id|None, mode)  raylet -> owner: ask there (None: ask your own raylet again)
+    REQUEST_LEASE_SPILLED = 101  # (op, origin_node, mode, req_id, owner_addr, shape, job_id, driver_addr, key)  owner -> the raylet it was sent to
+    LEASE_FAILED = 102      # (op, req_id, message)                 raylet -> owner: the request can never be granted
+    CLUSTER_VIEW = 103      # (op, [node info...])                  gcs -> raylets
+    NODE_DEAD = 104         # (op, node_id)                         gcs -> raylets, drivers; raylet -> its workers
+    PULL_OBJECT = 105       # request: (oid, source node_id)        client -> its node's object manager
+    FETCH_CHUNKS = 106      # (op, oid, first, count, reply_to, chunk_bytes)  object manager -> the source's
+    OBJECT_CHUNK = 107      # (op, oid, index, size, metadata, error) + [data]   source -> puller
+    FREE_OBJECTS = 108      # (op, node_id, [oid...])               owner -> object manager (forwarded to node_id's)
+    OBJECT_MANAGER_STATS = 109  # request: transfer counters of one object manager
 
 
 # kinds of a stored value

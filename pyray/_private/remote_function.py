@@ -162,6 +162,11 @@ class RemoteFunction:
         self._shape = make_shape(o)
         sched = o.get("scheduling_strategy")
         self._key = (tuple(sorted(self._shape.items())), strategy_key(sched))
+        # a task without a strategy of its own joins the group of a parent
+        # that captures child tasks (placement_group_capture_child_tasks)
+        self._capturable, self._captured = True, {}
+        if sched is not None or "placement_group" in o:
+            self._place_in_group(o)
         nr = o.get("num_returns", 1)
         self._num_returns = 1 if nr in ("dynamic", "streaming") else nr
         mr = o.get("max_retries")
@@ -201,8 +206,36 @@ class RemoteFunction:
             self._desc = export_function(fn, self._name)
         return self._desc
 
+    def _place_in_group(self, o):
+        from pyray.util.placement_group import inherits_placement, place, placement_of
+        self._capturable = inherits_placement(o)
+        found = placement_of(o)
+        if found is not None:
+            pg, index, capture = found
+            self._shape = place(pg, index, capture, self._shape, f"task {self._name}")
+            self._key = (tuple(sorted(self._shape.lease.items())), ("pg", bytes(pg.id), index))
+
+    def _in_parent_group(self, cw):
+        """This function placed in the captured group of the running task,
+        or None.  Only in processes that ran such a task."""
+        from pyray.util.placement_group import captured_placement
+        from pyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+        found = captured_placement(cw)
+        if found is None:
+            return None
+        pg = found[0]
+        clone = self._captured.get(pg.id)
+        if clone is None:
+            clone = self._captured[pg.id] = self.options(
+                scheduling_strategy=PlacementGroupSchedulingStrategy(pg, -1, True))
+        return clone
+
     def remote(self, *args, **kwargs):
         cw = ctx.core_worker or ensure_initialized()
+        if cw.pg_capture and self._capturable:
+            placed = self._in_parent_group(cw)
+            if placed is not None:
+                return placed.remote(*args, **kwargs)
         mr = self._max_retries
         if mr is None:
             mr = cw.config.task_max_retries

@@ -183,7 +183,10 @@ class WorkerRuntime:
                     if reply is not None:
                         self.replies.setdefault(dest, []).append(reply)
                     self._flush_all()
+                    # a sync actor leaves now; a concurrent one once its
+                    # running calls are done, refusing new ones meanwhile
                     self.actor.exit_now()
+                    continue
                 if reply is None:
                     continue
                 batch = self.replies.get(dest)
@@ -336,8 +339,7 @@ class WorkerRuntime:
                 if extra is not None and extra[0] == "create":
                     call.fn = self._actor_creator(call.fn, actor, extra)
             if nbuf < 0:     # large arguments travel through the store
-                _kind, (args, kwargs) = serialization.loads_store(
-                    self.cw.plasma.get(data, timeout=self.config.rpc_timeout_s))
+                args, kwargs = self._stored_args(data, owner)
             else:
                 args, kwargs = pickle.loads(data, buffers=frames[1:1 + nbuf])
             if args or kwargs:
@@ -346,6 +348,16 @@ class WorkerRuntime:
         except BaseException as err:  # noqa: BLE001 - reported to the owner
             call.reply = self._error_reply(call, _task_error(name, err), True)
         return call
+
+    def _stored_args(self, oid, owner):
+        """A task's arguments put in the store by its owner: in this node's
+        store, or (the owner is on another node) fetched through the owner."""
+        import plasma
+        try:
+            buf = self.cw.plasma.get(oid, timeout=self.config.rpc_timeout_s)
+        except plasma.ObjectNotFoundError:
+            return self.cw.get(ObjectRef(oid, owner))
+        return serialization.loads_store(buf)[1]
 
     def _enter(self, call):
         self.cw.current_task = call.ctx

@@ -132,7 +132,7 @@ class ActorManager:
 
     # ---- scheduling -----------------------------------------------------
     def _schedule(self, entry):
-        node = self.server.pick_node(entry.spec["shape"])
+        node = self.server.pick_node(entry.spec["shape"], entry.spec.get("strategy"))
         if node is None:
             # no live node; retried when one registers
             entry.lease_req = None
@@ -142,8 +142,11 @@ class ActorManager:
         entry.lease_req = (node["raylet_addr"], rid)
         self.lease_reqs[rid] = entry.actor_id
         spec = entry.spec
+        # A raylet stops a job's workers when its driver exits; a detached
+        # actor's worker belongs to no job so that it outlives its driver.
+        job_id = None if spec.get("detached") else spec["job_id"]
         self.out.send(node["raylet_addr"], (Op.REQUEST_LEASE, rid, self.server.address,
-                                            spec["shape"], spec["job_id"], spec["driver_addr"],
+                                            spec["shape"], job_id, spec["driver_addr"],
                                             ("actor", entry.actor_id)))
 
     def reschedule_pending(self):

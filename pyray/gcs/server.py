@@ -42,22 +42,38 @@ class GcsState:
         self.jobs = {}
         self.kv = {}
         self.job_counter = 0
+        self.view_dirty = False     # the node table changed since it was last broadcast
 
     def register_node(self, info):
         self.nodes[info["node_id"]] = NodeEntry(info)
+        self.view_dirty = True
         return True
 
-    def node_resources(self, node_id, available):
+    def node_resources(self, node_id, available, total=None):
+        """A heartbeat with the node's free resources.  Returns False for a
+        node already declared dead (it must stop)."""
         n = self.nodes.get(node_id)
-        if n is not None:
+        if n is None:
+            return True
+        if not n.alive:
+            return False
+        n.last_seen = time.monotonic()
+        if available != n.available:
             n.available = available
-            n.last_seen = time.monotonic()
-            n.alive = True
+            self.view_dirty = True
+        if isinstance(total, dict):
+            n.info["resources"] = total
+            self.view_dirty = True
+        return True
 
     def unregister_node(self, node_id):
+        """A node leaving on purpose; True if it was alive."""
         n = self.nodes.get(node_id)
-        if n is not None:
+        if n is not None and n.alive:
             n.alive = False
+            self.view_dirty = True
+            return True
+        return False
 
     def get_nodes(self):
         out = []
@@ -85,12 +101,25 @@ class GcsState:
         return total
 
     def check_liveness(self, timeout):
+        """Marks nodes whose heartbeats stopped dead; returns their ids."""
         now = time.monotonic()
+        dead = []
         for n in self.nodes.values():
             if n.alive and now - n.last_seen > timeout:
                 log.warning("node %s missed heartbeats for %.1fs: marked dead",
                             n.info["node_id"].hex(), now - n.last_seen)
                 n.alive = False
+                dead.append(n.info["node_id"])
+        if dead:
+            self.view_dirty = True
+        return dead
+
+    def forgive(self):
+        """After a stall of our own: heartbeats we did not read are not the
+        nodes' fault."""
+        now = time.monotonic()
+        for n in self.nodes.values():
+            n.last_seen = now
 
 
 class GcsServer:
@@ -125,6 +154,14 @@ class GcsServer:
             Op.KILL_ACTOR: am.kill,
             Op.LIST_ACTORS: am.list_actors,
         })
+        from pyray.gcs.placement_groups import PlacementGroupManager
+        self.pgs = pgs = PlacementGroupManager(self)
+        self.requests.update({
+            Op.PG_CREATE: pgs.create,
+            Op.PG_TABLE: pgs.get_table,
+            Op.PG_GET_NAMED: pgs.get_named,
+            Op.PG_OF_ACTOR: pgs.of_actor,
+        })
         self.oneway = {
             Op.GET_ACTOR_INFO: self._actor_info,
             Op.ACTOR_EXITING: am.exiting,
@@ -132,9 +169,12 @@ class GcsServer:
             Op.TASK_REPLIES: lambda *a: am.on_task_replies((Op.TASK_REPLIES,) + a),
             Op.WORKER_DIED: lambda *a: am.on_worker_died((Op.WORKER_DIED,) + a),
             Op.LEASE_INFEASIBLE: lambda req_id, message: log.warning("actor: %s", message),
-            Op.RESPONSE: lambda *a: None,
-            Op.NODE_RESOURCES: lambda node_id, available: s.node_resources(node_id, available),
-            Op.UNREGISTER_NODE: lambda node_id: s.unregister_node(node_id),
+            Op.RESPONSE: lambda req_id, ok, payload: pgs.on_response(req_id, ok, payload),
+            Op.PG_REMOVE: pgs.remove,
+            Op.PG_SUBSCRIBE: pgs.subscribe,
+            Op.LEASE_PG_REMOVED: lambda *a: None,    # the group's actors are killed already
+            Op.NODE_RESOURCES: self._node_resources,
+            Op.UNREGISTER_NODE: self._unregister_node,
             Op.SHUTDOWN: lambda *a: self._shutdown(),
             Op.DRIVER_EXIT: lambda job_id: self.on_driver_exit(job_id),
         }
@@ -142,6 +182,7 @@ class GcsServer:
     def _register_node(self, info):
         self.state.register_node(info)
         self.actors.reschedule_pending()
+        self.pgs.retry_pending()
         return True
 
     def _actor_info(self, actor_id, subscriber):
@@ -152,14 +193,84 @@ class GcsServer:
                    f"Actor {actor_id.hex()} is not known to the cluster.", 0)
         self.out.send(subscriber, msg)
 
-    def pick_node(self, shape):
-        for n in self.state.nodes.values():
-            if not n.alive:
-                continue
-            total = n.info.get("resources", {})
-            if all(total.get(k, 0.0) + 1e-9 >= v for k, v in shape.items() if v > 0):
+    def pick_node(self, shape, strategy=None):
+        """The node an actor goes to: the one named by a node affinity, else
+        the first (in join order) with the resources free now, else the first
+        that has them at all.  An actor in a placement group goes where its
+        bundle is."""
+        if self.pgs.holds(shape):
+            return self.pgs.pick_node(shape)
+        from pyray.raylet.cluster_view import fits
+        alive = [n for n in self.state.nodes.values() if n.alive]
+        if type(strategy) is tuple and strategy and strategy[0] == "node":
+            for n in alive:
+                if n.info["node_id"].hex() == strategy[1] and fits(n.info.get("resources", {}),
+                                                                   shape):
+                    return n.info
+            if not strategy[2]:
+                return None                 # hard affinity: waits for that node
+        if strategy == "SPREAD" and alive:
+            self._spread_next = getattr(self, "_spread_next", -1) + 1
+            alive = alive[self._spread_next % len(alive):] + alive[:self._spread_next % len(alive)]
+        for n in alive:
+            if fits(n.available, shape) and fits(n.info.get("resources", {}), shape):
+                return n.info
+        for n in alive:
+            if fits(n.info.get("resources", {}), shape):
                 return n.info
         return None
+
+    # ---- nodes ---------------------------------------------------------
+    def _node_resources(self, node_id, available, total=None):
+        if not self.state.node_resources(node_id, available, total):
+            n = self.state.nodes[node_id]
+            self.out.send(n.info["raylet_addr"], (Op.NODE_DEAD, node_id))
+        elif self.pgs.pending:
+            self.pgs.retry_pending()
+
+    def _unregister_node(self, node_id):
+        if self.state.unregister_node(node_id):
+            self.on_nodes_dead([node_id])
+
+    def on_nodes_dead(self, dead):
+        """Tells every raylet and driver; the actors that lived there restart
+        or die; their pending actor leases are asked again elsewhere."""
+        infos = [self.state.nodes[nid].info for nid in dead]
+        for nid in dead:
+            msg = (Op.NODE_DEAD, nid)
+            for n in self.state.nodes.values():
+                if n.alive:
+                    self.out.send(n.info["raylet_addr"], msg)
+            for job in self.state.jobs.values():
+                if not job.get("end_time") and job.get("driver_addr"):
+                    self.out.send(job["driver_addr"], msg)
+        self._broadcast_view()
+        gone = {info["raylet_addr"] for info in infos}
+        am = self.actors
+        from pyray.gcs.actor_manager import DEAD
+        for e in list(am.actors.values()):
+            if e.state == DEAD:
+                continue
+            if e.worker is not None and e.raylet_addr in gone:
+                am.on_worker_died((Op.WORKER_DIED, e.lease_id, e.worker[0],
+                                   "its node died"))
+            elif e.worker is None and e.lease_req is not None and e.lease_req[0] in gone:
+                am.lease_reqs.pop(e.lease_req[1], None)
+                e.lease_req = None
+        am.reschedule_pending()
+
+    def _broadcast_view(self):
+        """Sends the node table to every live raylet (only once there is more
+        than one node: a lone raylet has no one to send work to)."""
+        st = self.state
+        st.view_dirty = False
+        self.last_view_sent = time.monotonic()
+        if len(st.nodes) < 2:
+            return
+        msg = (Op.CLUSTER_VIEW, st.get_nodes())
+        for n in st.nodes.values():
+            if n.alive:
+                self.out.send(n.info["raylet_addr"], msg)
 
     def any_raylet(self):
         for n in self.state.nodes.values():
@@ -179,6 +290,12 @@ class GcsServer:
 
     def on_driver_exit(self, job_id):
         self.actors.driver_exit(job_id)
+        self.pgs.driver_exit(job_id)
+        if len(self.state.nodes) > 1:
+            # every node stops the job's workers (the driver told its own)
+            for n in self.state.nodes.values():
+                if n.alive:
+                    self.out.send(n.info["raylet_addr"], (Op.DRIVER_EXIT, job_id))
         job = self.state.jobs.get(job_id)
         if job is not None:
             job["end_time"] = job.get("end_time") or __import__("time").time()
@@ -216,9 +333,12 @@ class GcsServer:
         poller = zmq.Poller()
         poller.register(self.inbox, zmq.POLLIN)
         dead_after = self.config.heartbeat_interval_s * self.config.num_heartbeats_timeout
-        next_check = time.monotonic() + 1.0
+        check_every = min(1.0, self.config.heartbeat_interval_s)
+        next_check = time.monotonic() + check_every
+        self.last_view_sent = 0.0
+        st = self.state
         while not self.stopping and not _stop_requested:
-            if poller.poll(100):
+            if poller.poll(20 if st.view_dirty else 100):
                 for _ in range(1000):
                     if not self.inbox.poll(0):
                         break
@@ -231,8 +351,15 @@ class GcsServer:
                         log.exception("handling op %s failed", msg[0])
             now = time.monotonic()
             if now >= next_check:
-                next_check = now + 1.0
-                self.state.check_liveness(dead_after)
+                if now - next_check > max(1.0, dead_after / 2):
+                    st.forgive()        # we were stalled, not the nodes
+                next_check = now + check_every
+                dead = st.check_liveness(dead_after)
+                self.pgs.tick(now)
+                if dead:
+                    self.on_nodes_dead(dead)
+            if st.view_dirty and now - self.last_view_sent >= 0.05:
+                self._broadcast_view()
         self.out.close()
         self.inbox.close(0)
         self.ctx.term()

@@ -18,7 +18,9 @@ from pyray._private import ids  # noqa: F401  (imports before the zygote fork)
 from pyray._private.config import Config
 from pyray._private.daemon import exit_now
 from pyray._private.protocol import PROTOCOL_VERSION, Op
-from pyray.raylet.resources import NodeResources
+from pyray.raylet import cluster_view as cv
+from pyray.raylet.resources import (BUNDLE_MARKER, NodeResources, group_resource,
+                                    pg_of_shape, validate_shape)
 from pyray.raylet.worker_pool import Zygote, set_pdeathsig
 
 log = logging.getLogger("pyray.raylet")
@@ -44,7 +46,7 @@ class WorkerInfo:
 
 class LeaseInfo:
     __slots__ = ("lease_id", "worker_id", "owner", "shape", "gpu_ids", "blocked", "reclaim_sent",
-                 "job_id")
+                 "job_id", "origin", "key")
 
     def __init__(self, lease_id, worker_id, owner, shape, gpu_ids, job_id):
         self.lease_id = lease_id
@@ -55,11 +57,13 @@ class LeaseInfo:
         self.blocked = False
         self.reclaim_sent = False
         self.job_id = job_id
+        self.origin = None          # the owner's node, when it is another one
+        self.key = None             # the scheduling key it was granted for
 
 
 class Request:
     __slots__ = ("req_id", "owner", "shape", "job_id", "driver_addr", "key", "warned",
-                 "reclaimed")
+                 "reclaimed", "route", "mode", "origin", "view_seq")
 
     def __init__(self, req_id, owner, shape, job_id, driver_addr, key):
         self.req_id = req_id
@@ -70,6 +74,10 @@ class Request:
         self.key = key
         self.warned = False
         self.reclaimed = False
+        self.route = None           # (strategy, locality node) when it may go elsewhere
+        self.mode = None            # how another raylet sent it here (cluster_view)
+        self.origin = None
+        self.view_seq = 0
 
 
 class Raylet:
@@ -95,6 +103,7 @@ class Raylet:
             "store_name": self.store.name, "session_dir": self.session_dir,
             "node_ip": args.node_ip, "resources": dict(self.res.total), "pid": os.getpid(),
             "head": bool(args.head),
+            "om_addr": f"ipc://{self.session_dir}/sockets/om-{self.node_id.hex()[:12]}",
         }
         # fork the zygote before any thread or zmq context exists
         self.zygote = Zygote((self.node, config, self.session_dir))
@@ -109,11 +118,17 @@ class Raylet:
         self.idle = collections.deque()
         self.leases = {}
         self.requests = collections.OrderedDict()
-        self.lease_counter = 0
+        # lease ids start from a node prefix: unique across the cluster
+        self.lease_counter = cv.lease_id_base(self.node_id)
+        self.view = cv.ClusterView(self.node_id)
+        self.view_refresh = None    # (req id, sent at) of a node-table request in flight
+        self.objects = None         # the object manager thread, started by run()
+        self.last_total_sent = dict(self.res.total)
         self.starting = 0
         self.stopping = False
         self.res_dirty = True
         self.last_res_sent = 0.0
+        self.removed_pgs = collections.OrderedDict()   # hex ids of removed placement groups
         self.handlers = {
             Op.REGISTER_WORKER: self.h_register_worker,
             Op.REQUEST_LEASE: self.h_request_lease,
@@ -126,7 +141,12 @@ class Raylet:
             Op.DRIVER_EXIT: self.h_driver_exit,
             Op.SHUTDOWN: self.h_shutdown,
             Op.PING: self.h_ping,
-            Op.RESPONSE: lambda msg: None,
+            Op.PG_RESERVE: self.h_pg_reserve,
+            Op.PG_RETURN: self.h_pg_return,
+            Op.RESPONSE: self.h_response,
+            Op.REQUEST_LEASE_SPILLED: self.h_request_spilled,
+            Op.CLUSTER_VIEW: self.h_cluster_view,
+            Op.NODE_DEAD: self.h_node_dead,
         }
         for _ in range(max(1, int(self.num_cpus))):
             self._spawn()
@@ -171,13 +191,31 @@ class Raylet:
         self.schedule()
 
     def h_request_lease(self, msg):
-        _, req_id, owner, shape, job_id, driver_addr, key = msg
-        self.requests[(owner, req_id)] = Request(req_id, owner, shape, job_id, driver_addr, key)
+        req_id, owner, shape, job_id, driver_addr, key = msg[1:7]
+        req = Request(req_id, owner, shape, job_id, driver_addr, key)
+        route = cv.parse_key(key)
+        if route is not None:
+            req.route = route
+            req.view_seq = self.view.seq
+        self.requests[(owner, req_id)] = req
+        self.schedule()
+
+    def h_request_spilled(self, msg):
+        """A lease request another raylet sent here (spillback)."""
+        _, origin, mode, req_id, owner, shape, job_id, driver_addr, key = msg[:9]
+        req = Request(req_id, owner, shape, job_id, driver_addr, key)
+        req.route = cv.parse_key(key) or (None, None)
+        req.mode = mode if mode in (cv.QUEUE, cv.GRANT_OR_REJECT) else cv.GRANT_OR_REJECT
+        req.origin = origin if origin != self.node_id else None
+        req.view_seq = self.view.seq
+        self.requests[(owner, req_id)] = req
         self.schedule()
 
     def h_cancel_request(self, msg):
-        # owner is not in the message: scan (cancels are rare)
         req_id = msg[1]
+        if len(msg) > 2:
+            self.requests.pop((msg[2], req_id), None)
+            return
         for k in [k for k in self.requests if k[1] == req_id]:
             del self.requests[k]
 
@@ -235,6 +273,68 @@ class Raylet:
         if len(msg) >= 3 and isinstance(msg[2], str):
             self.respond(msg[2], msg[1], True)
 
+    # ---- placement groups (docs/placement_groups.md) ----------------------
+    def h_pg_reserve(self, msg):
+        """Takes bundles out of the free pool for a group (bundles None:
+        commits the ones taken earlier)."""
+        _, req_id, reply_to, pg_id, bundles, commit = msg
+        pg_hex = pg_id.hex()
+        if bundles is None:
+            err = None
+            self.res.commit_bundles(pg_hex)
+        else:
+            bundles = [(int(i), dict(b)) for i, b in bundles]
+            for _i, b in bundles:
+                validate_shape(b, "bundle")
+            err = self.res.reserve_bundles(pg_hex, bundles, commit)
+        self.res_dirty = True
+        if err is None:
+            self.respond(reply_to, req_id, {"ok": True})
+            if commit:
+                self.schedule()
+            return
+        self.respond(reply_to, req_id, {"ok": False, "message": err,
+                                        "available": self.res.snapshot()})
+        # idle leases kept by owners hold resources: ask for them back
+        for lease in self.leases.values():
+            if not lease.reclaim_sent:
+                lease.reclaim_sent = True
+                self.out.send(lease.owner, (Op.RECLAIM_LEASE, lease.lease_id))
+
+    def h_pg_return(self, msg):
+        """A group's bundles go back to the free pool.  If the group was
+        removed, the work running in it is killed and requests for it fail."""
+        _, pg_id, removed = msg
+        pg_hex = pg_id.hex()
+        self.res.return_bundles(pg_hex)
+        self.res_dirty = True
+        if removed:
+            self.removed_pgs[pg_hex] = None
+            while len(self.removed_pgs) > 10000:
+                self.removed_pgs.popitem(last=False)
+            marker = group_resource(BUNDLE_MARKER, pg_hex)
+            for lease in self.leases.values():
+                w = self.workers.get(lease.worker_id)
+                if marker in lease.shape and w is not None:
+                    self._kill(w)
+            for key, req in list(self.requests.items()):
+                if marker in req.shape:
+                    self._waits_for_group(key, req)
+        self.schedule()
+
+    def _waits_for_group(self, key, req):
+        """A request placed in a placement group this node does not hold
+        (yet) waits for it quietly; if the group was removed it fails."""
+        found = pg_of_shape(req.shape)
+        if found is None:
+            return False
+        if found[0] in self.removed_pgs:
+            self.requests.pop(key, None)
+            self.out.send(req.owner, (Op.LEASE_PG_REMOVED, req.req_id,
+                                      f"The placement group {found[0]} of this task was "
+                                      "removed."))
+        return True
+
     def _kill(self, w):
         if w.pid is not None:
             self.zygote.kill(w.pid)
@@ -246,14 +346,26 @@ class Raylet:
             return
         need_workers = 0
         blocked_by_resources = []
+        peers = self.view.peers
         for key, req in list(self.requests.items()):
+            route = req.route
+            special = route is not None and (req.mode is not None or route[1] is not None or
+                                              route[0] not in (None, "DEFAULT"))
+            if special and self._route(key, req):
+                continue
             if not self.res.feasible(req.shape):
+                if route is not None and not special and self._route(key, req):
+                    continue
+                if self._waits_for_group(key, req):
+                    continue
                 if not req.warned:
                     req.warned = True
                     self.out.send(req.owner, (Op.LEASE_INFEASIBLE, req.req_id, _infeasible_msg(
                         req.shape, self.res.total)))
                 continue
             if not self.res.fits(req.shape):
+                if peers and route is not None and not special and self._route(key, req):
+                    continue
                 blocked_by_resources.append(req)
                 continue
             w = self._idle_worker(req.job_id)
@@ -285,6 +397,8 @@ class Raylet:
         gpu_ids = self.res.acquire(req.shape)
         self.res_dirty = True
         lease = LeaseInfo(lid, w.worker_id, req.owner, req.shape, gpu_ids, req.job_id)
+        lease.origin = req.origin
+        lease.key = req.key
         self.leases[lid] = lease
         w.state = LEASED
         w.lease_id = lid
@@ -292,14 +406,100 @@ class Raylet:
         self.out.send(req.owner, (Op.LEASE_GRANTED, req.req_id, lid, w.worker_id, w.task_addr,
                                   w.ctl_addr, gpu_ids, w.pid, w.chan_path))
 
+    def _route(self, key, req):
+        """Sends a request elsewhere if the cluster view says so.  Returns
+        True when it is no longer ours to grant now (sent away, failed, or
+        waiting for a fresh node table)."""
+        code, arg, mode = self.view.decide(req.route[0], req.route[1], req.shape, self.res,
+                                           req.mode, self.view.seq > req.view_seq)
+        if code == cv.LOCAL or code == cv.INFEASIBLE:
+            if req.route[0] == "SPREAD" and req.mode is None:
+                req.route = (None, None)     # this node was its turn: it stays here
+            return False
+        if code == cv.REFRESH:
+            self._refresh_view()
+            return True
+        del self.requests[key]
+        if code == cv.SPILL:
+            if mode == cv.GRANT_OR_REJECT:
+                self.view.debit(arg, req.shape)
+            self.out.send(req.owner, (Op.LEASE_SPILLBACK, req.req_id, arg.raylet_addr,
+                                      arg.node_id, mode))
+        elif code == cv.REJECT:
+            self.out.send(req.owner, (Op.LEASE_SPILLBACK, req.req_id, None, None, None))
+        else:
+            self.out.send(req.owner, (Op.LEASE_FAILED, req.req_id, arg))
+        return True
+
+    def _refresh_view(self):
+        if self.view_refresh is None:
+            self.lease_counter += 1      # a request id no other request uses
+            self.view_refresh = (self.lease_counter, time.monotonic())
+            self.out.send(self.node["gcs_addr"], (Op.GET_NODES, self.lease_counter, self.addr))
+
+    def h_response(self, msg):
+        if self.view_refresh is not None and msg[1] == self.view_refresh[0]:
+            self.view_refresh = None
+            if msg[2] and isinstance(msg[3], list):
+                self._update_view(msg[3])
+            else:
+                self.view.seq += 1
+            self.schedule()
+
+    def h_cluster_view(self, msg):
+        if isinstance(msg[1], list):
+            self._update_view(msg[1])
+            self.schedule()
+
+    def _update_view(self, nodes):
+        for node_id in self.view.update(nodes):
+            if node_id == self.node_id:
+                self._declared_dead()
+            else:
+                self._on_node_dead(node_id)
+
+    def h_node_dead(self, msg):
+        node_id = msg[1]
+        if node_id == self.node_id:
+            self._declared_dead()
+        elif node_id not in self.view.dead:
+            self.view.mark_dead(node_id)
+            self._on_node_dead(node_id)
+            self.schedule()
+
+    def _declared_dead(self):
+        if not self.stopping:
+            log.error("the GCS declared this node dead (it missed its heartbeats); stopping")
+            self.stopping = True
+
+    def _on_node_dead(self, node_id):
+        """Another node died: our workers (owners) hear of it, leases and
+        requests of owners that lived there are dropped."""
+        msg = (Op.NODE_DEAD, node_id)
+        if self.objects is not None:
+            self.out.send(self.objects.addr, msg)
+        for w in self.workers.values():
+            if w.ctl_addr is not None:
+                self.out.send(w.ctl_addr, msg)
+        for lease in [l for l in self.leases.values() if l.origin == node_id]:
+            self.leases.pop(lease.lease_id, None)
+            self._release(lease)
+            w = self.workers.get(lease.worker_id)
+            if w is not None:
+                w.lease_id = None
+                self._kill(w)
+        for k in [k for k, r in self.requests.items() if r.origin == node_id]:
+            del self.requests[k]
+
     def _reclaim_for(self, reqs):
-        owners = {r.owner for r in reqs if not r.reclaimed}
-        if not owners:
+        waiting = {(r.owner, r.key) for r in reqs if not r.reclaimed}
+        if not waiting:
             return
         for r in reqs:
             r.reclaimed = True
+        # an owner reuses its leases for more of the same key, not for others
         for lease in self.leases.values():
-            if not lease.reclaim_sent and lease.owner not in owners:
+            if not lease.reclaim_sent and (lease.owner, lease.key) not in waiting:
                 lease.reclaim_sent = True
                 self.out.send(lease.owner, (Op.RECLAIM_LEASE, lease.lease_id))
 
@@ -362,8 +562,12 @@ class Raylet:
         if (self.res_dirty and now - self.last_res_sent > 0.05) or force:
             self.res_dirty = False
             self.last_res_sent = now
-            self.out.send(self.node["gcs_addr"], (Op.NODE_RESOURCES, self.node_id,
-                                                  self.res.snapshot()))
+            msg = (Op.NODE_RESOURCES, self.node_id, self.res.snapshot())
+            if self.res.total != self.last_total_sent:
+                # placement-group bundles add and remove resources
+                self.last_total_sent = dict(self.res.total)
+                msg += (self.last_total_sent,)
+            self.out.send(self.node["gcs_addr"], msg)
 
     # ------------------------------------------------------------------
     def run(self, ready_fd):
@@ -372,9 +576,14 @@ class Raylet:
         poller = zmq.Poller()
         poller.register(self.inbox, zmq.POLLIN)
         poller.register(self.zygote.fd, zmq.POLLIN)
+        from pyray.raylet.object_manager import ObjectManager
+        self.objects = ObjectManager(self.ctx, self.node["om_addr"], self.store.name,
+                                     self.node_id, lambda: self.view.peers, self.config)
+        self.objects.start()
         self.out.send(self.node["gcs_addr"], (Op.REGISTER_NODE, 0, self.addr, self.node))
         if ready_fd is not None:
             os.write(ready_fd, (json.dumps({"raylet_addr": self.addr,
+                                            "om_addr": self.node["om_addr"],
                                             "node_id": self.node_id.hex(),
                                             "store_name": self.store.name}) + "\n").encode())
             os.close(ready_fd)
@@ -408,10 +617,16 @@ class Raylet:
                 next_tick = now + hb
                 self.report_resources(now, force=True)
                 self.maintain_pool(now)
+                if self.view_refresh is not None and now - self.view_refresh[1] > 2.0:
+                    self.view_refresh = None     # the GCS did not answer: decide anyway
+                    self.view.seq += 1
+                    self.schedule()
         self.stop()
 
     def stop(self):
         self.zygote.stop()
+        if self.objects is not None:
+            self.objects.stop()
         try:
             self.out.send(self.node["gcs_addr"], (Op.UNREGISTER_NODE, self.node_id))
         except Exception:  # noqa: BLE001

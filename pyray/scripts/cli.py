@@ -102,7 +102,6 @@ def microbenchmark(args):
 
 
 def start(args):
-    import json
     import os
 
     from pyray._private import node as node_mod
@@ -110,10 +109,8 @@ def start(args):
     if not args.head:
         if not args.address:
             sys.exit("pyray start: pass --head to start a cluster, or --address HOST:PORT "
-                     "to add this machine to one.")
-        sys.exit("pyray start --address: joining a cluster from another machine is not "
-                 "supported yet; start the head with `pyray start --head` and use "
-                 "pyray.cluster_utils.Cluster for several nodes on one machine.")
+                     "to add a node to one.")
+        return _join(args)
     if os.path.exists(node_mod.CURRENT_CLUSTER_FILE):
         from pyray._private import bootstrap
         try:
@@ -123,17 +120,8 @@ def start(args):
                      "stop it first with `pyray stop`.")
         except ConnectionError:
             pass
-    try:
-        resources = json.loads(args.resources) if args.resources else {}
-    except ValueError as err:
-        sys.exit(f"pyray start: --resources must be a JSON object: {err}")
     config = Config.from_env()
-    num_cpus = args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1)
-    num_gpus = args.num_gpus if args.num_gpus is not None else node_mod.detect_num_gpus()
-    osm = args.object_store_memory or node_mod.default_object_store_memory(
-        config.object_store_fraction)
-    cluster = node_mod.LocalCluster(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-                                    object_store_memory=osm, config=config,
+    cluster = node_mod.LocalCluster(**_node_options(args, config), config=config,
                                     die_with_parent=False,
                                     gcs_listen=f"tcp://{args.node_ip_address}:{args.port}")
     with open(node_mod.CURRENT_CLUSTER_FILE, "w") as f:
@@ -144,6 +132,92 @@ def start(args):
           f"  To stop it: pyray stop")
 
 
+def _node_options(args, config):
+    import json
+    import os
+
+    from pyray._private import node as node_mod
+    try:
+        resources = json.loads(args.resources) if args.resources else {}
+    except ValueError as err:
+        sys.exit(f"pyray start: --resources must be a JSON object: {err}")
+    if not isinstance(resources, dict):
+        sys.exit("pyray start: --resources must be a JSON object, e.g. '{\"custom\": 4}'")
+    num_cpus = args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1)
+    num_gpus = args.num_gpus if args.num_gpus is not None else node_mod.detect_num_gpus()
+    osm = args.object_store_memory or node_mod.default_object_store_memory(
+        config.object_store_fraction)
+    return {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
+            "object_store_memory": osm, "node_ip": args.node_ip_address}
+
+
+def _join(args):
+    """pyray start --address: a raylet on this machine joins a running GCS."""
+    from pyray._private import bootstrap
+    from pyray._private import node as node_mod
+    from pyray._private.config import Config
+    from pyray._private.protocol import Op
+    config = Config.from_env()
+    options = _node_options(args, config)
+    try:
+        gcs = bootstrap.gcs_address_of(args.address)
+        bootstrap.request(gcs, Op.GET_NODES, timeout=5.0)
+    except (ConnectionError, ValueError) as err:
+        sys.exit(f"pyray start: {err}")
+    node = node_mod.LocalCluster(**options, config=config, die_with_parent=False, head=False,
+                                 gcs_address=gcs)
+    print(f"pyray node {node.node['node_id'].hex()} joined the cluster at {gcs} "
+          f"(session {node.session_dir}).\n"
+          f"  To see the cluster: pyray status --address {args.address}\n"
+          f"  To stop this machine's pyray processes: pyray stop")
+
+
+def _stop_cluster(args):
+    """pyray stop --address: only the GCS and raylets of that cluster."""
+    import os
+    import shutil
+    import signal
+
+    import psutil
+
+    from pyray._private import bootstrap
+    from pyray._private import node as node_mod
+    try:
+        gcs = bootstrap.gcs_address_of(args.address)
+    except ValueError as err:
+        sys.exit(f"pyray stop: {err}")
+    procs, sessions = [], set()
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = p.info.get("cmdline") or []
+        if ("pyray.gcs.server" in cmd and gcs in cmd) or \
+                ("pyray.raylet.raylet" in cmd and gcs in cmd):
+            procs.append(p)
+            if "--session-dir" in cmd:
+                sessions.add(cmd[cmd.index("--session-dir") + 1])
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=args.grace)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    for path in sessions:
+        if os.path.basename(path).startswith("session_"):
+            shutil.rmtree(path, ignore_errors=True)
+    try:
+        with open(node_mod.CURRENT_CLUSTER_FILE) as f:
+            if f.read().strip() == gcs:
+                os.remove(node_mod.CURRENT_CLUSTER_FILE)
+    except OSError:
+        pass
+    print(f"Stopped {len(procs)} pyray process(es) of the cluster at {gcs}.")
+
+
 def stop(args):
     import os
     import shutil
@@ -152,6 +226,8 @@ def stop(args):
     import psutil
 
     from pyray._private import node as node_mod
+    if args.address:
+        return _stop_cluster(args)
     mine = []
     for p in psutil.process_iter(["pid", "cmdline", "uids"]):
         cmd = " ".join(p.info.get("cmdline") or [])
@@ -218,7 +294,8 @@ def status(args):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="pyray", description="pyray command line")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    st = sub.add_parser("start", help="start a cluster on this machine (--head)")
+    st = sub.add_parser("start", help="start a cluster (--head) or add a node to one "
+                                      "(--address HOST:PORT)")
     st.add_argument("--head", action="store_true")
     st.add_argument("--address", default=None)
     st.add_argument("--port", type=int, default=6379)
@@ -230,6 +307,8 @@ def main(argv=None):
     st.set_defaults(fn=start)
     sp = sub.add_parser("stop", help="stop this machine's pyray processes")
     sp.add_argument("--grace", type=float, default=5.0)
+    sp.add_argument("--address", default=None,
+                    help="only the processes of the cluster at this address")
     sp.set_defaults(fn=stop)
     ss = sub.add_parser("status", help="nodes, resources and store usage")
     ss.add_argument("--address", default="auto")

@@ -1,5 +1,8 @@
-"""Utilities: ActorPool, named-actor listing."""
+"""Utilities: ActorPool, named-actor listing, placement groups."""
 from pyray.util.actor_pool import ActorPool
+from pyray.util.placement_group import (PlacementGroup, get_current_placement_group,
+                                        get_placement_group, placement_group,
+                                        placement_group_table, remove_placement_group)
 
 
 def list_named_actors(all_namespaces: bool = False):
@@ -10,4 +13,6 @@ def list_named_actors(all_namespaces: bool = False):
     return cw.rpc(cw.gcs_addr, Op.LIST_NAMED_ACTORS, bool(all_namespaces), ctx.namespace)
 
 
-__all__ = ["ActorPool", "list_named_actors"]
+__all__ = ["ActorPool", "list_named_actors", "PlacementGroup", "placement_group",
+           "remove_placement_group", "get_placement_group", "placement_group_table",
+           "get_current_placement_group"]

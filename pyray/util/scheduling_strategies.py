@@ -23,6 +23,12 @@ class NodeAffinitySchedulingStrategy:
 
 
 class PlacementGroupSchedulingStrategy:
+    """Places a task or actor in bundle ``placement_group_bundle_index`` of
+    a placement group (-1: any of its bundles).  With
+    ``placement_group_capture_child_tasks=True`` the tasks and actors it
+    starts without a strategy of their own join the same group.  Checked
+    (index range, fit in the bundle) when the options are set."""
+
     def __init__(self, placement_group, placement_group_bundle_index: int = -1,
                  placement_group_capture_child_tasks=None):
         self.placement_group = placement_group
@@ -30,8 +36,15 @@ class PlacementGroupSchedulingStrategy:
         self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
 
     def _key(self):
-        pg = self.placement_group
-        return ("pg", getattr(pg, "id", None), self.placement_group_bundle_index)
+        pg_id = getattr(self.placement_group, "id", None)
+        return ("pg", bytes(pg_id) if pg_id is not None else None,
+                self.placement_group_bundle_index)
+
+    def __repr__(self):
+        return (f"PlacementGroupSchedulingStrategy({self.placement_group!r}, "
+                f"placement_group_bundle_index={self.placement_group_bundle_index}, "
+                "placement_group_capture_child_tasks="
+                f"{self.placement_group_capture_child_tasks})")
 
 
 __all__ = ["NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"]

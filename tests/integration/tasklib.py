@@ -29,13 +29,24 @@ def barrier(dirpath, name, n, value=None, timeout=10):
     """Returns `value` (default: its pid) once n tasks have reached the
     barrier in dirpath, so they ran at the same time; raises if they did not
     within `timeout`."""
+    _meet(dirpath, name, n, timeout)
+    return os.getpid() if value is None else value
+
+
+@pyray.remote
+def node_at_barrier(dirpath, name, n, timeout=20):
+    """barrier() that returns the id of the node it ran on."""
+    _meet(dirpath, name, n, timeout)
+    return pyray.get_runtime_context().get_node_id()
+
+
+def _meet(dirpath, name, n, timeout):
     open(os.path.join(dirpath, name), "w").close()
     deadline = time.monotonic() + timeout
     while len(os.listdir(dirpath)) < n:
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {len(os.listdir(dirpath))} of {n} tasks ran together")
         time.sleep(0.01)
-    return os.getpid() if value is None else value
 
 
 @pyray.remote
@@ -58,3 +69,46 @@ def max_overlap(intervals):
         cur += d
         best = max(best, cur)
     return best
+
+
+@pyray.remote
+def node_id(_arg=None):
+    """The id (hex) of the node it ran on; an argument only to place it by
+    locality."""
+    return pyray.get_runtime_context().get_node_id()
+
+
+@pyray.remote
+def filled(nbytes, fill):
+    """A uint8 array of nbytes, every byte `fill` (large: it goes to the store)."""
+    import numpy as np
+    a = np.empty(nbytes, dtype=np.uint8)
+    a.fill(fill)
+    return a
+
+
+@pyray.remote
+def summary(arr):
+    """(node id, length, sum, first, last) of an array argument."""
+    import numpy as np
+    return (pyray.get_runtime_context().get_node_id(), len(arr),
+            int(np.asarray(arr, dtype=np.uint64).sum()), int(arr[0]), int(arr[-1]))
+
+
+@pyray.remote
+def square_where(i, hold=0.002):
+    """(i * i, the node it ran on), after `hold` seconds."""
+    time.sleep(hold)
+    return i * i, pyray.get_runtime_context().get_node_id()
+
+
+@pyray.remote
+def add_one(arr):
+    return arr + 1
+
+
+@pyray.remote
+def own_put(nbytes):
+    """[a ref to a value this worker put]: the worker owns it."""
+    import numpy as np
+    return [pyray.put(np.ones(nbytes, dtype=np.uint8))]

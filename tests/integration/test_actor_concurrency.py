@@ -13,7 +13,7 @@ import pytest
 import pyray
 from pyray.exceptions import RayActorError, RayTaskError
 
-from actorlib import Counter
+from actorlib import Counter, process_gone, wait_path
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -118,6 +118,13 @@ class AsyncGroup:
     async def actor_id(self):
         return pyray.get_runtime_context().get_actor_id()
 
+    async def hold(self, started, release):
+        open(started, "w").close()
+        deadline = time.monotonic() + GET_TIMEOUT
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return os.getpid()
+
     async def exit(self):
         pyray.actor.exit_actor()
 
@@ -212,3 +219,41 @@ def test_async_actor_awaits_another_actor(ray_start):
     a = AsyncGroup.remote()
     c = Counter.remote(100)
     assert pyray.get(a.call_other.remote(c, 10), timeout=GET_TIMEOUT) == list(range(101, 111))
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_exit_actor_lets_running_calls_finish(ray_start, tmp_path, wait_for, kind):
+    if kind == "threaded":
+        a = Counter.options(max_concurrency=2).remote()
+    else:
+        a = AsyncGroup.remote()
+    started, release = tmp_path / "started", tmp_path / "release"
+    held = a.hold.remote(str(started), str(release))
+    wait_path(started, timeout=GET_TIMEOUT)
+    with pytest.raises(RayActorError):
+        pyray.get(a.exit.remote(), timeout=GET_TIMEOUT)
+    # calls made after the exit are refused, while the running one goes on
+    with pytest.raises(RayActorError):
+        pyray.get(a.actor_id.remote() if kind == "async" else a.get.remote(),
+                  timeout=GET_TIMEOUT)
+    assert not held.future().done()
+    release.touch()
+    result = pyray.get(held, timeout=GET_TIMEOUT)
+    pid = result[0] if kind == "threaded" else result
+    wait_for(lambda: process_gone(pid), what="the exited actor's process to exit")
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_out_of_scope_concurrent_actor_finishes_its_calls_first(ray_start, wait_for, kind):
+    if kind == "threaded":
+        a = Threaded.options(max_concurrency=4).remote(1)
+        pid = pyray.get(a.pid.remote(), timeout=GET_TIMEOUT)
+        refs, expected = [a.meet.remote(i) for i in range(40)], list(range(40))
+    else:
+        a = AsyncGroup.remote()
+        pid = pyray.get(a.hold.remote(os.devnull, "/"), timeout=GET_TIMEOUT)
+        delays = [0.01 * (i % 5) for i in range(40)]
+        refs, expected = [a.pause.remote(d) for d in delays], delays
+    del a       # the terminate message goes behind the 40 calls
+    assert pyray.get(refs, timeout=GET_TIMEOUT) == expected
+    wait_for(lambda: process_gone(pid), what="the out-of-scope actor's process to exit")

@@ -254,3 +254,35 @@ def test_handle_held_by_a_task_keeps_the_actor_alive(ray_start):
     ref = use_counter.remote(c, 5)
     del c       # the task still holds a handle
     assert pyray.get(ref, timeout=GET_TIMEOUT) == 6
+
+
+# ---------------------------------------------------------------------------
+# the checkpoint example of docs/fault_tolerance.md
+# ---------------------------------------------------------------------------
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "actor_checkpoint.py")
+DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "fault_tolerance.md")
+
+
+def _doc_blocks(lang):
+    with open(DOC) as f:
+        text = f.read()
+    return [b.split("```", 1)[0] for b in text.split(f"```{lang}\n")[1:]]
+
+
+def test_checkpoint_example_prints_what_the_doc_says(driver):
+    with open(EXAMPLE) as f:
+        d = driver(f.read())
+    rc = d.wait(GET_TIMEOUT)
+    assert rc == 0, f"the example failed:\n{d.text()}\n{d.text('stderr')}"
+    expected = _doc_blocks("text")[0].splitlines()
+    assert expected == ["before the crash: balance=60 restarted=False",
+                        "after the restart: balance=150 restarted=True new_process=True"]
+    assert d.text().splitlines() == expected
+
+
+def test_fault_tolerance_doc_shows_the_example_as_it_is():
+    with open(EXAMPLE) as f:
+        source = f.read()
+    shown = [b for b in _doc_blocks("python") if "class Account" in b]
+    assert len(shown) == 1 and shown[0] in source, \
+        "docs/fault_tolerance.md shows an Account class that differs from the example's"

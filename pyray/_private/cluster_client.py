@@ -1,0 +1,267 @@
+"""An owner's side of a cluster of several nodes (docs/cluster.md).
+
+The core worker keeps its single-node hot paths; what only matters once
+there are other nodes lives here:
+
+* lease requests another raylet was sent to (spillback) and leases granted
+  by other nodes' raylets;
+* reading an object held by another node: the node's object manager pulls
+  it into the local store;
+* a node's death: tasks that ran there retry elsewhere, objects this process
+  owns that lived only there are made again from their task (lineage) or
+  fail with ObjectLostError, and refs owned by processes that lived there
+  raise OwnerDiedError.
+
+Handlers (``h_*``) run on the core worker's I/O thread with its lock held.
+"""
+from __future__ import annotations
+
+import time
+
+from pyray import exceptions as exc
+from pyray._private import serialization
+from pyray._private.protocol import ERROR, IN_STORE, Op
+from pyray.raylet.cluster_view import lease_id_base
+
+# a pull reports back on its own (done, failed, or stalled); this only
+# bounds the wait if the local raylet itself is gone
+_PULL_TIMEOUT_S = 600.0
+_FETCH_ATTEMPTS = 20
+
+
+def addr_suffix(node_id):
+    """Core worker addresses end with this: a process learns from a ref's
+    owner address which node the owner lived on."""
+    return "." + node_id.hex()[:12]
+
+
+class ClusterClient:
+    def __init__(self, cw):
+        self.cw = cw
+        self.targets = {}            # lease request id -> (raylet addr, node id) it was sent to
+        self.raylet_of_prefix = {}   # lease id >> 32 -> that node's raylet address
+        self.dead = set()            # node ids we were told died
+
+    # ------------------------------------------------------------------
+    # leases
+    # ------------------------------------------------------------------
+    def h_spillback(self, msg, frames):
+        """A raylet sends a lease request on to another node (or back to
+        this process's own raylet when addr is None)."""
+        _, req_id, addr, node_id, mode = msg
+        cw = self.cw
+        key = cw.pending_lease_reqs.get(req_id)
+        ks = cw.keys.get(key) if key is not None else None
+        if ks is None:
+            self.targets.pop(req_id, None)
+            return                      # cancelled meanwhile
+        request = cw.lease_request(req_id, key, ks)
+        if addr is None or node_id in self.dead or node_id == cw.node_id:
+            self.targets.pop(req_id, None)
+            cw.out.send(cw.raylet_addr, request)
+            return
+        self.targets[req_id] = (addr, node_id)
+        self.raylet_of_prefix[lease_id_base(node_id) >> 32] = addr
+        cw.out.send(addr, (Op.REQUEST_LEASE_SPILLED, cw.node_id, mode) + request[1:])
+
+    def lease_source(self, req_id):
+        """(raylet address, node id) that granted the lease asked by req_id."""
+        t = self.targets.pop(req_id, None)
+        return t if t is not None else (self.cw.raylet_addr, self.cw.node_id)
+
+    def raylet_of_lease(self, lease_id):
+        return self.raylet_of_prefix.get(lease_id >> 32, self.cw.raylet_addr)
+
+    def cancel_request(self, req_id):
+        t = self.targets.pop(req_id, None)
+        addr = t[0] if t is not None else self.cw.raylet_addr
+        self.cw.out.send(addr, (Op.CANCEL_LEASE_REQUEST, req_id, self.cw.addr))
+
+    def h_lease_failed(self, msg, frames):
+        """No node will ever grant the request: its queued tasks fail."""
+        _, req_id, message = msg
+        cw = self.cw
+        self.targets.pop(req_id, None)
+        key = cw.pending_lease_reqs.pop(req_id, None)
+        ks = cw.keys.get(key) if key is not None else None
+        if ks is None:
+            return
+        ks.pending_reqs.discard(req_id)
+        err = exc.TaskUnschedulableError(message)
+        while ks.queue:
+            spec = ks.queue.popleft()
+            if not spec.cancelled:
+                cw.fail_task(spec, err)
+        cw.cv.notify_all()
+
+    # ------------------------------------------------------------------
+    # objects held by other nodes
+    # ------------------------------------------------------------------
+    def fetch(self, ref, node):
+        """The value of `ref`, held by `node`: pulled into the local store,
+        then read zero-copy.  Follows the object when its node dies (it is
+        made again, or the error that it is lost is raised)."""
+        cw = self.cw
+        for _ in range(_FETCH_ATTEMPTS):
+            try:
+                cw.rpc(cw.om_addr, Op.PULL_OBJECT, ref._id, node, timeout=_PULL_TIMEOUT_S)
+            except exc.RaySystemTimeoutError:
+                raise exc.ObjectFetchTimedOutError(ref.hex(), ref._owner or "", msg=(
+                    f"Fetching object {ref.hex()} from node {node.hex()} timed out "
+                    f"after {_PULL_TIMEOUT_S:.0f}s.")) from None
+            except exc.RaySystemError as err:
+                kind, payload = self._relocate(ref, node, str(err))
+                if kind != IN_STORE:
+                    return cw._materialize(ref, kind, payload)
+                node = payload
+                if node == cw.node_id:
+                    return cw._read_store(ref, node)
+                continue
+            try:
+                return cw._read_store(ref, cw.node_id)
+            except exc.ObjectLostError:
+                continue                # our copy was evicted already: pull again
+        raise exc.ObjectLostError(ref.hex(), ref._owner or "", msg=(
+            f"Object {ref.hex()} could not be fetched from node {node.hex()} after "
+            f"{_FETCH_ATTEMPTS} attempts."))
+
+    def _relocate(self, ref, node, why):
+        """Where the object is now, after a pull from `node` failed (`why`
+        starts with the object manager's code word)."""
+        cw = self.cw
+        code, _, detail = why.partition(": ")
+        if code == "full":
+            raise exc.ObjectStoreFullError(
+                f"Object {ref.hex()} does not fit in this node's store: {detail}")
+        node_gone = code == "dead"
+        limit = cw.config.heartbeat_interval_s * cw.config.num_heartbeats_timeout
+        deadline = time.monotonic() + 3 * limit + 10.0
+        oid = ref._id
+        with cw.lock:
+            e = cw.owned.get(oid)
+            if e is not None:
+                # ours: the node's death makes it again (or marks it lost)
+                while e.kind == IN_STORE and e.payload == node and node not in self.dead:
+                    if not node_gone or time.monotonic() > deadline:
+                        raise exc.ObjectLostError(ref.hex(), cw.addr, msg=(
+                            f"Object {ref.hex()} is lost: {detail}."))
+                    cw.cv.wait(0.2)
+                    e = cw.owned.get(oid)
+                    if e is None:
+                        break
+            while True:
+                if e is None:           # borrowed: ask its owner again
+                    cw.foreign_values.pop(oid, None)
+                    cw.requested.discard(oid)
+                loc = cw._locate(ref)
+                while loc is None:
+                    if time.monotonic() > deadline:
+                        raise exc.ObjectLostError(ref.hex(), ref._owner or "", msg=(
+                            f"Object {ref.hex()} is lost: {detail}; its owner did not say "
+                            "where it is now."))
+                    cw.cv.wait(0.2)
+                    loc = cw._locate(ref)
+                if e is None and loc == (IN_STORE, node) and node not in self.dead:
+                    # the owner has not heard of the death yet
+                    if not node_gone or time.monotonic() > deadline:
+                        raise exc.ObjectLostError(ref.hex(), ref._owner or "", msg=(
+                            f"Object {ref.hex()} is lost: {detail}."))
+                    cw.cv.wait(0.05)
+                    continue
+                return loc
+
+    def free(self, node_id, oid):
+        """Frees the primary copy of an object another node holds."""
+        cw = self.cw
+        if cw.om_addr is not None:
+            cw.out.send(cw.om_addr, (Op.FREE_OBJECTS, node_id, [oid]))
+
+    # ------------------------------------------------------------------
+    # node death
+    # ------------------------------------------------------------------
+    def owner_dead(self, owner):
+        return owner is not None and any(owner.endswith(addr_suffix(n)) for n in self.dead)
+
+    def owner_died_error(self, oid, owner):
+        return (ERROR, serialization.error_payload(exc.OwnerDiedError(oid.hex(), owner, msg=(
+            f"Object {oid.hex()} is lost: its owner ({owner}) lived on a node that died."))))
+
+    def h_node_dead(self, msg, frames):
+        node_id = msg[1]
+        cw = self.cw
+        if node_id in self.dead or node_id == cw.node_id:
+            return
+        self.dead.add(node_id)
+        why = f"its node {node_id.hex()} died"
+        # tasks that ran there retry elsewhere (max_retries)
+        for lease in [l for l in cw.leases.values() if l.node_id == node_id]:
+            cw._h_worker_died((Op.WORKER_DIED, lease.lease_id, lease.worker_id, why), ())
+        # lease requests waiting there are asked at home again
+        for req_id, (_addr, nid) in list(self.targets.items()):
+            if nid != node_id:
+                continue
+            del self.targets[req_id]
+            key = cw.pending_lease_reqs.get(req_id)
+            ks = cw.keys.get(key) if key is not None else None
+            if ks is not None:
+                cw.out.send(cw.raylet_addr, cw.lease_request(req_id, key, ks))
+        self._recover_owned(node_id)
+        # borrowed objects: owners that died, values that lived there
+        suffix = addr_suffix(node_id)
+        for oid, owner in list(cw.foreign.items()):
+            v = cw.foreign_values.get(oid)
+            if owner is not None and owner.endswith(suffix):
+                cw.foreign_values[oid] = self.owner_died_error(oid, owner)
+                cw.requested.add(oid)
+                cbs = cw.foreign_callbacks.pop(oid, None)
+                if cbs:
+                    cw._pending_callbacks.extend(cbs)
+            elif v is not None and v[0] == IN_STORE and v[1] == node_id:
+                del cw.foreign_values[oid]
+                cw.requested.discard(oid)
+        cw.cv.notify_all()
+
+    def _recover_owned(self, node_id):
+        """Objects we own whose only copy was on the dead node: their tasks
+        run again (lineage), or they become errors."""
+        import plasma
+
+        from pyray._private.core_worker import PENDING
+        cw = self.cw
+        rerun = {}
+        for oid, e in list(cw.owned.items()):
+            if e.kind != IN_STORE or e.payload != node_id:
+                continue
+            spec = e.spec
+            if spec is not None and spec.actor is None and not spec.cancelled and \
+                    spec.retries_left != 0:
+                e.state, e.kind, e.payload = PENDING, None, None
+                rerun[spec.task_id] = spec
+                continue
+            try:
+                local = cw.plasma is not None and cw.plasma.contains(oid)
+            except plasma.PlasmaError:
+                local = False
+            if local:
+                e.payload = cw.node_id      # we pulled a copy before: it is the one now
+                continue
+            if spec is not None and spec.retries_left == 0:
+                err = exc.ObjectReconstructionFailedMaxAttemptsExceededError(
+                    oid.hex(), cw.addr, msg=(
+                        f"Object {oid.hex()} is lost: node {node_id.hex()} that held it died, "
+                        f"and the task that made it ({spec.name}) has no retries left "
+                        "(max_retries)."))
+            else:
+                err = exc.ObjectLostError(oid.hex(), cw.addr, msg=(
+                    f"Object {oid.hex()} is lost: node {node_id.hex()} that held its only "
+                    "copy died, and it cannot be made again (objects from put() and actor "
+                    "calls have no lineage)."))
+            cw._set_ready(oid, ERROR, serialization.error_payload(err))
+        for spec in rerun.values():
+            if spec.retries_left > 0:
+                spec.retries_left -= 1
+            if len(spec.key) == 3:
+                spec.key = spec.key[:2]     # its arguments' node may be the dead one
+            spec.lease = None
+            cw.tasks_by_id[spec.task_id] = spec
+            cw.submit_deps(spec)

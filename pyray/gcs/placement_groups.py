@@ -1,0 +1,571 @@
+"""Placement groups in the GCS: the table, where each bundle goes, and the
+reservation of bundles on raylets.
+
+``place_bundles`` is the policy (a pure function over the nodes' free
+resources); ``PlacementGroupManager`` carries it out: it asks each chosen
+raylet to reserve its bundles (one request per node; a group spread over
+several nodes is prepared everywhere first and committed after), rolls back
+when a node refuses, and tells subscribers (the creator, processes waiting in
+``ready()``) when a group is created or removed.
+
+States: PENDING -> CREATED -> REMOVED (PENDING -> REMOVED if removed first).
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import time
+
+import zmq
+
+from pyray._private.protocol import Op
+from pyray.raylet.resources import bundle_resources, pg_of_shape, validate_shape
+
+log = logging.getLogger("pyray.gcs.placement_groups")
+
+STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
+
+# a group pending this long (with enough resources in the cluster, only not
+# free now) is reported to its creator
+PENDING_WARN_AFTER_S = 1.0
+# removed groups stay visible in placement_group_table() (the latest ones)
+KEEP_REMOVED = 1000
+# a reservation a raylet has not answered in this long counts as refused
+RESERVE_TIMEOUT_S = 30.0
+# a subscription to a group the GCS has not heard of yet (its creation may
+# still be on the way) is answered REMOVED after this long
+UNKNOWN_GROUP_WAIT_S = 10.0
+
+_EPS = 1e-9
+
+
+# ---------------------------------------------------------------------------
+# policy
+# ---------------------------------------------------------------------------
+def _fits(free, bundle):
+    for k, v in bundle.items():
+        if v > 0 and free.get(k, 0.0) + _EPS < v:
+            return False
+    return True
+
+
+def _take(free, bundle):
+    for k, v in bundle.items():
+        if v > 0:
+            free[k] = free.get(k, 0.0) - v
+
+
+def _sum(bundles):
+    total = {}
+    for b in bundles:
+        for k, v in b.items():
+            if v > 0:
+                total[k] = total.get(k, 0.0) + v
+    return total
+
+
+def _roominess(free, bundle):
+    """How much of what the bundle asks for is free (for tie-breaks)."""
+    return sum(free.get(k, 0.0) for k, v in bundle.items() if v > 0)
+
+
+def place_bundles(nodes, bundles, strategy):
+    """Chooses a node for each bundle.
+
+    nodes: ``{node_id: {resource: free amount}}``, in order of preference;
+    bundles: a list of ``{resource: amount}``; strategy: one of STRATEGIES.
+    Returns a list with the node of each bundle, or None when the bundles
+    cannot all be placed on these nodes now.
+    """
+    if not bundles:
+        return []
+    free = {n: dict(a) for n, a in nodes.items()}
+    if strategy == "STRICT_SPREAD":
+        return _distinct_nodes(free, bundles)
+    if strategy in ("STRICT_PACK", "PACK"):
+        total = _sum(bundles)
+        for n, a in free.items():
+            if _fits(a, total):
+                return [n] * len(bundles)
+        if strategy == "STRICT_PACK":
+            return None
+    return _greedy(free, bundles, pack=strategy == "PACK")
+
+
+def _greedy(free, bundles, pack):
+    """Largest bundles first.  PACK prefers the nodes already used (most
+    bundles first); SPREAD prefers the nodes used least.  Ties go to the
+    node with the most room, then to node order."""
+    order = sorted(range(len(bundles)), key=lambda i: -sum(bundles[i].values()))
+    used = dict.fromkeys(free, 0)
+    rank = {n: i for i, n in enumerate(free)}
+    out = [None] * len(bundles)
+    for i in order:
+        b = bundles[i]
+        fitting = [n for n, a in free.items() if _fits(a, b)]
+        if not fitting:
+            return None
+        sign = -1 if pack else 1
+        best = min(fitting, key=lambda n: (sign * used[n], -_roominess(free[n], b), rank[n]))
+        _take(free[best], b)
+        used[best] += 1
+        out[i] = best
+    return out
+
+
+def _distinct_nodes(free, bundles):
+    """One node per bundle (a bipartite matching: Kuhn's augmenting paths)."""
+    if len(bundles) > len(free):
+        return None
+    options = [[n for n, a in free.items() if _fits(a, b)] for b in bundles]
+    holder = {}                      # node -> bundle index
+
+    def assign(i, seen):
+        for n in options[i]:
+            if n in seen:
+                continue
+            seen.add(n)
+            j = holder.get(n)
+            if j is None or assign(j, seen):
+                holder[n] = i
+                return True
+        return False
+
+    for i in sorted(range(len(bundles)), key=lambda i: len(options[i])):
+        if not assign(i, set()):
+            return None
+    out = [None] * len(bundles)
+    for n, i in holder.items():
+        out[i] = n
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the table
+# ---------------------------------------------------------------------------
+class Reservation:
+    """Bundles of one group asked of one raylet, not answered yet."""
+    __slots__ = ("pg_id", "node_id", "indices", "bundles", "commit", "sent")
+
+    def __init__(self, pg_id, node_id, indices, bundles, commit, sent):
+        self.pg_id = pg_id
+        self.node_id = node_id
+        self.indices = indices
+        self.bundles = bundles
+        self.commit = commit
+        self.sent = sent
+
+
+class GroupEntry:
+    def __init__(self, spec):
+        self.pg_id = spec["pg_id"]
+        self.hex = self.pg_id.hex()
+        self.name = spec.get("name") or ""
+        self.namespace = spec.get("namespace")
+        self.bundles = [{k: float(v) for k, v in b.items()} for b in spec["bundles"]]
+        self.strategy = spec["strategy"]
+        self.detached = bool(spec.get("detached"))
+        self.job_id = spec.get("job_id")
+        self.state = PENDING
+        self.nodes = [None] * len(self.bundles)   # node id of each reserved bundle
+        self.subscribers = set()
+        self.waiting = {}        # node id -> request id, reservations not answered yet
+        self.prepared = {}       # node id -> [bundle index], reserved there
+        self.refused = None      # why a node refused this attempt
+        self.attempts = 0
+        self.since = time.monotonic()
+        self.created_ms = None
+        self.warned = False
+        self.had_actors = False
+
+    def row(self):
+        return {
+            "placement_group_id": self.hex,
+            "name": self.name,
+            "bundles": {i: dict(b) for i, b in enumerate(self.bundles)},
+            "bundles_to_node_id": {i: (n.hex() if n is not None else "")
+                                   for i, n in enumerate(self.nodes)},
+            "strategy": self.strategy,
+            "state": self.state,
+            "stats": {
+                "end_to_end_creation_latency_ms": self.created_ms or 0.0,
+                "scheduling_attempt": self.attempts,
+                "scheduling_state": {PENDING: "PENDING" if not self.warned else "NO_RESOURCES",
+                                     CREATED: "FINISHED", REMOVED: "REMOVED"}[self.state],
+            },
+        }
+
+
+class PlacementGroupManager:
+    def __init__(self, server):
+        self.server = server
+        self.table = {}                       # pg id -> GroupEntry
+        self.names = {}                       # (namespace, name) -> pg id
+        self.pending = collections.OrderedDict()   # pg id -> entry, not placed yet
+        self.removed = collections.deque()    # removed pg ids, oldest first
+        self.reqs = {}                        # request id -> Reservation
+        self.inflight = {}                    # node id -> resources asked of it, unanswered
+        self.early = {}                       # unknown pg id -> ({subscriber}, since)
+        self.actor_waits = set()              # pg ids an actor waits for
+        self._ids = itertools.count(1)
+
+    @property
+    def out(self):
+        return self.server.out
+
+    # ---- requests -------------------------------------------------------
+    def create(self, spec):
+        """Registers a group and tries to place it at once."""
+        bundles = spec.get("bundles")
+        if spec.get("strategy") not in STRATEGIES or not isinstance(bundles, list) or \
+                not bundles or not isinstance(spec.get("pg_id"), bytes) or \
+                not isinstance(spec.get("creator"), (str, type(None))):
+            raise ValueError(f"malformed placement group spec: {spec!r:.200}")
+        for b in bundles:
+            if not isinstance(b, dict) or not any(v > 0 for v in b.values() if
+                                                  isinstance(v, (int, float))):
+                raise ValueError(f"malformed placement group bundle: {b!r:.200}")
+            validate_shape(b, "bundle")
+        pg_id = spec["pg_id"]
+        if pg_id in self.table:
+            return True
+        e = GroupEntry(spec)
+        if e.name:
+            key = (e.namespace, e.name)
+            if key in self.names:
+                raise ValueError(f"Failed to create placement group {e.hex}: the name "
+                                 f"{e.name!r} is already taken in namespace {e.namespace!r}. "
+                                 "Remove that group or pick another name.")
+            self.names[key] = pg_id
+        self.table[pg_id] = e
+        if spec.get("creator"):
+            e.subscribers.add(spec["creator"])
+        early = self.early.pop(pg_id, None)
+        if early is not None:
+            e.subscribers |= early[0]
+        self.pending[pg_id] = e
+        self._try_place(e)
+        return True
+
+    def remove(self, pg_id, remover=None):
+        e = self.table.get(pg_id)
+        if e is None or e.state == REMOVED:
+            return
+        e.state = REMOVED
+        self.pending.pop(pg_id, None)
+        if e.name and self.names.get((e.namespace, e.name)) == pg_id:
+            del self.names[(e.namespace, e.name)]
+        for nid, indices in e.prepared.items():
+            self._view_release(nid, e, indices)
+        e.prepared.clear()
+        # every raylet forgets the group: the ones holding bundles give them
+        # back and kill the work in them, the others fail requests waiting
+        # for it
+        for n in self.server.state.nodes.values():
+            if n.alive:
+                self.out.send(n.info["raylet_addr"], (Op.PG_RETURN, pg_id, True))
+        if e.had_actors:
+            self._kill_actors(e)
+        self._publish(e, None, skip=remover)
+        e.subscribers.clear()
+        self.actor_waits.discard(pg_id)
+        self.removed.append(pg_id)
+        while len(self.removed) > KEEP_REMOVED:
+            self.table.pop(self.removed.popleft(), None)
+        self.retry_pending()
+
+    def subscribe(self, pg_id, subscriber):
+        if not isinstance(pg_id, bytes) or not isinstance(subscriber, str):
+            log.warning("dropped a malformed placement group subscription")
+            return
+        e = self.table.get(pg_id)
+        if e is None:
+            subs, since = self.early.get(pg_id, (set(), time.monotonic()))
+            subs.add(subscriber)
+            self.early[pg_id] = (subs, since)
+            return
+        if e.state != REMOVED:
+            e.subscribers.add(subscriber)
+        if e.state != PENDING:
+            self._send(subscriber, (Op.PG_STATE, pg_id, e.state, None))
+
+    def get_table(self, pg_id=None):
+        if pg_id is None:
+            return {e.hex: e.row() for e in self.table.values()}
+        e = self.table.get(pg_id)
+        return e.row() if e is not None else {}
+
+    def get_named(self, name, namespace):
+        pg_id = self.names.get((namespace, name))
+        e = self.table.get(pg_id) if pg_id is not None else None
+        if e is None or e.state == REMOVED:
+            return None
+        return {"pg_id": pg_id, "bundles": [dict(b) for b in e.bundles]}
+
+    def of_actor(self, actor_id):
+        """(pg id, bundle index, capture child tasks) of an actor, or None."""
+        a = self.server.actors.actors.get(actor_id)
+        return a.spec.get("placement_group") if a is not None else None
+
+    def driver_exit(self, job_id):
+        for e in list(self.table.values()):
+            if e.job_id == job_id and not e.detached and e.state != REMOVED:
+                self.remove(e.pg_id)
+
+    # ---- placing --------------------------------------------------------
+    def retry_pending(self):
+        for e in list(self.pending.values()):
+            if not e.waiting:
+                self._try_place(e)
+
+    def _free_view(self, needed):
+        """Free resources per live node as the GCS sees them: the last
+        report, less what reservations on the way will take."""
+        view = {}
+        for nid, n in self.server.state.nodes.items():
+            if not n.alive:
+                continue
+            taken = self.inflight.get(nid)
+            avail = n.available
+            view[nid] = {k: avail.get(k, 0.0) - (taken.get(k, 0.0) if taken else 0.0)
+                         for k in needed}
+        return view
+
+    def _try_place(self, e):
+        needed = {k for b in e.bundles for k in b}
+        placement = place_bundles(self._free_view(needed), e.bundles, e.strategy)
+        e.attempts += 1
+        if placement is None:
+            if not e.warned and self._infeasible(e):
+                self._warn(e, infeasible=True)
+            return False
+        del self.pending[e.pg_id]
+        by_node = {}
+        for i, nid in enumerate(placement):
+            by_node.setdefault(nid, []).append(i)
+        commit = len(by_node) == 1
+        now = time.monotonic()
+        for nid, indices in by_node.items():
+            rid = ("pg", next(self._ids))
+            e.waiting[nid] = rid
+            r = self.reqs[rid] = Reservation(e.pg_id, nid, indices,
+                                             [e.bundles[i] for i in indices], commit, now)
+            self._inflight_add(nid, r.bundles, 1)
+            raylet = self.server.state.nodes[nid].info["raylet_addr"]
+            self.out.send(raylet, (Op.PG_RESERVE, rid, self.server.address, e.pg_id,
+                                   [(i, e.bundles[i]) for i in indices], commit))
+        return True
+
+    def _infeasible(self, e):
+        """True if the group could not be placed even on an empty cluster
+        (False while no node has joined yet)."""
+        totals = {nid: n.info.get("resources", {})
+                  for nid, n in self.server.state.nodes.items() if n.alive}
+        return bool(totals) and place_bundles(totals, e.bundles, e.strategy) is None
+
+    def on_response(self, rid, ok, payload):
+        """A raylet's answer to a reservation."""
+        r = self.reqs.pop(rid, None)
+        if r is None:
+            return
+        nid = r.node_id
+        self._inflight_add(nid, r.bundles, -1)
+        e = self.table.get(r.pg_id)
+        done = ok and isinstance(payload, dict) and payload.get("ok")
+        node = self.server.state.nodes.get(nid)
+        if not done and node is not None and isinstance(payload, dict) \
+                and isinstance(payload.get("available"), dict):
+            node.available = payload["available"]
+        if e is None or e.state == REMOVED or e.waiting.get(nid) != rid:
+            return
+        del e.waiting[nid]
+        if done:
+            e.prepared[nid] = r.indices
+            self._view_take(nid, e, r.indices, r.commit)
+        else:
+            e.refused = (payload.get("message") if isinstance(payload, dict) else payload) \
+                or "refused"
+        if e.waiting:
+            return
+        if e.refused is not None:
+            self._roll_back(e)
+        else:
+            self._created(e)
+
+    def _created(self, e):
+        multi = len(e.prepared) > 1
+        for nid, indices in e.prepared.items():
+            for i in indices:
+                e.nodes[i] = nid
+            if multi:
+                raylet = self.server.state.nodes[nid].info["raylet_addr"]
+                self.out.send(raylet, (Op.PG_RESERVE, ("pg", 0), self.server.address,
+                                       e.pg_id, None, True))
+                self._view_commit(nid, e, indices)
+        e.state = CREATED
+        e.created_ms = (time.monotonic() - e.since) * 1000.0
+        self._publish(e, None)
+        if e.pg_id in self.actor_waits:
+            self.actor_waits.discard(e.pg_id)
+            self.server.actors.reschedule_pending()
+
+    def _roll_back(self, e):
+        log.info("placement group %s: a node refused its bundles (%s); it stays pending",
+                 e.hex, e.refused)
+        for nid, indices in e.prepared.items():
+            n = self.server.state.nodes.get(nid)
+            if n is not None:
+                self.out.send(n.info["raylet_addr"], (Op.PG_RETURN, e.pg_id, False))
+            self._view_release(nid, e, indices, committed=False)
+        e.prepared.clear()
+        e.refused = None
+        self.pending[e.pg_id] = e
+
+    # ---- the GCS's view of node resources --------------------------------
+    def _inflight_add(self, nid, bundles, sign):
+        taken = self.inflight.setdefault(nid, {})
+        for b in bundles:
+            for k, v in b.items():
+                taken[k] = taken.get(k, 0.0) + sign * v
+        if sign < 0 and all(abs(v) < _EPS for v in taken.values()):
+            del self.inflight[nid]
+
+    def _view_take(self, nid, e, indices, committed):
+        """Until the raylet's next report: its free pool less the bundles
+        (plus their group resources once committed)."""
+        n = self.server.state.nodes.get(nid)
+        if n is None:
+            return
+        for i in indices:
+            _take(n.available, e.bundles[i])
+        if committed:
+            self._view_commit(nid, e, indices)
+
+    def _view_commit(self, nid, e, indices):
+        n = self.server.state.nodes.get(nid)
+        if n is None:
+            return
+        avail = n.available
+        for i in indices:
+            for k, v in bundle_resources(e.hex, i, e.bundles[i]).items():
+                avail[k] = avail.get(k, 0.0) + v
+
+    def _view_release(self, nid, e, indices, committed=True):
+        n = self.server.state.nodes.get(nid)
+        if n is None:
+            return
+        avail = n.available
+        for i in indices:
+            for k, v in e.bundles[i].items():
+                if v > 0:
+                    avail[k] = avail.get(k, 0.0) + v
+            if committed:
+                for k in bundle_resources(e.hex, i, e.bundles[i]):
+                    avail.pop(k, None)
+
+    # ---- actors in groups -------------------------------------------------
+    def holds(self, shape):
+        """True for the lease shape of an actor placed in a group."""
+        return bool(self.table) and pg_of_shape(shape) is not None
+
+    def pick_node(self, shape):
+        """The node info for an actor's group lease shape, or None while its
+        group is not created (the actor is rescheduled when it is)."""
+        found = pg_of_shape(shape)
+        if found is None:
+            return None
+        pg_hex, index = found
+        try:
+            e = self.table.get(bytes.fromhex(pg_hex))
+        except ValueError:
+            return None
+        if e is None or e.state == REMOVED:
+            return None
+        e.had_actors = True
+        if e.state != CREATED:
+            self.actor_waits.add(e.pg_id)
+            return None
+        nodes = self.server.state.nodes
+        if index >= 0:
+            n = nodes.get(e.nodes[index]) if index < len(e.nodes) else None
+            return n.info if n is not None and n.alive else None
+        holding = [nodes.get(nid) for nid in dict.fromkeys(e.nodes)]
+        holding = [n for n in holding if n is not None and n.alive]
+        for n in holding:
+            if _fits(n.available, shape):
+                return n.info
+        return holding[0].info if holding else None
+
+    def _kill_actors(self, e):
+        am = self.server.actors
+        why = (f"The actor's placement group {e.hex} was removed "
+               "(pyray.util.remove_placement_group()).")
+        for aid, a in list(am.actors.items()):
+            pg = a.spec.get("placement_group")
+            if pg is not None and pg[0] == e.pg_id and a.state != "DEAD":
+                if a.cause is None:
+                    a.cause = why
+                am.kill(aid, True)
+
+    # ---- reports ----------------------------------------------------------
+    def _publish(self, e, message, skip=None):
+        msg = (Op.PG_STATE, e.pg_id, e.state, message)
+        for sub in list(e.subscribers):
+            if sub != skip and not self._send(sub, msg):
+                e.subscribers.discard(sub)
+
+    def _send(self, addr, msg):
+        """Sends to a subscriber; an address that cannot be used is dropped
+        with a log line."""
+        try:
+            return self.out.send(addr, msg)
+        except (zmq.ZMQError, TypeError, ValueError) as err:
+            log.warning("cannot send to %r: %s", addr, err)
+            return False
+
+    def _warn(self, e, infeasible):
+        e.warned = True
+        label = f"{e.name!r} ({e.hex})" if e.name else e.hex
+        asked = {k for b in e.bundles for k in b}
+        nodes = [n for n in self.server.state.nodes.values() if n.alive]
+        if infeasible:
+            have = [{k: n.info.get("resources", {}).get(k, 0.0) for k in sorted(asked)}
+                    for n in nodes]
+            what = (f"no set of nodes in the cluster can ever hold it ({len(nodes)} node(s) "
+                    f"with {have}); it stays PENDING until nodes with these resources join")
+        else:
+            free = [{k: max(0.0, n.available.get(k, 0.0)) for k in sorted(asked)}
+                    for n in nodes]
+            what = (f"the cluster does not have these resources free now (free per node: "
+                    f"{free}); it stays PENDING until other placement groups, actors or "
+                    "tasks release them")
+        message = (f"The placement group {label} with bundles {e.bundles} and strategy "
+                   f"{e.strategy} cannot be created: {what}.")
+        log.warning(message)
+        self._publish(e, message)
+
+    def tick(self, now):
+        """Called about once a second: late warnings, lost answers,
+        subscriptions to groups that never came."""
+        try:
+            self._tick(now)
+        except Exception:  # noqa: BLE001 - the GCS's loop must go on
+            log.exception("placement group housekeeping failed")
+
+    def _tick(self, now):
+        for e in list(self.pending.values()):
+            if not e.warned and now - e.since >= PENDING_WARN_AFTER_S:
+                self._warn(e, infeasible=self._infeasible(e))
+        for rid, r in list(self.reqs.items()):
+            n = self.server.state.nodes.get(r.node_id)
+            if now - r.sent > RESERVE_TIMEOUT_S or n is None or not n.alive:
+                self.on_response(rid, False, {"ok": False, "message": "the node did not answer"})
+        for pg_id, (subs, since) in list(self.early.items()):
+            if now - since > UNKNOWN_GROUP_WAIT_S:
+                del self.early[pg_id]
+                for sub in subs:
+                    self._send(sub, (Op.PG_STATE, pg_id, REMOVED,
+                                     f"The placement group {pg_id.hex()} is not known to "
+                                     "the cluster (never created, or removed long ago)."))
