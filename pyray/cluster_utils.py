@@ -67,9 +67,24 @@ class ClusterNode:
         """Kills the raylet (its workers die with it); the GCS notices the
         missed heartbeats and declares the node dead."""
         p = self._local.raylet.popen
+        try:
+            import psutil
+            family = psutil.Process(p.pid).children(recursive=True)
+        except Exception:  # noqa: BLE001 - already gone
+            family = []
         if p.poll() is None:
             p.send_signal(sig)
         p.wait(10)
+        # its zygote and workers follow it (parent-death signals): wait for
+        # them, so that nothing of the node still answers when this returns
+        if family:
+            import psutil
+            _, alive = psutil.wait_procs(family, timeout=10)
+            for proc in alive:
+                try:
+                    proc.kill()
+                except psutil.NoSuchProcess:
+                    pass
 
     def __repr__(self):
         return f"<ClusterNode {self.node_id[:12]}{' head' if self.is_head else ''}>"

@@ -170,6 +170,18 @@ class ClusterClient:
                     continue
                 return loc
 
+    def needs_fetch(self, ref):
+        """True if reading ref now means pulling it from another node."""
+        cw = self.cw
+        with cw.lock:
+            loc = cw._locate(ref)
+        if loc is None or loc[0] != IN_STORE or loc[1] == cw.node_id or cw.plasma is None:
+            return False
+        try:
+            return not cw.plasma.contains(ref._id)
+        except Exception:  # noqa: BLE001 - let the pull decide
+            return True
+
     def free(self, node_id, oid):
         """Frees the primary copy of an object another node holds."""
         cw = self.cw
@@ -210,7 +222,7 @@ class ClusterClient:
         suffix = addr_suffix(node_id)
         for oid, owner in list(cw.foreign.items()):
             v = cw.foreign_values.get(oid)
-            if owner is not None and owner.endswith(suffix):
+            if owner is not None and owner.endswith(suffix) and (v is None or v[0] == IN_STORE):
                 cw.foreign_values[oid] = self.owner_died_error(oid, owner)
                 cw.requested.add(oid)
                 cbs = cw.foreign_callbacks.pop(oid, None)

@@ -1236,10 +1236,18 @@ class CoreWorker:
             if self._pending_callbacks:
                 cbs, self._pending_callbacks = self._pending_callbacks, []
                 for ref, cb in cbs:
-                    try:
-                        cb(lambda ref=ref: self.get(ref))
-                    except Exception:  # noqa: BLE001 - a user callback must not stop I/O
-                        log.exception("callback for %s raised", ref)
+                    if self.cluster.needs_fetch(ref):
+                        # the pull's answer comes through this thread: not here
+                        threading.Thread(target=self._run_callback, args=(ref, cb),
+                                         daemon=True).start()
+                    else:
+                        self._run_callback(ref, cb)
+
+    def _run_callback(self, ref, cb):
+        try:
+            cb(lambda: self.get(ref))
+        except Exception:  # noqa: BLE001 - a user callback must not stop I/O
+            log.exception("callback for %s raised", ref)
 
     def _dispatch_frames(self, frames):
         try:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import inspect
+import pickle
+import sys
+import types
 
 from pyray._private import ids, serialization
 from pyray._private.context import ctx
@@ -80,12 +83,52 @@ def strategy_key(strategy):
 def export_function(fn, name):
     import cloudpickle
     try:
-        data = cloudpickle.dumps(fn, protocol=5)
+        # Recent cloudpickle replaces a shipped code object's file name with a
+        # placeholder, which takes the source lines out of remote tracebacks;
+        # the file name travels beside it and the worker puts it back.
+        data = cloudpickle.dumps((fn, _source_file(fn)), protocol=5)
     except Exception as err:  # noqa: BLE001 - reported with the function's name
         raise TypeError(f"Could not serialize the function {name}: {err}. Functions "
                         "sent to workers must be picklable (no open files, locks or "
                         "sockets captured in their closure).") from err
     return FunctionDescriptor(ids.random_id(16), data, name, getattr(fn, "__module__", None))
+
+
+def _source_file(obj):
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        return code.co_filename
+    mod = sys.modules.get(getattr(obj, "__module__", None) or "")
+    return getattr(mod, "__file__", None)
+
+
+_PLACEHOLDER_FILE = "<dynamic-code>"
+
+
+def load_function(data):
+    """The inverse of export_function's payload (in the worker)."""
+    obj, filename = pickle.loads(data)
+    if filename:
+        if isinstance(obj, type):
+            for attr in vars(obj).values():
+                fn = getattr(attr, "__func__", attr)
+                if getattr(fn, "__code__", None) is not None:
+                    fn.__code__ = _with_filename(fn.__code__, filename)
+                if isinstance(attr, property):
+                    for f in (attr.fget, attr.fset, attr.fdel):
+                        if f is not None and getattr(f, "__code__", None) is not None:
+                            f.__code__ = _with_filename(f.__code__, filename)
+        elif getattr(obj, "__code__", None) is not None:
+            obj.__code__ = _with_filename(obj.__code__, filename)
+    return obj
+
+
+def _with_filename(code, filename):
+    if code.co_filename != _PLACEHOLDER_FILE:
+        return code
+    consts = tuple(_with_filename(c, filename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def ensure_initialized():

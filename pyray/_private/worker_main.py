@@ -27,6 +27,7 @@ from pyray._private.context import ctx
 from pyray._private.core_worker import CoreWorker
 from pyray._private.ids import object_id
 from pyray._private.object_ref import ObjectRef
+from pyray._private.remote_function import load_function
 from pyray._private.protocol import ERROR, IN_STORE, PROTOCOL_VERSION, VALUE, Op
 from pyray._private.channel import Channel, ChannelClosed, Listener
 from pyray._private.transport import bind_inbox
@@ -278,7 +279,7 @@ class WorkerRuntime:
         if fn is None:
             if fn_bytes is None:
                 raise exc.RaySystemError(f"worker has no function {fn_id.hex()} and none was sent")
-            fn = pickle.loads(fn_bytes)
+            fn = load_function(fn_bytes)
             self.fns[fn_id] = fn
         return fn
 

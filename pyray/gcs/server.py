@@ -222,6 +222,8 @@ class GcsServer:
 
     # ---- nodes ---------------------------------------------------------
     def _node_resources(self, node_id, available, total=None):
+        if not isinstance(available, dict):
+            raise ValueError(f"bad resource report {available!r}")
         if not self.state.node_resources(node_id, available, total):
             n = self.state.nodes[node_id]
             self.out.send(n.info["raylet_addr"], (Op.NODE_DEAD, node_id))

@@ -34,11 +34,12 @@ from pyray._private.transport import Outbox, bind_inbox, recv_msg
 log = logging.getLogger("pyray.object_manager")
 
 MAX_ACTIVE_PULLS = 8
+MAX_REMEMBERED_FETCHES = 100_000
 
 
 class Pull:
     __slots__ = ("oid", "source", "waiters", "view", "size", "nchunks", "next_index",
-                 "received", "last_progress", "started")
+                 "received", "last_progress", "started", "got")
 
     def __init__(self, oid, source):
         self.oid = oid
@@ -49,6 +50,7 @@ class Pull:
         self.nchunks = 0
         self.next_index = 1
         self.received = 0
+        self.got = set()            # chunk indices in
         self.started = self.last_progress = time.monotonic()
 
 
@@ -70,7 +72,8 @@ class ObjectManager:
         self.pulls = {}
         self.waiting = collections.deque()   # pulls beyond MAX_ACTIVE_PULLS, in order
         self.active = 0
-        self.served_to = {}                   # oid -> object managers that fetched it
+        # oid -> object managers that fetched it (the oldest forgotten past a bound)
+        self.served_to = collections.OrderedDict()
         self.stats = {"pulls": 0, "pulled_bytes": 0, "pull_failures": 0, "served_chunks": 0,
                       "served_bytes": 0, "deduplicated": 0}
         self.stopping = False
@@ -161,6 +164,8 @@ class ObjectManager:
             return
         if first == 0:
             self.served_to.setdefault(oid, set()).add(reply_to)
+            if len(self.served_to) > MAX_REMEMBERED_FETCHES:
+                self.served_to.popitem(last=False)
         mv = memoryview(buf)
         size = mv.nbytes
         meta = bytes(buf.metadata) if first == 0 else None
@@ -183,9 +188,13 @@ class ObjectManager:
         if p.view is False:
             if not self._begin(p, size, meta):
                 return
+        if index in p.got or not 0 <= index < p.nchunks:
+            return
         data = frames[0].buffer if frames else b""
         n = len(data)
         off = index * self.chunk
+        if off + n > p.size:
+            raise ValueError(f"chunk {index} of {p.oid.hex()} overruns the object")
         if n:
             if n >= 1 << 16:
                 import numpy as np
@@ -193,6 +202,7 @@ class ObjectManager:
                                       np.frombuffer(data, np.uint8))
             else:
                 p.view[off:off + n] = data
+        p.got.add(index)
         p.received += 1
         p.last_progress = time.monotonic()
         if p.received >= p.nchunks:

@@ -111,6 +111,7 @@ class Raylet:
         from pyray._private.transport import Outbox, bind_inbox
         self.zmq = zmq
         self.ctx = zmq.Context()
+        self.ctx.setsockopt(zmq.RECONNECT_IVL, 10)     # the GCS may bind just after us
         self.inbox = bind_inbox(self.ctx, self.addr)
         self.out = Outbox(self.ctx)
         self.workers = {}
@@ -123,6 +124,7 @@ class Raylet:
         self.view = cv.ClusterView(self.node_id)
         self.view_refresh = None    # (req id, sent at) of a node-table request in flight
         self.objects = None         # the object manager thread, started by run()
+        self.registration = None    # (request id, ready fd) until the GCS answers
         self.last_total_sent = dict(self.res.total)
         self.starting = 0
         self.stopping = False
@@ -192,6 +194,7 @@ class Raylet:
 
     def h_request_lease(self, msg):
         req_id, owner, shape, job_id, driver_addr, key = msg[1:7]
+        _check_request(owner, shape, key)
         req = Request(req_id, owner, shape, job_id, driver_addr, key)
         route = cv.parse_key(key)
         if route is not None:
@@ -203,6 +206,7 @@ class Raylet:
     def h_request_spilled(self, msg):
         """A lease request another raylet sent here (spillback)."""
         _, origin, mode, req_id, owner, shape, job_id, driver_addr, key = msg[:9]
+        _check_request(owner, shape, key)
         req = Request(req_id, owner, shape, job_id, driver_addr, key)
         req.route = cv.parse_key(key) or (None, None)
         req.mode = mode if mode in (cv.QUEUE, cv.GRANT_OR_REJECT) else cv.GRANT_OR_REJECT
@@ -438,7 +442,15 @@ class Raylet:
             self.out.send(self.node["gcs_addr"], (Op.GET_NODES, self.lease_counter, self.addr))
 
     def h_response(self, msg):
-        if self.view_refresh is not None and msg[1] == self.view_refresh[0]:
+        if self.registration is not None and msg[1] == self.registration[0]:
+            ready_fd, self.registration = self.registration[1], None
+            if ready_fd is not None:
+                os.write(ready_fd, (json.dumps({"raylet_addr": self.addr,
+                                                "om_addr": self.node["om_addr"],
+                                                "node_id": self.node_id.hex(),
+                                                "store_name": self.store.name}) + "\n").encode())
+                os.close(ready_fd)
+        elif self.view_refresh is not None and msg[1] == self.view_refresh[0]:
             self.view_refresh = None
             if msg[2] and isinstance(msg[3], list):
                 self._update_view(msg[3])
@@ -580,13 +592,12 @@ class Raylet:
         self.objects = ObjectManager(self.ctx, self.node["om_addr"], self.store.name,
                                      self.node_id, lambda: self.view.peers, self.config)
         self.objects.start()
-        self.out.send(self.node["gcs_addr"], (Op.REGISTER_NODE, 0, self.addr, self.node))
-        if ready_fd is not None:
-            os.write(ready_fd, (json.dumps({"raylet_addr": self.addr,
-                                            "om_addr": self.node["om_addr"],
-                                            "node_id": self.node_id.hex(),
-                                            "store_name": self.store.name}) + "\n").encode())
-            os.close(ready_fd)
+        # ready once the GCS has us in its table (a handshake): a driver that
+        # connects next finds this node there
+        self.lease_counter += 1
+        self.registration = (self.lease_counter, ready_fd)
+        self.out.send(self.node["gcs_addr"], (Op.REGISTER_NODE, self.lease_counter, self.addr,
+                                              self.node))
         next_tick = 0.0
         hb = self.config.heartbeat_interval_s
         while not self.stopping and not _stop_requested:
@@ -635,6 +646,21 @@ class Raylet:
         self.inbox.close(0)
         self.ctx.term()
         self.store.close()
+
+
+def _check_request(owner, shape, key):
+    """Raises ValueError for a malformed lease request: it is dropped (and
+    logged) instead of being queued, where it would break every later
+    scheduling pass."""
+    if not isinstance(owner, str) or "://" not in owner:
+        raise ValueError(f"bad owner address {owner!r}")
+    if not isinstance(shape, dict):
+        raise ValueError(f"bad resource shape {shape!r}")
+    validate_shape(shape)
+    try:
+        hash(key)
+    except TypeError:
+        raise ValueError(f"unhashable scheduling key {key!r}") from None
 
 
 def _status_text(status):

@@ -205,3 +205,48 @@ def test_tasks_go_to_their_large_arguments(make_cluster):
     # small (inline) arguments do not pull work away from the driver's node
     small = pyray.put(b"x" * 100)
     assert pyray.get(node_id.remote(small), timeout=30) == cluster.head_node.node_id
+
+
+def test_malformed_messages_do_not_break_the_daemons(make_cluster):
+    import pickle
+
+    import zmq
+
+    from pyray._private.protocol import Op
+    cluster = make_cluster(nodes=[{"num_cpus": 1}])
+    far = cluster.worker_nodes[0]
+    om = far._local.node["om_addr"]
+    junk = [
+        (far.raylet_socket_name, (Op.REQUEST_LEASE, 1, "ipc:///nowhere", "not a shape", None,
+                                  None, (((("CPU", 1.0),), None)))),
+        (far.raylet_socket_name, (Op.REQUEST_LEASE, 2, 42, {"CPU": 1.0}, None, None, None)),
+        (far.raylet_socket_name, (Op.REQUEST_LEASE, 3, "ipc:///x", {"CPU": -1}, None, None,
+                                  None)),
+        (far.raylet_socket_name, (Op.REQUEST_LEASE, 4, "ipc:///x", {"CPU": 1}, None, None,
+                                  [1])),
+        (far.raylet_socket_name, (Op.REQUEST_LEASE_SPILLED, b"x")),
+        (far.raylet_socket_name, (Op.CLUSTER_VIEW, [{"node_id": b"y", "alive": True,
+                                                     "resources": 7}])),
+        (far.raylet_socket_name, (Op.NODE_DEAD, [1, 2])),
+        (om, (Op.FETCH_CHUNKS, b"\0" * 20, 0, 1, "ipc:///nowhere", -5)),
+        (om, (Op.OBJECT_CHUNK, b"\0" * 20, 3, 10, None, None)),
+        (om, (Op.PULL_OBJECT, 1)),
+        (om, (Op.FREE_OBJECTS, None, [b"short"])),
+        (cluster.head_node._local.node["gcs_addr"], (Op.NODE_RESOURCES, b"z", "not a dict")),
+    ]
+    ctx = zmq.Context()
+    try:
+        for addr, msg in junk:
+            s = ctx.socket(zmq.PUSH)
+            s.connect(addr)
+            s.send(pickle.dumps(msg), zmq.NOBLOCK)
+            s.send(b"\x80\x05 not a pickle", zmq.NOBLOCK)
+            s.close(linger=1000)
+    finally:
+        ctx.term()
+    strat = NodeAffinitySchedulingStrategy(far.node_id, soft=False)
+    ref = filled.options(scheduling_strategy=strat).remote(2 * MiB, 8)
+    assert pyray.get(node_id.options(scheduling_strategy=strat).remote(ref),
+                     timeout=30) == far.node_id
+    assert pyray.get(ref, timeout=30)[-1] == 8
+    assert far.is_alive() and all(n["Alive"] for n in pyray.nodes())

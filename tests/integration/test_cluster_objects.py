@@ -131,3 +131,25 @@ def test_an_object_too_large_for_the_reader_store(make_cluster):
     # the holder still has it
     assert pyray.get(summary.options(scheduling_strategy=on(far)).remote(ref),
                      timeout=30)[1:] == (64 * MiB, 128 * MiB, 2, 2)
+
+
+def test_futures_and_await_of_objects_on_another_node(make_cluster, release):
+    import asyncio
+
+    from tasklib import wait_for_file
+    cluster = make_cluster(nodes=[{"num_cpus": 2}])
+    far = cluster.worker_nodes[0]
+    gate = wait_for_file.options(scheduling_strategy=on(far)).remote(str(release))
+    ref = add_one_later.options(scheduling_strategy=on(far)).remote(gate, 3 * MiB)
+    fut = ref.future()                  # completes on the I/O thread, after a pull
+    release.touch()
+    assert fut.result(timeout=30)[-1] == 1
+
+    async def read():
+        return (await filled.options(scheduling_strategy=on(far)).remote(3 * MiB, 6))[-1]
+    assert asyncio.run(asyncio.wait_for(read(), 30)) == 6
+
+
+@pyray.remote
+def add_one_later(_gate, nbytes):
+    return np.zeros(nbytes, np.uint8) + 1
