@@ -86,6 +86,20 @@ class ClusterNode:
                 except psutil.NoSuchProcess:
                     pass
 
+    def kill_gcs_server(self):
+        """SIGKILLs the GCS this head node runs (Ray's test utility of
+        the same name).  The raylets, workers and drivers carry on."""
+        if not self.is_head:
+            raise ValueError(f"{self!r} runs no GCS: only the head node does")
+        self._local.kill_gcs()
+
+    def start_gcs_server(self):
+        """Starts the GCS again on the same address; it reloads its tables
+        and returns once it answers."""
+        if not self.is_head:
+            raise ValueError(f"{self!r} runs no GCS: only the head node does")
+        self._local.start_gcs()
+
     def __repr__(self):
         return f"<ClusterNode {self.node_id[:12]}{' head' if self.is_head else ''}>"
 
@@ -159,6 +173,22 @@ class Cluster:
         self._removed.append(node.node_id)
         _stop([h.popen for h in procs], signal.SIGTERM if allow_graceful else signal.SIGKILL,
               self._config.stop_timeout_s)
+
+    # ---- the GCS (docs/cluster.md, "GCS restart") ------------------------
+    def kill_gcs(self):
+        """SIGKILLs the GCS; the nodes, their work and the drivers carry on."""
+        self._head().kill_gcs_server()
+
+    def restart_gcs(self):
+        """Starts the GCS again on the same address and storage; it
+        returns once the GCS answers (the nodes register again within a
+        heartbeat or two: wait_for_nodes() waits for that)."""
+        self._head().start_gcs_server()
+
+    def _head(self):
+        if self.head_node is None:
+            raise RuntimeError("the cluster has no head node")
+        return self.head_node
 
     def list_all_nodes(self):
         return ([self.head_node] if self.head_node is not None else []) + list(self.worker_nodes)

@@ -37,6 +37,10 @@ log = logging.getLogger("pyray.core_worker")
 # plain ints: zmq's flag enums are slow to combine on the hot path
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
+# requests to the GCS unanswered this long are sent again (the GCS may have
+# restarted); those whose second copy would do something else are not
+_GCS_RESEND_S = 1.0
+_GCS_NOT_RESENT = frozenset((Op.REGISTER_JOB, Op.KV_PUT, Op.KV_DEL))
 
 PENDING, READY = 0, 1
 
@@ -167,6 +171,7 @@ class CoreWorker:
         self.blocked_depth = 0
         self.closing = False
         self._req_counter = 0
+        self._actor_reask_at = 0.0
         self._max_inflight = config.max_tasks_in_flight_per_worker
 
         self.plasma = None
@@ -1120,8 +1125,16 @@ class CoreWorker:
             self._req_counter += 1
             req_id = self._req_counter
             self.rpc_waiters[req_id] = slot
-        self.out.send(addr, (op, req_id, self.addr) + args)
-        if not ev.wait(timeout):
+        msg = (op, req_id, self.addr) + args
+        self.out.send(addr, msg)
+        deadline = time.monotonic() + timeout
+        if addr == self.gcs_addr and op not in _GCS_NOT_RESENT:
+            # a request the GCS took in just before it was killed is lost:
+            # ask again (the same id) until a restarted GCS answers
+            while not ev.wait(max(0.0, min(_GCS_RESEND_S, deadline - time.monotonic()))) \
+                    and time.monotonic() < deadline:
+                self.out.send(addr, msg)
+        if not ev.wait(max(0.0, deadline - time.monotonic())):
             with self.lock:
                 self.rpc_waiters.pop(req_id, None)
             raise exc.RaySystemTimeoutError(
@@ -1233,6 +1246,8 @@ class CoreWorker:
                     if self.decref_q:
                         self._drain_decrefs()
                     self._return_idle_leases(now)
+                    if now >= self._actor_reask_at:
+                        self._reask_actor_info(now)
             if self._pending_callbacks:
                 cbs, self._pending_callbacks = self._pending_callbacks, []
                 for ref, cb in cbs:
@@ -1263,6 +1278,14 @@ class CoreWorker:
             handler(msg, frames[1:])
         except Exception:  # noqa: BLE001
             log.exception("handling op %s failed", msg[0])
+
+    def _reask_actor_info(self, now):
+        """Asks the GCS again where actors with calls waiting live: the first
+        question may have been lost with a GCS that was killed."""
+        self._actor_reask_at = now + _GCS_RESEND_S
+        for ac in self.actors.values():
+            if ac.queue and ac.state in ("PENDING", "RESTARTING"):
+                self.out.send(self.gcs_addr, (Op.GET_ACTOR_INFO, ac.actor_id, self.addr))
 
     def _return_idle_leases(self, now):
         timeout = self.config.lease_idle_timeout_s

@@ -130,11 +130,13 @@ class LocalCluster:
         self.procs = []
         self.gcs = None
         self.gcs_address = gcs_address or gcs_listen or f"ipc://{self.session_dir}/sockets/gcs"
+        # the GCS keeps its tables here; start_gcs() starts it again on them
+        self.gcs_storage = os.path.join(self.session_dir, "gcs", "state.db")
+        self._gcs_start = (["--address", self.gcs_address, "--storage", self.gcs_storage],
+                           env, die_with_parent)
         try:
             if gcs_address is None:
-                self.gcs = _spawn("gcs", "pyray.gcs.server", ["--address", self.gcs_address],
-                                  self.session_dir, env, die_with_parent)
-                self.procs.append(self.gcs)
+                self.start_gcs(wait=False)
             args = ["--session-dir", self.session_dir, "--gcs-address", self.gcs_address,
                     "--num-cpus", str(num_cpus), "--num-gpus", str(num_gpus),
                     "--object-store-memory", str(int(object_store_memory)),
@@ -152,6 +154,24 @@ class LocalCluster:
         self.node = {"node_id": bytes.fromhex(info["node_id"]), "raylet_addr": info["raylet_addr"],
                      "gcs_addr": self.gcs_address, "store_name": info["store_name"],
                      "session_dir": self.session_dir, "om_addr": info.get("om_addr")}
+
+    def start_gcs(self, wait=True):
+        """Starts this node's GCS (again after kill_gcs(): it reloads its
+        tables from gcs_storage and the raylets register again)."""
+        args, env, die_with_parent = self._gcs_start
+        old = self.gcs
+        self.gcs = _spawn("gcs", "pyray.gcs.server", args, self.session_dir, env,
+                          die_with_parent)
+        self.procs = [self.gcs] + [h for h in self.procs if h is not old]
+        if wait:
+            _wait_ready([self.gcs], self.config.start_timeout_s, self.session_dir)
+
+    def kill_gcs(self, sig=signal.SIGKILL):
+        """Kills this node's GCS and waits until it has exited."""
+        p = self.gcs.popen
+        if p.poll() is None:
+            p.send_signal(sig)
+        p.wait(self.config.stop_timeout_s)
 
     def stop(self, remove_session=True, timeout=None):
         timeout = self.config.stop_timeout_s if timeout is None else timeout

@@ -36,6 +36,7 @@ class ActorEntry:
         self.no_restart = False
         self.exiting = False
         self.creation_attempt = 0
+        self.seq = 0
 
 
 class ActorManager:
@@ -46,14 +47,50 @@ class ActorManager:
         self.lease_reqs = {}             # req id -> actor_id
         self.by_lease = {}               # (raylet, lease id) -> actor_id
         self.by_worker = {}              # worker id -> actor_id
-        self.req_counter = 0
+        # lease request ids of this run of the GCS differ from an earlier
+        # run's (its grants may still arrive)
+        self.req_counter = server.incarnation << 32
+        self.seq = 0                     # registration order (rebuilds the name index)
 
     @property
     def out(self):
         return self.server.out
 
+    # ---- persistence --------------------------------------------------------
+    def _save(self, e):
+        self.server.storage.mark("actor", e.actor_id, lambda: {
+            "state": e.state, "restarts": e.restarts, "worker": e.worker,
+            "lease_id": e.lease_id, "raylet_addr": e.raylet_addr, "cause": e.cause,
+            "subscribers": sorted(e.subscribers), "no_restart": e.no_restart,
+            "exiting": e.exiting, "creation_attempt": e.creation_attempt, "seq": e.seq})
+
+    def restore(self, specs, rows):
+        """Rebuilds the table (and the name index, the lease and worker
+        maps) from stored rows.  Actors waiting for a lease ask again when
+        the nodes register with this run of the GCS."""
+        for aid, r in sorted(rows.items(), key=lambda kv: kv[1].get("seq", 0)):
+            spec = specs.get(aid)
+            if spec is None:
+                continue
+            e = ActorEntry(spec)
+            for k in ("state", "restarts", "worker", "lease_id", "raylet_addr", "cause",
+                      "no_restart", "exiting", "creation_attempt", "seq"):
+                setattr(e, k, r.get(k, getattr(e, k)))
+            e.subscribers = set(r.get("subscribers") or ())
+            self.actors[aid] = e
+            self.seq = max(self.seq, e.seq)
+            if e.name:
+                self.names[(e.namespace, e.name)] = aid
+            if e.worker is not None:
+                self.by_worker[e.worker[0]] = aid
+                self.by_lease[(e.raylet_addr, e.lease_id)] = aid
+
     # ---- requests -------------------------------------------------------
     def register(self, spec):
+        if spec.get("actor_id") in self.actors:
+            # the same request again (the caller resends while the GCS restarts)
+            e = self.actors[spec["actor_id"]]
+            return {"actor_id": e.actor_id, "existing": False, "meta": e.spec["meta"]}
         key = (spec.get("namespace"), spec.get("name"))
         if spec.get("name"):
             existing = self.names.get(key)
@@ -66,6 +103,10 @@ class ActorManager:
                                  "get_if_exists=True to get the existing actor.")
         entry = ActorEntry(spec)
         self.actors[entry.actor_id] = entry
+        self.seq += 1
+        entry.seq = self.seq
+        self.server.storage.put("actor_spec", entry.actor_id, spec)
+        self._save(entry)
         if spec.get("name"):
             self.names[key] = entry.actor_id
         self._schedule(entry)
@@ -75,8 +116,9 @@ class ActorManager:
         e = self.actors.get(actor_id)
         if e is None:
             return None
-        if subscriber:
+        if subscriber and subscriber not in e.subscribers:
             e.subscribers.add(subscriber)
+            self._save(e)
         return self._state_msg(e)
 
     def get_named(self, name, namespace):
@@ -110,6 +152,7 @@ class ActorManager:
             return False
         if no_restart:
             e.no_restart = True
+            self._save(e)
         if e.worker is not None and e.state == ALIVE:
             self.out.send(e.raylet_addr, (Op.KILL_WORKER, e.worker[0]))
         elif e.state in (PENDING, RESTARTING):
@@ -124,6 +167,7 @@ class ActorManager:
         e = self.actors.get(actor_id)
         if e is not None:
             e.exiting = True
+            self._save(e)
 
     def driver_exit(self, job_id):
         for e in list(self.actors.values()):
@@ -181,6 +225,7 @@ class ActorManager:
         self.by_worker[worker_id] = aid
         spec = e.spec
         e.creation_attempt += 1
+        self._save(e)
         data, bufs = spec["ctor_args"]
         msg = (Op.PUSH_TASK, spec["creation_task_id"], spec["class_id"], spec["class_bytes"],
                spec["meta"]["class_name"] + ".__init__", data, len(bufs), None, 1,
@@ -213,6 +258,7 @@ class ActorManager:
             return
         self.by_lease.pop((e.raylet_addr, lease_id), None)
         e.worker = None
+        self._save(e)
         if e.state == DEAD:
             return
         limit = e.spec["options"].get("max_restarts", 0)
@@ -241,6 +287,8 @@ class ActorManager:
                 e.cause, e.restarts)
 
     def _publish(self, e):
+        """Tells the subscribers of a change of state (and stores it)."""
+        self._save(e)
         msg = self._state_msg(e)
         for sub in e.subscribers:
             self.out.send(sub, msg)

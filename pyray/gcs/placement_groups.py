@@ -179,6 +179,15 @@ class GroupEntry:
         self.created_ms = None
         self.warned = False
         self.had_actors = False
+        self.seq = 0                 # creation order
+
+    def stored(self):
+        """What pyray.gcs.storage keeps of the group."""
+        return {"spec": {"pg_id": self.pg_id, "name": self.name, "namespace": self.namespace,
+                         "bundles": self.bundles, "strategy": self.strategy,
+                         "detached": self.detached, "job_id": self.job_id},
+                "state": self.state, "nodes": self.nodes, "subscribers": sorted(self.subscribers),
+                "created_ms": self.created_ms, "had_actors": self.had_actors, "seq": self.seq}
 
     def row(self):
         return {
@@ -209,7 +218,40 @@ class PlacementGroupManager:
         self.inflight = {}                    # node id -> resources asked of it, unanswered
         self.early = {}                       # unknown pg id -> ({subscriber}, since)
         self.actor_waits = set()              # pg ids an actor waits for
-        self._ids = itertools.count(1)
+        # request ids unlike an earlier run's (its answers may still arrive)
+        self._ids = itertools.count((server.incarnation << 32) + 1)
+        self.seq = 0
+
+    # ---- persistence ----------------------------------------------------
+    def _save(self, e):
+        self.server.storage.mark("pg", e.pg_id, lambda: e.stored() if
+                                 self.table.get(e.pg_id) is e else None)
+
+    def restore(self, rows):
+        """Rebuilds the table from stored rows.  Created groups keep their
+        bundles (the raylets hold them); a group that was being placed is
+        given back everywhere and placed again once the nodes register."""
+        for pg_id, r in sorted(rows.items(), key=lambda kv: kv[1].get("seq", 0)):
+            e = GroupEntry(r["spec"])
+            e.state = r["state"]
+            e.nodes = list(r["nodes"])
+            e.subscribers = set(r.get("subscribers") or ())
+            e.created_ms = r.get("created_ms")
+            e.had_actors = bool(r.get("had_actors"))
+            e.seq = r.get("seq", 0)
+            self.seq = max(self.seq, e.seq)
+            self.table[pg_id] = e
+            if e.state == REMOVED:
+                self.removed.append(pg_id)
+                continue
+            if e.name:
+                self.names[(e.namespace, e.name)] = pg_id
+            if e.state == PENDING:
+                e.nodes = [None] * len(e.bundles)
+                for n in self.server.state.nodes.values():
+                    if n.alive:
+                        self.out.send(n.info["raylet_addr"], (Op.PG_RETURN, pg_id, False))
+                self.pending[pg_id] = e
 
     @property
     def out(self):
@@ -240,12 +282,15 @@ class PlacementGroupManager:
                                  "Remove that group or pick another name.")
             self.names[key] = pg_id
         self.table[pg_id] = e
+        self.seq += 1
+        e.seq = self.seq
         if spec.get("creator"):
             e.subscribers.add(spec["creator"])
         early = self.early.pop(pg_id, None)
         if early is not None:
             e.subscribers |= early[0]
         self.pending[pg_id] = e
+        self._save(e)
         self._try_place(e)
         return True
 
@@ -273,7 +318,9 @@ class PlacementGroupManager:
         self.actor_waits.discard(pg_id)
         self.removed.append(pg_id)
         while len(self.removed) > KEEP_REMOVED:
-            self.table.pop(self.removed.popleft(), None)
+            old = self.table.pop(self.removed.popleft(), None)
+            if old is not None:
+                self._save(old)
         self.retry_pending()
 
     def subscribe(self, pg_id, subscriber):
@@ -286,8 +333,9 @@ class PlacementGroupManager:
             subs.add(subscriber)
             self.early[pg_id] = (subs, since)
             return
-        if e.state != REMOVED:
+        if e.state != REMOVED and subscriber not in e.subscribers:
             e.subscribers.add(subscriber)
+            self._save(e)
         if e.state != PENDING:
             self._send(subscriber, (Op.PG_STATE, pg_id, e.state, None))
 
@@ -511,6 +559,8 @@ class PlacementGroupManager:
 
     # ---- reports ----------------------------------------------------------
     def _publish(self, e, message, skip=None):
+        """Tells the subscribers of a change (and stores the group)."""
+        self._save(e)
         msg = (Op.PG_STATE, e.pg_id, e.state, message)
         for sub in list(e.subscribers):
             if sub != skip and not self._send(sub, msg):

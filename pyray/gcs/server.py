@@ -20,6 +20,7 @@ from pyray._private.config import Config
 from pyray._private.daemon import exit_now
 from pyray._private.protocol import Op
 from pyray._private.transport import Outbox, bind_inbox, recv_msg
+from pyray.gcs.storage import GcsStorage
 
 log = logging.getLogger("pyray.gcs")
 
@@ -43,9 +44,15 @@ class GcsState:
         self.kv = {}
         self.job_counter = 0
         self.view_dirty = False     # the node table changed since it was last broadcast
+        self.storage = GcsStorage()     # the server gives it its own
+
+    def save_node(self, n):
+        self.storage.mark("node", n.info["node_id"], lambda: {
+            "info": n.info, "alive": n.alive, "available": n.available})
 
     def register_node(self, info):
-        self.nodes[info["node_id"]] = NodeEntry(info)
+        n = self.nodes[info["node_id"]] = NodeEntry(info)
+        self.save_node(n)
         self.view_dirty = True
         return True
 
@@ -63,6 +70,7 @@ class GcsState:
             self.view_dirty = True
         if isinstance(total, dict):
             n.info["resources"] = total
+            self.save_node(n)
             self.view_dirty = True
         return True
 
@@ -71,6 +79,7 @@ class GcsState:
         n = self.nodes.get(node_id)
         if n is not None and n.alive:
             n.alive = False
+            self.save_node(n)
             self.view_dirty = True
             return True
         return False
@@ -88,7 +97,12 @@ class GcsState:
         self.job_counter += 1
         job_id = self.job_counter.to_bytes(4, "little")
         self.jobs[job_id] = dict(info, job_id=job_id, start_time=time.time())
+        self.save_job(job_id)
+        self.storage.put("meta", "job_counter", self.job_counter)
         return job_id
+
+    def save_job(self, job_id):
+        self.storage.mark("job", job_id, lambda: self.jobs.get(job_id))
 
     def cluster_resources(self, available):
         total = {}
@@ -109,6 +123,7 @@ class GcsState:
                 log.warning("node %s missed heartbeats for %.1fs: marked dead",
                             n.info["node_id"].hex(), now - n.last_seen)
                 n.alive = False
+                self.save_node(n)
                 dead.append(n.info["node_id"])
         if dead:
             self.view_dirty = True
@@ -122,16 +137,46 @@ class GcsState:
             n.last_seen = now
 
 
+class HeldOutbox:
+    """The GCS's outbox: messages wait here until the end of the batch of
+    messages being handled, when the table changes that caused them have
+    been written (GcsServer.flush): a peer is never told what a restarted
+    GCS would not know."""
+
+    def __init__(self, out):
+        self.real = out
+        self.held = []
+
+    def send(self, addr, msg, frames=None):
+        self.held.append((addr, msg, frames))
+        return True
+
+    def release(self):
+        held, self.held = self.held, []
+        for addr, msg, frames in held:
+            try:
+                self.real.send(addr, msg, frames)
+            except (zmq.ZMQError, TypeError, ValueError) as err:
+                log.warning("cannot send op %s to %r: %s", msg[0], addr, err)
+
+    def close(self):
+        self.release()
+        self.real.close()
+
+
 class GcsServer:
-    def __init__(self, address, config):
+    def __init__(self, address, config, storage=None):
         self.config = config
         self.state = GcsState()
+        # this run of the GCS: raylets register again when it changes
+        self.incarnation = int.from_bytes(os.urandom(4), "little") | 1
+        self.storage = self.state.storage = GcsStorage(storage)
         self.ctx = zmq.Context()
         self.inbox = bind_inbox(self.ctx, address)
         self.address = address
         if address.endswith(":0"):
             self.address = self.inbox.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.out = Outbox(self.ctx)
+        self.out = HeldOutbox(Outbox(self.ctx))
         self.stopping = False
         s = self.state
         self.requests = {
@@ -140,10 +185,11 @@ class GcsServer:
             Op.REGISTER_JOB: lambda info: s.register_job(info),
             Op.KV_PUT: self._kv_put,
             Op.KV_GET: lambda key: s.kv.get(key),
-            Op.KV_DEL: lambda key: s.kv.pop(key, None) is not None,
+            Op.KV_DEL: self._kv_del,
             Op.KV_KEYS: lambda prefix: [k for k in s.kv if k.startswith(prefix)],
             Op.CLUSTER_RESOURCES: lambda available: s.cluster_resources(available),
             Op.PING: lambda: "pong",
+            Op.NODE_HEARTBEAT: self._heartbeat,
         }
         from pyray.gcs.actor_manager import ActorManager
         self.actors = am = ActorManager(self)
@@ -178,12 +224,61 @@ class GcsServer:
             Op.SHUTDOWN: lambda *a: self._shutdown(),
             Op.DRIVER_EXIT: lambda job_id: self.on_driver_exit(job_id),
         }
+        self._restore()
+
+    # ---- persistence (pyray.gcs.storage) ---------------------------------
+    def _restore(self):
+        """Loads the tables a previous run of the GCS stored.  Nodes it
+        loads as alive stay so until they miss heartbeats for the usual
+        timeout, counted from now; they register again when they hear from
+        this run."""
+        rows = self.storage.load()
+        st = self.state
+        st.job_counter = rows["meta"].get("job_counter", 0)
+        for nid, r in rows["node"].items():
+            n = NodeEntry(r["info"])
+            n.alive = bool(r.get("alive"))
+            if isinstance(r.get("available"), dict):
+                n.available = r["available"]
+            st.nodes[nid] = n
+        st.jobs.update(rows["job"])
+        st.kv.update(rows["kv"])
+        self.actors.restore(rows["actor_spec"], rows["actor"])
+        self.pgs.restore(rows["pg"])
+        if st.nodes or st.jobs or self.actors.actors or self.pgs.table:
+            log.info("recovered from %s: %d node(s), %d job(s), %d key(s), %d actor(s), "
+                     "%d placement group(s)", self.storage.path, len(st.nodes), len(st.jobs),
+                     len(st.kv), len(self.actors.actors), len(self.pgs.table))
+            st.view_dirty = True
+
+    def flush(self):
+        """Writes the rows changed by the last batch of messages, then lets
+        the messages it produced go."""
+        if self.storage.dirty:
+            try:
+                self.storage.flush()
+            except Exception:  # noqa: BLE001 - a full disk must not stop the cluster
+                log.exception("writing the GCS tables failed")
+        self.out.release()
+
+    def _heartbeat(self, node_id):
+        """A raylet's heartbeat request: the answer tells it which run of
+        the GCS it talks to."""
+        n = self.state.nodes.get(node_id)
+        if n is not None and n.alive:
+            n.last_seen = time.monotonic()
+        return self.incarnation
 
     def _register_node(self, info):
+        old = self.state.nodes.get(info.get("node_id"))
+        if old is not None and not old.alive:
+            # a node declared dead (e.g. while this GCS restarted) stops
+            self.out.send(old.info["raylet_addr"], (Op.NODE_DEAD, old.info["node_id"]))
+            raise ValueError(f"node {info['node_id'].hex()} was declared dead")
         self.state.register_node(info)
         self.actors.reschedule_pending()
         self.pgs.retry_pending()
-        return True
+        return {"incarnation": self.incarnation}
 
     def _actor_info(self, actor_id, subscriber):
         from pyray.gcs.actor_manager import DEAD
@@ -284,7 +379,12 @@ class GcsServer:
         if not overwrite and key in self.state.kv:
             return False
         self.state.kv[key] = value
+        self.storage.put("kv", key, value)
         return True
+
+    def _kv_del(self, key):
+        self.storage.delete("kv", key)
+        return self.state.kv.pop(key, None) is not None
 
     def _shutdown(self):
         self.stopping = True
@@ -301,6 +401,7 @@ class GcsServer:
         job = self.state.jobs.get(job_id)
         if job is not None:
             job["end_time"] = job.get("end_time") or __import__("time").time()
+            self.state.save_job(job_id)
 
     def handle(self, msg):
         op = msg[0]
@@ -362,9 +463,12 @@ class GcsServer:
                     self.on_nodes_dead(dead)
             if st.view_dirty and now - self.last_view_sent >= 0.05:
                 self._broadcast_view()
+            self.flush()
+        self.flush()
         self.out.close()
         self.inbox.close(0)
         self.ctx.term()
+        self.storage.close()
 
 
 _stop_requested = False
@@ -380,6 +484,9 @@ def main(argv=None):
     ap.add_argument("--address", default="tcp://127.0.0.1:0")
     ap.add_argument("--ready-fd", type=int, default=None)
     ap.add_argument("--die-with-parent", action="store_true")
+    ap.add_argument("--storage", default=None,
+                    help="the file the GCS keeps its tables in (SQLite); a GCS restarted "
+                         "with the same file recovers the cluster")
     args = ap.parse_args(argv)
     if args.die_with_parent:
         from pyray.raylet.worker_pool import set_pdeathsig
@@ -388,7 +495,7 @@ def main(argv=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    GcsServer(args.address, Config.from_env()).run(args.ready_fd)
+    GcsServer(args.address, Config.from_env(), args.storage).run(args.ready_fd)
     exit_now()
 
 

@@ -124,7 +124,11 @@ class Raylet:
         self.view = cv.ClusterView(self.node_id)
         self.view_refresh = None    # (req id, sent at) of a node-table request in flight
         self.objects = None         # the object manager thread, started by run()
-        self.registration = None    # (request id, ready fd) until the GCS answers
+        self.registration = None    # (request id, ready fd, sent at) until the GCS answers
+        self.gcs_incarnation = None  # the run of the GCS we are registered with
+        self.gcs_answered = time.monotonic()   # its last answer to a heartbeat
+        self.gcs_silent = False     # it stopped answering (logged once)
+        self.hb_counter = 0
         self.last_total_sent = dict(self.res.total)
         self.starting = 0
         self.stopping = False
@@ -441,9 +445,57 @@ class Raylet:
             self.view_refresh = (self.lease_counter, time.monotonic())
             self.out.send(self.node["gcs_addr"], (Op.GET_NODES, self.lease_counter, self.addr))
 
+    # ---- the GCS: registration and heartbeats (docs/cluster.md) ----------
+    def _register(self, ready_fd=None):
+        """Registers with the GCS (again after it restarted: the same node
+        id, the current totals)."""
+        self.lease_counter += 1
+        self.registration = (self.lease_counter, ready_fd, time.monotonic())
+        info = dict(self.node, resources=dict(self.res.total))
+        self.out.send(self.node["gcs_addr"], (Op.REGISTER_NODE, self.lease_counter, self.addr,
+                                              info))
+        self.report_resources(time.monotonic(), force=True)
+
+    def _gcs_tick(self, now):
+        """Once a heartbeat: a heartbeat request (its answer names the run
+        of the GCS), or the registration again if it went unanswered.
+        While the GCS does not answer, everything else carries on."""
+        hb = self.config.heartbeat_interval_s
+        if self.registration is not None:
+            if now - self.registration[2] > 2 * hb:
+                self._register(self.registration[1])
+        else:
+            self.hb_counter += 1
+            self.out.send(self.node["gcs_addr"], (Op.NODE_HEARTBEAT, ("hb", self.hb_counter),
+                                                  self.addr, self.node_id))
+        silent = now - self.gcs_answered
+        if not self.gcs_silent and silent > 3 * hb + 0.5:
+            self.gcs_silent = True
+            log.warning("the GCS has not answered for %.1fs; work on this node carries on, "
+                        "and the node registers again when it is back", silent)
+
+    def _gcs_answered(self, incarnation):
+        self.gcs_answered = time.monotonic()
+        if self.gcs_silent:
+            self.gcs_silent = False
+            log.info("the GCS answers again")
+        if incarnation != self.gcs_incarnation and self.registration is None:
+            log.info("the GCS restarted; registering again")
+            self._register()
+
     def h_response(self, msg):
+        if isinstance(msg[1], tuple) and msg[1][:1] == ("hb",):
+            if msg[2]:
+                self._gcs_answered(msg[3])
+            return
         if self.registration is not None and msg[1] == self.registration[0]:
             ready_fd, self.registration = self.registration[1], None
+            if not msg[2]:
+                log.error("the GCS refused this node's registration: %s", msg[3])
+                return
+            if isinstance(msg[3], dict):
+                self.gcs_incarnation = msg[3].get("incarnation")
+            self.gcs_answered = time.monotonic()
             if ready_fd is not None:
                 os.write(ready_fd, (json.dumps({"raylet_addr": self.addr,
                                                 "om_addr": self.node["om_addr"],
@@ -594,10 +646,7 @@ class Raylet:
         self.objects.start()
         # ready once the GCS has us in its table (a handshake): a driver that
         # connects next finds this node there
-        self.lease_counter += 1
-        self.registration = (self.lease_counter, ready_fd)
-        self.out.send(self.node["gcs_addr"], (Op.REGISTER_NODE, self.lease_counter, self.addr,
-                                              self.node))
+        self._register(ready_fd)
         next_tick = 0.0
         hb = self.config.heartbeat_interval_s
         while not self.stopping and not _stop_requested:
@@ -627,6 +676,7 @@ class Raylet:
             if now >= next_tick:
                 next_tick = now + hb
                 self.report_resources(now, force=True)
+                self._gcs_tick(now)
                 self.maintain_pool(now)
                 if self.view_refresh is not None and now - self.view_refresh[1] > 2.0:
                     self.view_refresh = None     # the GCS did not answer: decide anyway

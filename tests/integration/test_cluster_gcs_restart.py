@@ -1,0 +1,119 @@
+"""GCS restart: the GCS is SIGKILLed and started again on the same address
+and storage; it reloads its tables, the raylets register again, and work
+that was running carries on (docs/cluster.md, "GCS restart")."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import pyray
+from clusterlib import FAST_FAILURE, make_cluster  # noqa: F401  (fixture)
+from pyray.util.placement_group import placement_group, placement_group_table
+from pyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from tasklib import square_where
+
+pytestmark = pytest.mark.timeout(60)
+
+DEAD_AFTER = FAST_FAILURE["heartbeat_interval_s"] * FAST_FAILURE["num_heartbeats_timeout"]
+
+
+@pyray.remote(num_cpus=0)
+class Counter:
+    def __init__(self, start=0):
+        self.n = start
+
+    def incr(self):
+        self.n += 1
+        return self.n
+
+
+def alive_nodes():
+    return {n["NodeID"] for n in pyray.nodes() if n["Alive"]}
+
+
+def test_work_carries_on_while_the_gcs_restarts(make_cluster):
+    cluster = make_cluster(head={"num_cpus": 2, "_system_config": FAST_FAILURE},
+                           nodes=[{"num_cpus": 2, "resources": {"b": 3}}])
+    far = cluster.worker_nodes[0]
+    keeper = Counter.options(name="keeper", resources={"b": 1}).remote(10)
+    assert pyray.get(keeper.incr.remote(), timeout=30) == 11
+    pg = placement_group([{"b": 1}], strategy="PACK")
+    assert pg.wait(timeout_seconds=30)
+    refs = [square_where.remote(i, 0.005) for i in range(300)]
+    ready, _ = pyray.wait(refs, num_returns=30, timeout=30)      # leases are held now
+    assert len(ready) == 30
+
+    cluster.kill_gcs()
+    # while the GCS is down: actor calls, new tasks, and a GCS request that
+    # waits for the GCS to come back
+    during = [keeper.incr.remote() for _ in range(5)]
+    refs += [square_where.remote(i) for i in range(300, 400)]
+    found = {}
+    asker = threading.Thread(target=lambda: found.update(h=pyray.get_actor("keeper")),
+                             daemon=True)
+    asker.start()
+    assert pyray.get(during, timeout=30) == [12, 13, 14, 15, 16]
+    assert not found, "get_actor() answered with no GCS running"
+    restarted = time.monotonic()
+    cluster.restart_gcs()
+
+    results = pyray.get(refs, timeout=30)
+    assert [v for v, _ in results] == [i * i for i in range(400)]
+    asker.join(timeout=30)
+    assert time.monotonic() - restarted < 10
+    # the named actor is found and kept its state
+    assert pyray.get(found["h"].incr.remote(), timeout=30) == 17
+    assert pyray.get(pyray.get_actor("keeper").incr.remote(), timeout=30) == 18
+    assert "keeper" in pyray.util.list_named_actors()
+    # the placement group is still created, its bundle where it was
+    row = placement_group_table(pg)
+    assert row["state"] == "CREATED"
+    assert row["bundles_to_node_id"] == {0: far.node_id}
+    # new actors and placement groups, and both nodes alive after re-registering
+    fresh = Counter.options(resources={"b": 1}).remote()
+    assert pyray.get(fresh.incr.remote(), timeout=30) == 1
+    pg2 = placement_group([{"CPU": 1}], strategy="PACK")
+    assert pg2.wait(timeout_seconds=30)
+    cluster.wait_for_nodes(timeout=10)
+    assert alive_nodes() == {cluster.head_node.node_id, far.node_id}
+    # they stay alive: the restarted GCS hears their heartbeats
+    deadline = time.monotonic() + DEAD_AFTER + 0.5
+    while time.monotonic() < deadline:
+        assert alive_nodes() == {cluster.head_node.node_id, far.node_id}
+        time.sleep(0.2)
+
+
+def test_a_node_that_died_with_the_gcs_down_is_declared_dead(make_cluster, wait_for):
+    cluster = make_cluster(head={"num_cpus": 1, "_system_config": FAST_FAILURE},
+                           nodes=[{"num_cpus": 1, "resources": {"b": 1}}])
+    far = cluster.worker_nodes[0]
+    mover = Counter.options(max_restarts=1, scheduling_strategy=NodeAffinitySchedulingStrategy(
+        far.node_id, soft=True)).remote()
+    assert pyray.get(mover.incr.remote(), timeout=30) == 1
+    cluster.kill_gcs()
+    far.kill_raylet()
+    cluster.restart_gcs()
+    # loaded as alive, it never heartbeats: dead after the usual timeout
+    restarted = time.monotonic()
+    assert far.node_id in alive_nodes()
+    wait_for(lambda: far.node_id not in alive_nodes(), timeout=DEAD_AFTER + 3,
+             what="the node to be declared dead")
+    assert time.monotonic() - restarted >= DEAD_AFTER * 0.8
+    assert alive_nodes() == {cluster.head_node.node_id}
+    assert pyray.cluster_resources().get("b", 0) == 0
+    # its actor restarts on the head (a fresh instance) from the loaded table
+    assert pyray.get(mover.incr.remote(), timeout=30) == 1
+
+
+def test_a_gcs_restarted_twice_keeps_what_it_knew(make_cluster):
+    cluster = make_cluster(head={"num_cpus": 1, "_system_config": FAST_FAILURE})
+    Counter.options(name="twice", lifetime="detached").remote(5)
+    for _ in range(2):
+        cluster.kill_gcs()
+        cluster.restart_gcs()
+    handle = pyray.get_actor("twice")
+    assert pyray.get(handle.incr.remote(), timeout=30) == 6
+    cluster.wait_for_nodes(timeout=10)
+    pyray.kill(handle)
