@@ -108,7 +108,13 @@ def _start_local(num_cpus, num_gpus, resources, object_store_memory, config):
     if object_store_memory < 1 << 20:
         raise ValueError(f"object_store_memory must be at least 1 MiB, got {object_store_memory}")
     return node_mod.LocalCluster(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-                                 object_store_memory=object_store_memory, config=config)
+                                 object_store_memory=object_store_memory, config=config,
+                                 while_starting=_import_driver_modules)
+
+
+def _import_driver_modules():
+    """Imported while the GCS and raylet start, instead of after."""
+    import pyray._private.core_worker  # noqa: F401
 
 
 def _find_node(address, config):
