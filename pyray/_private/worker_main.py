@@ -148,6 +148,9 @@ class WorkerRuntime:
         self.running_task_id = None
         self.gpu_ids = None
         self.actor = None           # an ActorInstance once this worker hosts an actor
+        # (task id, reply) of the actor creation task this worker ran: a GCS
+        # that restarted before the reply reached it sends the task again
+        self.created = None
         self.exiting = False
         self.main_thread_id = threading.get_ident()
         ctx.core_worker = self.cw
@@ -305,7 +308,10 @@ class WorkerRuntime:
             result, err = None, e
         finally:
             self._leave()
-        return call.dest, self._complete(call, result, err)
+        reply = self._complete(call, result, err)
+        if call.extra is not None and call.extra[0] == "create":
+            self.created = (call.task_id, reply)
+        return call.dest, reply
 
     def _begin(self, frames):
         try:
@@ -325,6 +331,9 @@ class WorkerRuntime:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         call = Call(task_id, name, owner, [object_id(task_id, i + 1) for i in range(num_returns)],
                     extra, TaskContext(task_id, name, gpu_ids or self.gpu_ids, owner, shape))
+        if extra is not None and self.created is not None and self.created[0] == task_id:
+            call.reply = self.created[1]
+            return call
         if task_id in self.cancelled:
             self.cancelled.discard(task_id)
             call.reply = self._error_reply(call, exc.TaskCancelledError(task_id.hex()), False)

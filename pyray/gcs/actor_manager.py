@@ -36,6 +36,7 @@ class ActorEntry:
         self.no_restart = False
         self.exiting = False
         self.creation_attempt = 0
+        self.gpu_ids = None              # of the lease its worker holds
         self.seq = 0
 
 
@@ -62,7 +63,8 @@ class ActorManager:
             "state": e.state, "restarts": e.restarts, "worker": e.worker,
             "lease_id": e.lease_id, "raylet_addr": e.raylet_addr, "cause": e.cause,
             "subscribers": sorted(e.subscribers), "no_restart": e.no_restart,
-            "exiting": e.exiting, "creation_attempt": e.creation_attempt, "seq": e.seq})
+            "exiting": e.exiting, "creation_attempt": e.creation_attempt, "seq": e.seq,
+            "gpu_ids": e.gpu_ids})
 
     def restore(self, specs, rows):
         """Rebuilds the table (and the name index, the lease and worker
@@ -74,7 +76,7 @@ class ActorManager:
                 continue
             e = ActorEntry(spec)
             for k in ("state", "restarts", "worker", "lease_id", "raylet_addr", "cause",
-                      "no_restart", "exiting", "creation_attempt", "seq"):
+                      "no_restart", "exiting", "creation_attempt", "seq", "gpu_ids"):
                 setattr(e, k, r.get(k, getattr(e, k)))
             e.subscribers = set(r.get("subscribers") or ())
             self.actors[aid] = e
@@ -84,6 +86,11 @@ class ActorManager:
             if e.worker is not None:
                 self.by_worker[e.worker[0]] = aid
                 self.by_lease[(e.raylet_addr, e.lease_id)] = aid
+                if e.state in (PENDING, RESTARTING):
+                    # its creation reply may have been lost with the old
+                    # GCS: the worker answers a repeat with the reply it
+                    # kept, or runs the task if it never got it
+                    self._push_creation(e)
 
     # ---- requests -------------------------------------------------------
     def register(self, spec):
@@ -223,15 +230,19 @@ class ActorManager:
         e.worker = (worker_id, task_addr, ctl_addr, pid, chan_path)
         self.by_lease[(raylet, lease_id)] = aid
         self.by_worker[worker_id] = aid
-        spec = e.spec
+        e.gpu_ids = gpu_ids
         e.creation_attempt += 1
         self._save(e)
+        self._push_creation(e)
+
+    def _push_creation(self, e):
+        spec = e.spec
         data, bufs = spec["ctor_args"]
         msg = (Op.PUSH_TASK, spec["creation_task_id"], spec["class_id"], spec["class_bytes"],
                spec["meta"]["class_name"] + ".__init__", data, len(bufs), None, 1,
-               self.server.address, e.creation_attempt, gpu_ids, spec["job_config"], aid,
-               ("create", spec["options"], e.restarts), spec["shape"])
-        self.out.send(task_addr, msg, bufs)
+               self.server.address, e.creation_attempt, e.gpu_ids, spec["job_config"],
+               e.actor_id, ("create", spec["options"], e.restarts), spec["shape"])
+        self.out.send(e.worker[1], msg, bufs)
 
     def on_task_replies(self, msg):
         _, worker_id, replies = msg

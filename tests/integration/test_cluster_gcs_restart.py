@@ -3,6 +3,8 @@ and storage; it reloads its tables, the raylets register again, and work
 that was running carries on (docs/cluster.md, "GCS restart")."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -117,3 +119,34 @@ def test_a_gcs_restarted_twice_keeps_what_it_knew(make_cluster):
     assert pyray.get(handle.incr.remote(), timeout=30) == 6
     cluster.wait_for_nodes(timeout=10)
     pyray.kill(handle)
+
+
+@pyray.remote(num_cpus=0)
+class SlowStart:
+    def __init__(self, seconds):
+        pyray.util.list_named_actors()      # connects this worker to the GCS
+        time.sleep(seconds)
+        self.n = 0
+
+    def incr(self):
+        self.n += 1
+        return self.n
+
+
+def test_an_actor_whose_creation_reply_died_with_the_gcs_comes_up(make_cluster):
+    # The GCS is frozen (SIGSTOP) while the constructor runs, so its reply
+    # waits unread in the GCS's socket and dies with it (SIGKILL).  The
+    # restarted GCS sends the creation task again and the worker answers
+    # with the reply it kept: the constructor does not run twice.
+    cluster = make_cluster(head={"num_cpus": 1, "_system_config": FAST_FAILURE})
+    slow = SlowStart.options(name="slow").remote(1.0)
+    time.sleep(0.4)                                 # its worker is leased, __init__ runs
+    gcs = cluster.head_node._local.gcs.popen
+    os.kill(gcs.pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.2)                             # __init__ has returned and replied
+    finally:
+        cluster.kill_gcs()
+    cluster.restart_gcs()
+    assert pyray.get(slow.incr.remote(), timeout=20) == 1
+    assert pyray.get(pyray.get_actor("slow").incr.remote(), timeout=20) == 2
