@@ -3,25 +3,56 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 
 import zmq
 
 from pyray._private import node as node_mod
+from pyray._private import transport
 from pyray._private.protocol import Op
 from pyray._private.transport import bind_inbox, dumps, loads
+
+_NEEDS_TOKEN = ("pass the token `pyray start --head` printed: `--token`, "
+                "pyray.init(_token=...) or the environment variable PYRAY_TOKEN")
+
+
+def current_cluster():
+    """(GCS address, token) of the cluster `pyray start --head` started on
+    this machine, or None."""
+    try:
+        with open(node_mod.CURRENT_CLUSTER_FILE) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return None
+    return lines[0].strip(), (lines[1].strip() if len(lines) > 1 else "")
+
+
+def record_current_cluster(gcs_addr, token):
+    node_mod.write_private(node_mod.CURRENT_CLUSTER_FILE, f"{gcs_addr}\n{token}\n")
+
+
+def use_token(gcs_addr, token=None):
+    """Decides the token for talking to `gcs_addr`: the one given, else the
+    one `pyray start --head` recorded for that address on this machine, else
+    $PYRAY_TOKEN (transport's default)."""
+    if not token:
+        rec = current_cluster()
+        if rec and rec[0] == gcs_addr:
+            token = rec[1]
+    if token:
+        transport.set_token(gcs_addr, token)
 
 
 def gcs_address_of(address: str) -> str:
     if address == "auto":
-        try:
-            with open(node_mod.CURRENT_CLUSTER_FILE) as f:
-                return f.read().strip()
-        except OSError:
+        rec = current_cluster()
+        if rec is None:
             raise ConnectionError("Could not find a running pyray cluster on this machine "
                                   "(address='auto'). Start one with `pyray start --head`, or "
                                   "call pyray.init() without an address to start a local "
-                                  "cluster.") from None
+                                  "cluster.")
+        return rec[0]
     if address.startswith(("tcp://", "ipc://")):
         return address
     if ":" in address:
@@ -29,6 +60,16 @@ def gcs_address_of(address: str) -> str:
         if port.isdigit():
             return f"tcp://{host}:{port}"
     raise ValueError(f"Invalid cluster address {address!r}: expected 'auto' or 'host:port'.")
+
+
+def _listening(tcp_addr, timeout):
+    """Whether something accepts connections at a tcp:// address."""
+    host, _, port = tcp_addr[len("tcp://"):].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=min(timeout, 2.0)).close()
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def request(gcs_addr, op, *args, timeout=5.0):
@@ -40,12 +81,28 @@ def request(gcs_addr, op, *args, timeout=5.0):
         out = ctx.socket(zmq.PUSH)
         out.setsockopt(zmq.LINGER, 0)
         out.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))   # no peer: no blocking forever
+        tcp = gcs_addr.startswith("tcp://")
+        key = transport.key_for(gcs_addr)
+        if tcp and key is None:
+            if not _listening(gcs_addr, timeout):
+                raise ConnectionError(f"No pyray cluster answered at {gcs_addr}. Is it running "
+                                      "(`pyray status`)?")
+            raise ConnectionError(f"The pyray cluster at {gcs_addr} only accepts peers that "
+                                  f"hold its token: {_NEEDS_TOKEN}.")
+        # tells apart a cluster that drops our messages (a wrong token) from none
+        monitor = out.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED) if tcp else None
         out.connect(gcs_addr)
+        data = dumps((op, 1, f"ipc://{tmp}/inbox") + args)
         try:
-            out.send(dumps((op, 1, f"ipc://{tmp}/inbox") + args))
+            out.send_multipart([transport.mac(key, [data]), data] if key else [data])
         except zmq.Again:
             pass                        # reported below, as no answer
         if not inbox.poll(int(timeout * 1000)):
+            if monitor is not None and monitor.poll(0):
+                raise ConnectionError(f"The pyray cluster at {gcs_addr} accepted the connection "
+                                      f"but did not answer within {timeout}s: it drops messages "
+                                      f"not signed with its token, so the token used is "
+                                      f"probably wrong; {_NEEDS_TOKEN}.")
             raise ConnectionError(f"No pyray cluster answered at {gcs_addr} within {timeout}s. "
                                   "Is it running (`pyray status`)?")
         msg = loads(inbox.recv())
@@ -58,8 +115,9 @@ def request(gcs_addr, op, *args, timeout=5.0):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def find_local_node(address, config):
+def find_local_node(address, config, token=None):
     gcs_addr = gcs_address_of(address)
+    use_token(gcs_addr, token)
     nodes = request(gcs_addr, Op.GET_NODES)
     alive = [n for n in nodes if n.get("alive")]
     if not alive:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -17,8 +18,18 @@ import sys
 import tempfile
 import time
 
+from pyray._private import transport
+
 SESSION_ROOT = os.path.join(tempfile.gettempdir(), "pyray")
 CURRENT_CLUSTER_FILE = os.path.join(SESSION_ROOT, "current_cluster")
+
+
+def write_private(path, text):
+    """Writes a file only its owner can read (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o600)
+        f.write(text)
 
 
 def new_session_dir():
@@ -122,10 +133,12 @@ class LocalCluster:
     def __init__(self, *, num_cpus, num_gpus, resources, object_store_memory, config,
                  die_with_parent=True, head=True, gcs_address=None, session_dir=None,
                  node_ip="127.0.0.1", gcs_listen=None, raylet_name="raylet",
-                 while_starting=None):
+                 while_starting=None, token=None):
         """`while_starting`, if given, is called once the processes are
         spawned and before waiting for them (the driver imports its own
-        modules meanwhile)."""
+        modules meanwhile).  `token`: the cluster token (docs/cluster.md,
+        "Security"); a new GCS gets a new one unless given, a node joining
+        one uses the token this process knows for it."""
         self.config = config
         self.session_dir = session_dir or new_session_dir()
         env = dict(os.environ)
@@ -134,6 +147,15 @@ class LocalCluster:
         self.procs = []
         self.gcs = None
         self.gcs_address = gcs_address or gcs_listen or f"ipc://{self.session_dir}/sockets/gcs"
+        if gcs_address is None:
+            token = token or secrets.token_hex(16)
+            write_private(os.path.join(self.session_dir, "token"), token + "\n")
+        else:
+            token = token or (transport.key_for(gcs_address) or b"").decode()
+        self.token = token or None
+        if token:
+            transport.set_token(self.gcs_address, token)
+            env["PYRAY_TOKEN"] = token
         # the GCS keeps its tables here; start_gcs() starts it again on them
         self.gcs_storage = os.path.join(self.session_dir, "gcs", "state.db")
         self._gcs_start = (["--address", self.gcs_address, "--storage", self.gcs_storage],

@@ -3,18 +3,81 @@
 Sends may come from any thread; they share one lock so each peer sees one
 ordered stream from us.  Nothing here blocks forever: sends are non-blocking
 with a large high-water mark, and receives are polled with timeouts.
+
+Messages to a tcp:// endpoint are authenticated with the cluster token
+(docs/cluster.md, "Security"): the sender puts HMAC-SHA256(token, frames)
+before the frames, and a tcp inbox checks it before it unpickles anything.
+ipc:// endpoints live in the 0700 session directory and carry no MAC.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
 import pickle
+import struct
 import threading
+import time
 
 import zmq
 
 log = logging.getLogger("pyray.transport")
 
 _HWM = 1_000_000
+
+# the token for a tcp address, set by whoever learnt it (init(_token=...),
+# `pyray start`); any other tcp address uses $PYRAY_TOKEN
+_tokens: dict[str, bytes] = {}
+# tcp inboxes and the key their messages must be signed with
+_inbox_keys: dict = {}
+_dropped = {"count": 0, "logged": 0.0}
+
+
+def set_token(addr: str, token: str | None):
+    if token:
+        _tokens[addr] = token.encode()
+    else:
+        _tokens.pop(addr, None)
+
+
+def key_for(addr: str) -> bytes | None:
+    """The MAC key for messages to `addr`: None for ipc://, and for a tcp
+    address whose token nobody gave."""
+    if not addr.startswith("tcp://"):
+        return None
+    key = _tokens.get(addr)
+    if key is None:
+        env = os.environ.get("PYRAY_TOKEN")
+        key = env.encode() if env else None
+    return key
+
+
+def mac(key: bytes, frames) -> bytes:
+    """HMAC-SHA256 over the frame count, their lengths and their bytes (so
+    frames cannot be re-split under the same MAC)."""
+    lens = [memoryview(f).nbytes for f in frames]
+    h = hmac.new(key, struct.pack(f"<{len(lens) + 1}Q", len(lens), *lens), hashlib.sha256)
+    for f in frames:
+        h.update(f)
+    return h.digest()
+
+
+def _note_dropped(why, frames):
+    """Logs dropped unauthenticated messages, at most once every 5 s."""
+    _dropped["count"] += 1
+    now = time.monotonic()
+    if now - _dropped["logged"] < 5.0:
+        return
+    try:
+        peer = frames[0].get("Peer-Address")
+    except (zmq.ZMQError, AttributeError, TypeError, UnicodeDecodeError):
+        peer = None
+    log.warning("dropped %d unauthenticated message(s) (latest: %s, from %s): the sender "
+                "does not hold this cluster's token", _dropped["count"], why,
+                peer or "an unknown peer")
+    _dropped["count"] = 0
+    _dropped["logged"] = now
 
 
 def dumps(msg) -> bytes:
@@ -32,6 +95,7 @@ class Outbox:
         self.ctx = ctx
         self.lock = threading.Lock()
         self.socks: dict[str, zmq.Socket] = {}
+        self.keys: dict[str, bytes] = {}    # tcp peers: the MAC key
         self.closed = False
 
     def _sock(self, addr):
@@ -42,6 +106,12 @@ class Outbox:
             s.setsockopt(zmq.SNDHWM, _HWM)
             s.connect(addr)
             self.socks[addr] = s
+            key = key_for(addr)
+            if key is not None:
+                self.keys[addr] = key
+            elif addr.startswith("tcp://"):
+                log.warning("no cluster token for %s (set PYRAY_TOKEN): it will drop "
+                            "our messages", addr)
         return s
 
     def send(self, addr: str, msg, frames=None) -> bool:
@@ -53,6 +123,9 @@ class Outbox:
                 return False
             s = self._sock(addr)
             try:
+                key = self.keys.get(addr) if self.keys else None
+                if key is not None:
+                    s.send(mac(key, [data, *(frames or ())]), zmq.NOBLOCK | zmq.SNDMORE)
                 if frames:
                     s.send(data, zmq.NOBLOCK | zmq.SNDMORE)
                     for i, f in enumerate(frames):
@@ -73,7 +146,11 @@ class Outbox:
             if self.closed:
                 return False
             try:
-                self._sock(addr).send(data, zmq.NOBLOCK)
+                s = self._sock(addr)
+                key = self.keys.get(addr) if self.keys else None
+                if key is not None:
+                    s.send(mac(key, [data]), zmq.NOBLOCK | zmq.SNDMORE)
+                s.send(data, zmq.NOBLOCK)
                 return True
             except zmq.ZMQError as exc:
                 log.warning("send to %s failed: %s", addr, exc)
@@ -82,6 +159,7 @@ class Outbox:
     def forget(self, addr: str):
         with self.lock:
             s = self.socks.pop(addr, None)
+            self.keys.pop(addr, None)
             if s is not None:
                 s.close(0)
 
@@ -91,13 +169,21 @@ class Outbox:
             for s in self.socks.values():
                 s.close(0)
             self.socks.clear()
+            self.keys.clear()
 
 
 def bind_inbox(ctx: zmq.Context, addr: str) -> zmq.Socket:
+    """A PULL inbox.  One on tcp:// needs the cluster token: recv_msg then
+    drops every message not signed with it."""
+    key = key_for(addr)
+    if addr.startswith("tcp://") and key is None:
+        raise ValueError(f"listening on {addr} needs the cluster token (PYRAY_TOKEN)")
     s = ctx.socket(zmq.PULL)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RCVHWM, _HWM)
     s.bind(addr)
+    if key is not None:
+        _inbox_keys[s] = key
     return s
 
 
@@ -105,6 +191,15 @@ def recv_msg(sock: zmq.Socket):
     """Receives one message: (tuple, extra frames).  A malformed message is
     logged and returns (None, None); it never raises to the caller's loop."""
     frames = sock.recv_multipart(copy=False)
+    if _inbox_keys:
+        key = _inbox_keys.get(sock)
+        if key is not None:
+            # before anything is unpickled: a bad peer's pickle could run code
+            if len(frames) < 2 or not hmac.compare_digest(
+                    frames[0].bytes, mac(key, [f.buffer for f in frames[1:]])):
+                _note_dropped("no valid MAC", frames)
+                return None, None
+            frames = frames[1:]
     try:
         msg = pickle.loads(frames[0].buffer)
         if not isinstance(msg, tuple) or not msg or not isinstance(msg[0], int):

@@ -44,7 +44,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
          object_store_memory=None, namespace=None, ignore_reinit_error=False,
          local_mode=False, include_dashboard=None, log_to_driver=True, runtime_env=None,
          logging_level=logging.INFO, configure_logging=True, _system_config=None,
-         **kwargs):
+         _token=None, **kwargs):
     with ctx.lock:
         if ctx.core_worker is not None:
             if ctx.mode == "worker":
@@ -87,7 +87,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus, "
                                  "resources and object_store_memory must not be provided.")
             cluster = None
-            node = _find_node(address, config)
+            node = _find_node(address, config, _token)
         try:
             _connect_driver(node, config, namespace)
         except BaseException:
@@ -117,9 +117,11 @@ def _import_driver_modules():
     import pyray._private.core_worker  # noqa: F401
 
 
-def _find_node(address, config):
+def _find_node(address, config, token=None):
+    """`token`: the cluster's (docs/cluster.md, "Security"); by default
+    $PYRAY_TOKEN, else the one `pyray start --head` recorded on this machine."""
     from pyray._private import bootstrap
-    return bootstrap.find_local_node(address, config)
+    return bootstrap.find_local_node(address, config, token)
 
 
 def _connect_driver(node, config, namespace):

@@ -111,10 +111,11 @@ def start(args):
             sys.exit("pyray start: pass --head to start a cluster, or --address HOST:PORT "
                      "to add a node to one.")
         return _join(args)
+    from pyray._private import bootstrap
     if os.path.exists(node_mod.CURRENT_CLUSTER_FILE):
-        from pyray._private import bootstrap
         try:
             addr = bootstrap.gcs_address_of("auto")
+            bootstrap.use_token(addr)
             bootstrap.request(addr, 62, timeout=1.0)
             sys.exit(f"pyray start: a cluster is already running here at {addr}; "
                      "stop it first with `pyray stop`.")
@@ -124,12 +125,16 @@ def start(args):
     cluster = node_mod.LocalCluster(**_node_options(args, config), config=config,
                                     die_with_parent=False,
                                     gcs_listen=f"tcp://{args.node_ip_address}:{args.port}")
-    with open(node_mod.CURRENT_CLUSTER_FILE, "w") as f:
-        f.write(cluster.gcs_address)
+    bootstrap.record_current_cluster(cluster.gcs_address, cluster.token)
+    address = f"{args.node_ip_address}:{args.port}"
     print(f"pyray runtime started (session {cluster.session_dir}).\n"
           f"  GCS address: {cluster.gcs_address}\n"
-          f"  To connect from Python on this machine: pyray.init(address='auto')\n"
-          f"  To stop it: pyray stop")
+          f"  Only peers holding the cluster token may join (docs/cluster.md, Security).\n"
+          f"  To add a node: pyray start --address {address} --token {cluster.token}\n"
+          f"  To connect from Python: pyray.init(address='{address}', "
+          f"_token='{cluster.token}')\n"
+          f"    (or set PYRAY_TOKEN; on this machine pyray.init(address='auto') needs neither)\n"
+          f"  To stop it: pyray stop --address {address}")
 
 
 def _node_options(args, config):
@@ -161,6 +166,7 @@ def _join(args):
     options = _node_options(args, config)
     try:
         gcs = bootstrap.gcs_address_of(args.address)
+        bootstrap.use_token(gcs, args.token)
         bootstrap.request(gcs, Op.GET_NODES, timeout=5.0)
     except (ConnectionError, ValueError) as err:
         sys.exit(f"pyray start: {err}")
@@ -209,12 +215,12 @@ def _stop_cluster(args):
     for path in sessions:
         if os.path.basename(path).startswith("session_"):
             shutil.rmtree(path, ignore_errors=True)
-    try:
-        with open(node_mod.CURRENT_CLUSTER_FILE) as f:
-            if f.read().strip() == gcs:
-                os.remove(node_mod.CURRENT_CLUSTER_FILE)
-    except OSError:
-        pass
+    rec = bootstrap.current_cluster()
+    if rec and rec[0] == gcs:
+        try:
+            os.remove(node_mod.CURRENT_CLUSTER_FILE)
+        except OSError:
+            pass
     print(f"Stopped {len(procs)} pyray process(es) of the cluster at {gcs}.")
 
 
@@ -263,6 +269,7 @@ def status(args):
     from pyray._private.protocol import Op
     try:
         gcs = bootstrap.gcs_address_of(args.address)
+        bootstrap.use_token(gcs, args.token)
         nodes = bootstrap.request(gcs, Op.GET_NODES, timeout=3.0)
     except (ConnectionError, ValueError) as err:
         sys.exit(f"pyray status: {err}")
@@ -291,6 +298,10 @@ def status(args):
                 print("  (raylet did not answer)")
 
 
+_TOKEN_HELP = ("the cluster token `pyray start --head` printed (default: the one it recorded "
+               "on this machine for that address, else $PYRAY_TOKEN)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="pyray", description="pyray command line")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -304,6 +315,7 @@ def main(argv=None):
     st.add_argument("--num-gpus", type=float, default=None)
     st.add_argument("--resources", default=None, help="JSON, e.g. '{\"custom\": 4}'")
     st.add_argument("--object-store-memory", type=int, default=None)
+    st.add_argument("--token", default=None, help=_TOKEN_HELP)
     st.set_defaults(fn=start)
     sp = sub.add_parser("stop", help="stop this machine's pyray processes")
     sp.add_argument("--grace", type=float, default=5.0)
@@ -312,6 +324,7 @@ def main(argv=None):
     sp.set_defaults(fn=stop)
     ss = sub.add_parser("status", help="nodes, resources and store usage")
     ss.add_argument("--address", default="auto")
+    ss.add_argument("--token", default=None, help=_TOKEN_HELP)
     ss.set_defaults(fn=status)
     mb = sub.add_parser("microbenchmark", help="run the core microbenchmarks")
     mb.add_argument("--num-cpus", type=int, default=2)

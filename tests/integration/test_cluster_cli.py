@@ -62,11 +62,13 @@ def test_start_a_head_add_a_node_status_and_stop(cli_env):
     out = pyray_cmd(cli_env, "start", "--head", "--port", str(port), "--num-cpus", "1",
                     "--object-store-memory", str(64 * MiB)).stdout
     assert f"tcp://{address}" in out
+    token = re.search(r"--token ([0-9a-f]{32})", out).group(1)
     out = pyray_cmd(cli_env, "start", "--address", address, "--num-cpus", "2",
                     "--resources", '{"b": 1}', "--object-store-memory", str(96 * MiB)).stdout
     joined = re.search(r"node ([0-9a-f]{32}) joined", out).group(1)
     try:
-        pyray.init(address=address)
+        # this process's TMPDIR holds no record of the cluster: it needs the token
+        pyray.init(address=address, _token=token)
         assert pyray.get(node_id.options(resources={"b": 1}).remote(), timeout=30) == joined
         held = pyray.put(np.ones(10 * MiB, np.uint8))          # in the head's store
         status = pyray_cmd(cli_env, "status", "--address", address).stdout
