@@ -19,6 +19,11 @@ import threading
 
 _N = struct.Struct("<I")
 _L = struct.Struct("<Q")
+_ONE = struct.Struct("<IQ")         # the header of a one-frame message
+_ONE_HEAD = _ONE.size
+# a one-frame message this small is copied behind its header and goes out in
+# one send(); larger ones go as a scatter list
+_SMALL = 64 << 10
 _MAX_FRAMES = 1 << 16
 _MAX_FRAME = 1 << 40
 # Reads go through a per-thread scratch buffer: recv(n) would allocate (and,
@@ -49,6 +54,8 @@ class Channel:
         self.buf = bytearray()
         self.closed = False
         self.pending = []           # unsent views (non-blocking senders only)
+        self.leading = False        # a caller thread reads it (CoreWorker._read_replies)
+        self.rpoll = None           # that caller's select.poll object
         for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
@@ -69,6 +76,17 @@ class Channel:
 
     def send(self, data: bytes, frames=()) -> bool:
         """Sends one message; False if the peer is gone."""
+        if not frames and len(data) <= _SMALL:
+            msg = _ONE.pack(1, len(data)) + data
+            with self.lock:
+                if self.closed:
+                    return False
+                try:
+                    self.sock.sendall(msg)
+                    return True
+                except OSError:
+                    self.closed = True
+                    return False
         header = [_N.pack(1 + len(frames)), _L.pack(len(data))]
         for f in frames:
             header.append(_L.pack(memoryview(f).nbytes))
@@ -90,6 +108,24 @@ class Channel:
         socket is writable.  Owners use this, so that an owner and a worker
         both writing to a full socket cannot wait on each other.  Returns
         False if the peer is gone."""
+        if not frames and len(data) <= _SMALL:
+            msg = _ONE.pack(1, len(data)) + data
+            with self.lock:
+                if self.closed:
+                    return False
+                if self.pending:
+                    self.pending.append(memoryview(msg))
+                    return True
+                try:
+                    n = self.sock.send(msg, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except OSError:
+                    self.closed = True
+                    return False
+                if n < len(msg):
+                    self.pending = [memoryview(msg)[n:]]
+                return True
         header = [_N.pack(1 + len(frames)), _L.pack(len(data))]
         for f in frames:
             header.append(_L.pack(memoryview(f).nbytes))
@@ -167,6 +203,17 @@ class Channel:
         n_buf = len(buf)
         while n_buf - pos >= 4:
             (n,) = _N.unpack_from(buf, pos)
+            if n == 1 and n_buf - pos >= _ONE_HEAD:
+                ln = _ONE.unpack_from(buf, pos)[1]
+                end = pos + _ONE_HEAD + ln
+                if ln > _MAX_FRAME:
+                    self.closed = True
+                    raise ChannelClosed("malformed message header (frame too large)")
+                if end > n_buf:
+                    break
+                out.append([bytes(buf[pos + _ONE_HEAD:end])])
+                pos = end
+                continue
             if n == 0 or n > _MAX_FRAMES:
                 self.closed = True
                 raise ChannelClosed(f"malformed message header ({n} frames)")

@@ -5,7 +5,9 @@ One instance lives in the driver and in each worker.  The calling thread
 submits tasks straight to leased workers (no hop through a scheduler) and
 reads values from the in-process memory store or the node's shared-memory
 store; a background I/O thread receives replies, lease grants and requests
-from borrowers, and wakes waiters.
+from borrowers, and wakes waiters.  A thread blocked in get() on a task
+pushed over a direct channel reads that channel itself for a short while
+(_read_replies): a synchronous call then needs one thread wake-up, not two.
 
 Ownership: each object has one owner, the process that created the ref
 (by put or by submitting the task).  The owner counts local ObjectRef
@@ -17,6 +19,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import select
 import sys
 import threading
 import time
@@ -37,10 +40,19 @@ log = logging.getLogger("pyray.core_worker")
 # plain ints: zmq's flag enums are slow to combine on the hot path
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_EPOLLIN_HUP = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
 # requests to the GCS unanswered this long are sent again (the GCS may have
 # restarted); those whose second copy would do something else are not
 _GCS_RESEND_S = 1.0
 _GCS_NOT_RESENT = frozenset((Op.REGISTER_JOB, Op.KV_PUT, Op.KV_DEL))
+# a caller reading its own reply channel (CoreWorker._read_replies) looks
+# at the rest of the world at least this often (ms), and does so this many
+# times in one get(); then it waits for the I/O thread (a long call costs
+# no polling)
+_LEAD_MS = 5
+_LEAD_ROUNDS = 4
 
 PENDING, READY = 0, 1
 
@@ -204,12 +216,19 @@ class CoreWorker:
         self._pending_callbacks = []
         self.poller = zmq.Poller()
         self.poller.register(self.inbox, zmq.POLLIN)
+        # the direct channels, in an epoll set the I/O thread polls as one
+        # fd: a caller reading its own replies (_read_replies) takes its
+        # channel out of the set at once, even while the I/O thread waits
+        self.chan_ep = select.epoll()
+        self.chan_ep_fd = self.chan_ep.fileno()
+        self.poller.register(self.chan_ep_fd, zmq.POLLIN)
         self.chan_by_path = {}
         self.chan_by_fd = {}
         self.chan_out = set()       # channels with queued output (see _send_task)
         self.chan_polling_out = set()
         self.io_thread = threading.Thread(target=self._io_loop, name="pyray-io", daemon=True)
         self.io_thread.start()
+        self.io_ident = self.io_thread.ident
 
     # ------------------------------------------------------------------
     # reference counting
@@ -358,6 +377,7 @@ class CoreWorker:
         deadline = None if timeout is None else time.monotonic() + timeout
         located = []
         blocked = False
+        lead = _LEAD_ROUNDS     # reads of our own channel before leaving it to the I/O thread
         try:
             with self.lock:
                 if self.decref_q:
@@ -377,7 +397,13 @@ class CoreWorker:
                             raise exc.GetTimeoutError(
                                 f"Get timed out: some object(s) not ready after {timeout}s "
                                 f"(first pending: {ref.hex()}).")
-                        self.cv.wait(remaining if remaining is None or remaining < 1.0 else 1.0)
+                        ch = self._reply_channel(ref._id) if lead else None
+                        if ch is not None:
+                            lead -= 1
+                            self._read_replies(ch, remaining)
+                        else:
+                            self.cv.wait(remaining if remaining is None or remaining < 1.0
+                                         else 1.0)
                         loc = self._locate(ref)
                     located.append(loc)
         finally:
@@ -387,6 +413,60 @@ class CoreWorker:
         for ref, (kind, payload) in zip(refs, located):
             values.append(self._materialize(ref, kind, payload))
         return values[0] if single else values
+
+    def _reply_channel(self, oid):
+        """The direct channel the result of `oid` will arrive on, if the
+        calling thread may read it itself (lock held)."""
+        e = self.owned.get(oid)
+        if e is None or e.spec is None or threading.get_ident() == self.io_ident:
+            return None
+        spec = e.spec
+        if spec.actor is not None:
+            ac = self.actors.get(spec.actor)
+            if ac is None or spec.task_id not in ac.inflight:
+                return None
+            ch = ac.channel
+        else:
+            lease = spec.lease
+            if lease is None or spec.task_id not in lease.inflight:
+                return None
+            ch = lease.channel
+        if ch is None or ch.closed or ch.leading or ch.fd not in self.chan_by_fd:
+            return None
+        return ch
+
+    def _read_replies(self, ch, remaining):
+        """Waits for a reply by reading `ch` in the calling thread (lock
+        held on entry and exit; released while blocked).  A synchronous call
+        then costs one wake-up, not two (the I/O thread's, then ours): the
+        I/O thread leaves the channel alone meanwhile.  Reads for at most
+        _LEAD_MS at a time, so that news coming another way (a dead worker,
+        over zmq) is seen soon after the I/O thread's notify."""
+        ch.leading = True
+        fd = ch.fd
+        self.chan_ep.modify(fd, self._chan_events(ch))
+        msgs = None
+        wait_ms = _LEAD_MS if remaining is None else max(0, min(_LEAD_MS, remaining * 1000))
+        saved = self.lock._release_save()
+        try:
+            if ch.rpoll is None:
+                ch.rpoll = select.poll()
+                ch.rpoll.register(fd, select.POLLIN)
+            if ch.rpoll.poll(wait_ms):
+                try:
+                    msgs = ch.recv_available()
+                except ChannelClosed:
+                    pass
+        finally:
+            self.lock._acquire_restore(saved)
+            ch.leading = False
+            if not ch.closed:
+                self.chan_ep.modify(fd, self._chan_events(ch))
+            elif fd in self.chan_by_fd:
+                self._on_channel(fd)        # the I/O thread's clean-up
+        if msgs:
+            for frames in msgs:
+                self._dispatch_frames(frames)
 
     def _locate(self, ref):
         """(kind, payload) if the value can be read now, else None (and makes
@@ -1168,12 +1248,18 @@ class CoreWorker:
             return None
         self.chan_by_path[path] = ch
         self.chan_by_fd[ch.fd] = ch
-        self.poller.register(ch.fd, zmq.POLLIN)
+        self.chan_ep.register(ch.fd, _EPOLLIN)
         return ch
+
+    def _chan_events(self, ch):
+        """What the I/O thread waits for on a channel: input unless a
+        caller reads it itself, output while a send is unfinished."""
+        return (0 if ch.leading else _EPOLLIN) | (
+            _EPOLLOUT if ch in self.chan_polling_out else 0)
 
     def _on_channel(self, fd):
         ch = self.chan_by_fd.get(fd)
-        if ch is None:
+        if ch is None or ch.leading:
             return
         try:
             msgs = ch.recv_available()
@@ -1183,7 +1269,10 @@ class CoreWorker:
             for frames in msgs:
                 self._dispatch_frames(frames)
         if ch.closed:
-            self.poller.unregister(fd)
+            try:
+                self.chan_ep.unregister(fd)
+            except OSError:
+                pass
             del self.chan_by_fd[fd]
             for path in [p for p, c in self.chan_by_path.items() if c is ch]:
                 del self.chan_by_path[path]
@@ -1197,17 +1286,18 @@ class CoreWorker:
             if ch.closed or not ch.pending:
                 self.chan_out.discard(ch)
         for ch in self.chan_out - self.chan_polling_out:
-            self.poller.modify(ch.fd, zmq.POLLIN | zmq.POLLOUT)
             self.chan_polling_out.add(ch)
+            self.chan_ep.modify(ch.fd, self._chan_events(ch))
         for ch in self.chan_polling_out - self.chan_out:
-            if not ch.closed:
-                self.poller.modify(ch.fd, zmq.POLLIN)
             self.chan_polling_out.discard(ch)
+            if not ch.closed:
+                self.chan_ep.modify(ch.fd, self._chan_events(ch))
 
     def _io_loop(self):
         poller = self.poller
         next_tick = time.monotonic() + 0.1
         inbox = self.inbox
+        ep, ep_fd = self.chan_ep, self.chan_ep_fd
         while not self.closing:
             if self.chan_out or self.chan_polling_out:
                 with self.lock:
@@ -1230,13 +1320,14 @@ class CoreWorker:
                                     break
                                 n += 1
                                 self._dispatch_frames([f.buffer for f in frames])
-                        else:
-                            if ev & _POLLOUT:
-                                ch = self.chan_by_fd.get(src)
-                                if ch is not None:
-                                    ch.flush()
-                            if ev & _POLLIN:
-                                self._on_channel(src)
+                        elif src == ep_fd:
+                            for fd, cev in ep.poll(0):
+                                if cev & _EPOLLOUT:
+                                    ch = self.chan_by_fd.get(fd)
+                                    if ch is not None:
+                                        ch.flush()
+                                if cev & _EPOLLIN_HUP:
+                                    self._on_channel(fd)
                     if self.decref_q:
                         self._drain_decrefs()
             now = time.monotonic()
@@ -1309,6 +1400,7 @@ class CoreWorker:
         self.out.close()
         for ch in list(self.chan_by_fd.values()):
             ch.close()
+        self.chan_ep.close()
         try:
             self.inbox.close(0)
         except zmq.ZMQError:
