@@ -9,6 +9,9 @@ when a node refuses, and tells subscribers (the creator, processes waiting in
 ``ready()``) when a group is created or removed.
 
 States: PENDING -> CREATED -> REMOVED (PENDING -> REMOVED if removed first).
+A created group that loses bundles with a dead node goes to RESCHEDULING:
+those bundles are placed again on other nodes (the others stay where they
+are), and it is CREATED again once they are reserved.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ log = logging.getLogger("pyray.gcs.placement_groups")
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
+RESCHEDULING = "RESCHEDULING"
 
 # a group pending this long (with enough resources in the cluster, only not
 # free now) is reported to its creator
@@ -173,6 +177,8 @@ class GroupEntry:
         self.subscribers = set()
         self.waiting = {}        # node id -> request id, reservations not answered yet
         self.prepared = {}       # node id -> [bundle index], reserved there
+        self.trying = {}         # the same, for the placement on the way
+        self.lost = None         # bundle indices to place again (RESCHEDULING)
         self.refused = None      # why a node refused this attempt
         self.attempts = 0
         self.since = time.monotonic()
@@ -202,7 +208,8 @@ class GroupEntry:
                 "end_to_end_creation_latency_ms": self.created_ms or 0.0,
                 "scheduling_attempt": self.attempts,
                 "scheduling_state": {PENDING: "PENDING" if not self.warned else "NO_RESOURCES",
-                                     CREATED: "FINISHED", REMOVED: "REMOVED"}[self.state],
+                                     CREATED: "FINISHED", REMOVED: "REMOVED",
+                                     RESCHEDULING: "RESCHEDULING"}[self.state],
             },
         }
 
@@ -246,12 +253,24 @@ class PlacementGroupManager:
                 continue
             if e.name:
                 self.names[(e.namespace, e.name)] = pg_id
-            if e.state == PENDING:
-                e.nodes = [None] * len(e.bundles)
+            if e.state in (PENDING, RESCHEDULING):
+                # what the interrupted placement reserved goes back; bundles
+                # a rescheduled group kept stay where they are
+                if e.state == PENDING:
+                    e.nodes = [None] * len(e.bundles)
+                kept = set(e.nodes)
                 for n in self.server.state.nodes.values():
-                    if n.alive:
+                    if n.alive and n.info["node_id"] not in kept:
                         self.out.send(n.info["raylet_addr"], (Op.PG_RETURN, pg_id, False))
+                if e.state == RESCHEDULING:
+                    e.lost = [i for i, nid in enumerate(e.nodes) if nid is None]
+                    for i, nid in enumerate(e.nodes):
+                        if nid is not None:
+                            e.prepared.setdefault(nid, []).append(i)
                 self.pending[pg_id] = e
+            elif e.state == CREATED:
+                for i, nid in enumerate(e.nodes):
+                    e.prepared.setdefault(nid, []).append(i)
 
     @property
     def out(self):
@@ -302,9 +321,10 @@ class PlacementGroupManager:
         self.pending.pop(pg_id, None)
         if e.name and self.names.get((e.namespace, e.name)) == pg_id:
             del self.names[(e.namespace, e.name)]
-        for nid, indices in e.prepared.items():
-            self._view_release(nid, e, indices)
-        e.prepared.clear()
+        for held in (e.prepared, e.trying):
+            for nid, indices in held.items():
+                self._view_release(nid, e, indices)
+            held.clear()
         # every raylet forgets the group: the ones holding bundles give them
         # back and kill the work in them, the others fail requests waiting
         # for it
@@ -383,15 +403,23 @@ class PlacementGroupManager:
 
     def _try_place(self, e):
         needed = {k for b in e.bundles for k in b}
-        placement = place_bundles(self._free_view(needed), e.bundles, e.strategy)
+        view = self._free_view(needed)
+        indices = list(range(len(e.bundles))) if e.lost is None else e.lost
+        if e.lost is not None:
+            # bundles placed again go to nodes that hold none of the group's
+            # (STRICT_SPREAD needs it; and giving back a failed attempt's
+            # bundles on a node returns all the group's bundles there)
+            for nid in e.prepared:
+                view.pop(nid, None)
+        placement = place_bundles(view, [e.bundles[i] for i in indices], e.strategy)
         e.attempts += 1
         if placement is None:
-            if not e.warned and self._infeasible(e):
+            if not e.warned and e.lost is None and self._infeasible(e):
                 self._warn(e, infeasible=True)
             return False
         del self.pending[e.pg_id]
         by_node = {}
-        for i, nid in enumerate(placement):
+        for i, nid in zip(indices, placement):
             by_node.setdefault(nid, []).append(i)
         commit = len(by_node) == 1
         now = time.monotonic()
@@ -430,7 +458,7 @@ class PlacementGroupManager:
             return
         del e.waiting[nid]
         if done:
-            e.prepared[nid] = r.indices
+            e.trying[nid] = r.indices
             self._view_take(nid, e, r.indices, r.commit)
         else:
             e.refused = (payload.get("message") if isinstance(payload, dict) else payload) \
@@ -443,8 +471,9 @@ class PlacementGroupManager:
             self._created(e)
 
     def _created(self, e):
-        multi = len(e.prepared) > 1
-        for nid, indices in e.prepared.items():
+        multi = len(e.trying) > 1
+        for nid, indices in e.trying.items():
+            e.prepared.setdefault(nid, []).extend(indices)
             for i in indices:
                 e.nodes[i] = nid
             if multi:
@@ -452,8 +481,20 @@ class PlacementGroupManager:
                 self.out.send(raylet, (Op.PG_RESERVE, ("pg", 0), self.server.address,
                                        e.pg_id, None, True))
                 self._view_commit(nid, e, indices)
+        e.trying.clear()
+        if e.lost is None:
+            e.created_ms = (time.monotonic() - e.since) * 1000.0
+        else:
+            lost = [i for i in e.lost if e.nodes[i] is None]
+            if lost:                    # more died while these were placed
+                e.lost = lost
+                self.pending[e.pg_id] = e
+                self._save(e)
+                self._try_place(e)
+                return
+            log.info("placement group %s: its lost bundles are placed again", e.hex)
+            e.lost = None
         e.state = CREATED
-        e.created_ms = (time.monotonic() - e.since) * 1000.0
         self._publish(e, None)
         if e.pg_id in self.actor_waits:
             self.actor_waits.discard(e.pg_id)
@@ -462,14 +503,40 @@ class PlacementGroupManager:
     def _roll_back(self, e):
         log.info("placement group %s: a node refused its bundles (%s); it stays pending",
                  e.hex, e.refused)
-        for nid, indices in e.prepared.items():
+        for nid, indices in e.trying.items():
             n = self.server.state.nodes.get(nid)
             if n is not None:
                 self.out.send(n.info["raylet_addr"], (Op.PG_RETURN, e.pg_id, False))
             self._view_release(nid, e, indices, committed=False)
-        e.prepared.clear()
+        e.trying.clear()
         e.refused = None
         self.pending[e.pg_id] = e
+
+    def on_nodes_dead(self, dead):
+        """Created groups with bundles on the dead nodes place those bundles
+        again (RESCHEDULING); actors in them restart once they are."""
+        dead = set(dead)
+        for e in list(self.table.values()):
+            if e.state not in (CREATED, RESCHEDULING):
+                continue
+            lost = [i for i, nid in enumerate(e.nodes) if nid in dead]
+            if not lost:
+                continue
+            for nid in dead:
+                e.prepared.pop(nid, None)
+            for i in lost:
+                e.nodes[i] = None
+            e.lost = sorted(set(e.lost or ()) | set(lost))
+            e.warned = False
+            e.since = time.monotonic()
+            message = (f"The placement group {e.hex} lost bundle(s) {lost} with their node; "
+                       "they are being placed on other nodes.")
+            log.warning(message)
+            if e.state == CREATED:
+                e.state = RESCHEDULING
+                self.pending[e.pg_id] = e
+                self._publish(e, message)
+                self._try_place(e)
 
     # ---- the GCS's view of node resources --------------------------------
     def _inflight_add(self, nid, bundles, sign):

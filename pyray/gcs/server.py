@@ -342,6 +342,8 @@ class GcsServer:
                 if not job.get("end_time") and job.get("driver_addr"):
                     self.out.send(job["driver_addr"], msg)
         self._broadcast_view()
+        # first the groups (actors placed in a lost bundle wait for it)
+        self.pgs.on_nodes_dead(dead)
         gone = {info["raylet_addr"] for info in infos}
         am = self.actors
         from pyray.gcs.actor_manager import DEAD

@@ -452,6 +452,10 @@ class PlacementGroupClient:
                 t.warned = True
                 print(f"(pyray) Warning: {message}", file=sys.stderr, flush=True)
             return
+        if state == "RESCHEDULING":
+            # bundles lost with a node are placed again: a group that was
+            # ready stays so (as in Ray); a new waiter waits for CREATED
+            return
         if state == REMOVED:
             del self.groups[pg_id]
         self._settle(pg_id, t, state)

@@ -57,3 +57,42 @@ def test_strict_spread_waits_for_enough_nodes(make_cluster):
     joined = cluster.add_node(num_cpus=1, object_store_memory=128 << 20)
     assert pyray.get(pg.ready(), timeout=20) == pg
     assert joined.node_id in placement_group_table(pg)["bundles_to_node_id"].values()
+
+
+@pyray.remote(num_cpus=1, max_restarts=1)
+class Keeper:
+    def __init__(self):
+        self.calls = 0
+
+    def node(self):
+        self.calls += 1
+        return pyray.get_runtime_context().get_node_id(), self.calls
+
+
+def test_bundles_of_a_dead_node_are_placed_again_and_their_actor_follows(make_cluster,
+                                                                          wait_for):
+    from clusterlib import FAST_FAILURE
+    cluster = make_cluster(head={"num_cpus": 0, "_system_config": FAST_FAILURE},
+                           nodes=[{"num_cpus": 1}, {"num_cpus": 1}])
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD")
+    assert pg.wait(20)
+    before = placement_group_table(pg)["bundles_to_node_id"]
+    keeper = Keeper.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 1)).remote()
+    assert pyray.get(keeper.node.remote(), timeout=30) == (before[1], 1)
+    doomed = next(n for n in cluster.worker_nodes if n.node_id == before[1])
+    cluster.remove_node(doomed, allow_graceful=False)
+    # the group waits (no free node), then takes a node that joins
+    wait_for(lambda: placement_group_table(pg)["state"] == "RESCHEDULING", timeout=15,
+             what="the group to notice its lost bundle")
+    assert placement_group_table(pg)["bundles_to_node_id"][0] == before[0]
+    fresh = cluster.add_node(num_cpus=1, object_store_memory=128 << 20)
+    wait_for(lambda: placement_group_table(pg)["state"] == "CREATED", timeout=20,
+             what="the lost bundle to be placed again")
+    assert placement_group_table(pg)["bundles_to_node_id"] == {0: before[0], 1: fresh.node_id}
+    assert pg.wait(5)
+    # the actor restarted in its bundle, on the new node; tasks go there too
+    assert pyray.get(keeper.node.remote(), timeout=30) == (fresh.node_id, 1)
+    strategy = PlacementGroupSchedulingStrategy(pg, 1)      # its CPU is the actor's
+    assert pyray.get(node_of_task.options(num_cpus=0, scheduling_strategy=strategy).remote(),
+                     timeout=30) == fresh.node_id
+    remove_placement_group(pg)
