@@ -19,14 +19,18 @@ import struct
 
 _LEN = struct.Struct("<I")
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option, value):
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def set_pdeathsig(sig=signal.SIGKILL):
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    _prctl(PR_SET_PDEATHSIG, int(sig))
 
 
 def write_msg(fd, obj):
@@ -76,6 +80,8 @@ class Zygote:
         fork, while the raylet goes on starting."""
         cmd_r, cmd_w = os.pipe()
         ev_r, ev_w = os.pipe()
+        # workers orphaned by the zygote's death come to us, to be reaped
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
         pid = os.fork()
         if pid == 0:
             os.close(cmd_w)
@@ -106,25 +112,28 @@ class Zygote:
         return self.reader.read()
 
     def stop(self, timeout=2.0):
+        """Kills the zygote and, with it, its workers; reaps them all."""
         try:
-            os.close(self.cmd_w)        # EOF: the zygote kills its workers and exits
+            os.close(self.cmd_w)
         except OSError:
+            pass
+        # The zygote may be busy (importing numpy for later workers, ~0.1 s):
+        # waiting for it to see the EOF would hold up shutdown().  Its
+        # workers die with it (PR_SET_PDEATHSIG = SIGKILL) and, orphaned,
+        # become this process's children (a subreaper, see __init__).
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
         import time
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                pid, _ = os.waitpid(self.pid, os.WNOHANG)
+                pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
-            if pid:
-                return
-            time.sleep(0.005)
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
+                break                   # no child left
+            if not pid:
+                time.sleep(0.002)
         try:
             os.close(self.fd)
         except OSError:
@@ -172,6 +181,7 @@ def _zygote_main(cmd_r, ev_w, entry_args):
             if m[0] == "spawn":
                 wid = m[1]
                 log_path = os.path.join(session_dir, "logs", f"worker-{wid.hex()[:12]}.log")
+                me = os.getpid()
                 pid = os.fork()
                 if pid == 0:
                     os.close(cmd_r)
@@ -182,6 +192,8 @@ def _zygote_main(cmd_r, ev_w, entry_args):
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     signal.signal(signal.SIGINT, signal.SIG_IGN)
                     set_pdeathsig(signal.SIGKILL)
+                    if os.getppid() != me:
+                        os._exit(0)     # the zygote died before the line above
                     worker_entry(wid, node, config, session_dir, log_path)
                     os._exit(0)
                 children[pid] = wid
