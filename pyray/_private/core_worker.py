@@ -1388,7 +1388,12 @@ class CoreWorker:
                 self._return_lease(lease)
 
     # ------------------------------------------------------------------
-    def shutdown(self):
+    def shutdown(self, keep_store=False):
+        """Stops the I/O thread and closes sockets.  The store client is
+        closed in the background, or (keep_store) handed back to the caller
+        to close after the node's daemons are gone: whoever unmaps the arena
+        last frees its pages (~0.15 s per GB), and that should not be the
+        raylet, whose exit shutdown() waits for."""
         with self.lock:
             if self.closing:
                 return
@@ -1397,7 +1402,9 @@ class CoreWorker:
             self.closing = True
             self.out.send(self.addr, (Op.WAKE,))
         self.io_thread.join(timeout=2)
-        self.out.close()
+        # what we told our raylet and the GCS last (a driver's exit, a
+        # shutdown) must reach them, not die in our queues
+        self.out.close(flush=(self.raylet_addr, self.gcs_addr))
         for ch in list(self.chan_by_fd.values()):
             ch.close()
         self.chan_ep.close()
@@ -1405,14 +1412,20 @@ class CoreWorker:
             self.inbox.close(0)
         except zmq.ZMQError:
             pass
-        if self.plasma is not None:
-            # Unmapping the arena frees every page this process touched when
-            # it is the last user (~0.15 s per GB): let it finish in the
-            # background (without the GIL) rather than hold up shutdown().
-            threading.Thread(target=_close_quietly, args=(self.plasma,),
-                             name="pyray-unmap", daemon=True).start()
-            self.plasma = None
+        client, self.plasma = self.plasma, None
         self.ctx.term()
+        if client is not None and not keep_store:
+            close_in_background(client)
+            client = None
+        return client
+
+
+def close_in_background(client):
+    """Unmapping the arena frees every page when this process is its last
+    user (~0.15 s per GB): it happens in a thread (without the GIL) rather
+    than hold up shutdown()."""
+    threading.Thread(target=_close_quietly, args=(client,), name="pyray-unmap",
+                     daemon=True).start()
 
 
 def _close_quietly(client):

@@ -163,11 +163,14 @@ class Outbox:
             if s is not None:
                 s.close(0)
 
-    def close(self):
+    def close(self, flush=(), linger_ms=500):
+        """Closes every socket.  Messages still queued for the addresses in
+        `flush` get up to `linger_ms` to go out (the context's term() waits
+        for them); the rest are dropped."""
         with self.lock:
             self.closed = True
-            for s in self.socks.values():
-                s.close(0)
+            for addr, s in self.socks.items():
+                s.close(linger_ms if addr in flush else 0)
             self.socks.clear()
             self.keys.clear()
 

@@ -172,10 +172,13 @@ def shutdown(_exiting_interpreter=False):
             if cluster.gcs is not None:
                 cw.out.send(cw.gcs_addr, (Op.SHUTDOWN,))
         object_ref._set_core_worker(None)
-        cw.shutdown()
+        client = cw.shutdown(keep_store=cluster is not None)
         ctx.reset()
         if cluster is not None:
             cluster.stop()
+            if client is not None:
+                from pyray._private.core_worker import close_in_background
+                close_in_background(client)
 
 
 atexit.register(shutdown, True)
