@@ -250,3 +250,23 @@ def test_malformed_messages_do_not_break_the_daemons(make_cluster):
                      timeout=30) == far.node_id
     assert pyray.get(ref, timeout=30)[-1] == 8
     assert far.is_alive() and all(n["Alive"] for n in pyray.nodes())
+
+
+@pyray.remote(num_cpus=0)
+class Pid:
+    def pid(self):
+        return os.getpid()
+
+
+def test_a_driver_that_leaves_a_cluster_takes_its_actors_along(make_cluster, wait_for):
+    # a driver that joined a cluster (it started no daemons) and leaves with
+    # shutdown(): the cluster stops the actors of its job, every time
+    import psutil
+    cluster = make_cluster(connect=False)
+    for _ in range(6):
+        pyray.init(address=cluster.address)
+        pid = pyray.get(Pid.remote().pid.remote(), timeout=30)
+        pyray.shutdown()
+        wait_for(lambda: not psutil.pid_exists(pid) or
+                 psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                 timeout=5, what="the leaving driver's actor to stop")
