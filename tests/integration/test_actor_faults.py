@@ -26,6 +26,27 @@ def _res():
     return pyray.available_resources().get("faults_res", 0.0)
 
 
+def _wait_res(wait_for, want, what):
+    """Waits until faults_res available is `want`; says what it saw if not."""
+    seen = []
+    try:
+        wait_for(lambda: seen.append(_res()) or seen[-1] == want, what=what)
+    except AssertionError:
+        raise AssertionError(f"waiting for {what}: faults_res available {seen[-5:]}, "
+                             f"wanted {want}; actors {pyray.util.list_named_actors(True)}, "
+                             f"state {[(a['class_name'], a['state']) for a in _actors()]}"
+                             ) from None
+
+
+def _actors():
+    from pyray._private.protocol import Op
+    from pyray._private.worker import _gcs_call
+    try:
+        return _gcs_call(Op.LIST_ACTORS)
+    except Exception:  # noqa: BLE001 - only for the message above
+        return []
+
+
 def _hold(actor, tmp_path, tag="a"):
     """Starts a call that stays in flight until the test releases it."""
     started, release = tmp_path / f"started-{tag}", tmp_path / f"release-{tag}"
@@ -149,7 +170,7 @@ def test_constructor_error_fails_every_call_with_the_cause(ray_start, wait_for):
         assert isinstance(err.cause, RayTaskError)       # with the remote traceback
         assert "bad config 42" in str(err.cause)
     # a failed constructor is not retried, and the actor's resources come back
-    wait_for(lambda: _res() == before, what="faults_res given back")
+    _wait_res(wait_for, before, "faults_res given back")
     with pytest.raises(RayActorError, match="bad config 42"):
         pyray.get(a.ping.remote(), timeout=GET_TIMEOUT)
 
@@ -161,12 +182,12 @@ def test_kill_frees_the_process_and_resources(ray_start, wait_for):
     before = _res()
     c = Counter.options(resources={"faults_res": 1}, max_restarts=2).remote()
     pid = pyray.get(c.pid.remote(), timeout=GET_TIMEOUT)
-    wait_for(lambda: _res() == before - 1, what="faults_res held by the actor")
+    _wait_res(wait_for, before - 1, "faults_res held by the actor")
     pyray.kill(c)                  # no_restart=True by default: max_restarts is ignored
     with pytest.raises(RayActorError):
         pyray.get(c.incr.remote(), timeout=GET_TIMEOUT)
     wait_for(lambda: process_gone(pid), what="the killed actor's process to exit")
-    wait_for(lambda: _res() == before, what="faults_res given back")
+    _wait_res(wait_for, before, "faults_res given back")
     # killing a dead actor again is harmless
     pyray.kill(c)
 
@@ -218,7 +239,7 @@ def test_exit_actor_stops_it_for_good(ray_start, wait_for):
     with pytest.raises(RayActorError):
         pyray.get(c.incr.remote(), timeout=GET_TIMEOUT)
     wait_for(lambda: process_gone(pid), what="the exited actor's process to exit")
-    wait_for(lambda: _res() == before, what="faults_res given back")
+    _wait_res(wait_for, before, "faults_res given back")
 
 
 def test_calls_sent_before_exit_actor_still_run(ray_start):
@@ -235,12 +256,12 @@ def test_out_of_scope_actor_is_stopped_and_its_resources_freed(ray_start, wait_f
     c = Counter.options(resources={"faults_res": 1}).remote()
     refs = [c.incr.remote() for _ in range(10)]
     pid = pyray.get(c.pid.remote(), timeout=GET_TIMEOUT)
-    wait_for(lambda: _res() == before - 1, what="faults_res held by the actor")
+    _wait_res(wait_for, before - 1, "faults_res held by the actor")
     del c
     # calls sent before the last handle went still complete
     assert pyray.get(refs, timeout=GET_TIMEOUT) == list(range(1, 11))
     wait_for(lambda: process_gone(pid), what="the out-of-scope actor's process to exit")
-    wait_for(lambda: _res() == before, what="faults_res given back")
+    _wait_res(wait_for, before, "faults_res given back")
 
 
 @pyray.remote

@@ -8,6 +8,7 @@ import os
 import pytest
 
 import pyray
+from actorlib import process_gone
 from clusterlib import make_cluster  # noqa: F401  (fixture)
 from pyray.cluster_utils import Cluster
 from pyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -261,12 +262,10 @@ class Pid:
 def test_a_driver_that_leaves_a_cluster_takes_its_actors_along(make_cluster, wait_for):
     # a driver that joined a cluster (it started no daemons) and leaves with
     # shutdown(): the cluster stops the actors of its job, every time
-    import psutil
     cluster = make_cluster(connect=False)
     for _ in range(6):
         pyray.init(address=cluster.address)
         pid = pyray.get(Pid.remote().pid.remote(), timeout=30)
         pyray.shutdown()
-        wait_for(lambda: not psutil.pid_exists(pid) or
-                 psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-                 timeout=5, what="the leaving driver's actor to stop")
+        wait_for(lambda: process_gone(pid), timeout=5,
+                 what="the leaving driver's actor to stop")
