@@ -6,6 +6,11 @@ cluster_utils (same script, same sizes):
     ~/.pyray-peers/bin/python bench/cluster_vs_ray.py --ray
 
 Each node has one CPU and a 3 GiB store; the driver runs on the head.
+With --tcp (pyray only) the two nodes are started with `pyray start` instead,
+so every process listens on tcp (127.0.0.1) and every message carries the
+cluster token's MAC, as between machines:
+
+    python bench/cluster_vs_ray.py --tcp
 """
 from __future__ import annotations
 
@@ -22,7 +27,11 @@ def main():
     ap.add_argument("--ray", action="store_true", help="run on Ray instead of pyray")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--tcp", action="store_true",
+                    help="pyray: nodes started by `pyray start`, talking over tcp")
     args = ap.parse_args()
+    if args.tcp and not args.ray:
+        return _with_started_nodes(args)
     if args.ray:
         import ray
         from ray.cluster_utils import Cluster
@@ -35,8 +44,47 @@ def main():
     far = cluster.add_node(num_cpus=1, object_store_memory=3 * GiB, resources={"far": 1})
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
-    name = "ray" if args.ray else "pyray"
+    run(ray, args, "ray" if args.ray else "pyray", head.node_id, far.node_id)
+    ray.shutdown()
+    cluster.shutdown()
 
+
+def _with_started_nodes(args):
+    import os
+    import re
+    import subprocess
+    import sys
+    import tempfile
+
+    import pyray
+    tmp = tempfile.mkdtemp(prefix="pcb", dir="/tmp")
+    env = dict(os.environ, TMPDIR=tmp)
+    env.pop("PYRAY_TOKEN", None)
+
+    def cli(*a):
+        out = subprocess.run([sys.executable, "-m", "pyray.scripts.cli", *a], env=env,
+                             capture_output=True, text=True, timeout=60, check=True)
+        return out.stdout
+    port = 46000 + os.getpid() % 10000
+    out = cli("start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
+              "--num-cpus", "1", "--object-store-memory", str(3 * GiB))
+    token = re.search(r"--token ([0-9a-f]{32})", out).group(1)
+    address = f"127.0.0.1:{port}"
+    try:
+        out = cli("start", "--address", address, "--token", token, "--num-cpus", "1",
+                  "--object-store-memory", str(3 * GiB), "--resources", '{"far": 1}')
+        far = re.search(r"node ([0-9a-f]{32}) joined", out).group(1)
+        pyray.init(address=address, _token=token)
+        head = next(n["NodeID"] for n in pyray.nodes() if n["IsHead"])
+        run(pyray, args, "pyray (tcp)", head, far)
+        pyray.shutdown()
+    finally:
+        cli("stop", "--address", address)
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(ray, args, name, head_id, far_id):
     @ray.remote(resources={"far": 1})
     def make(fill):
         a = np.empty(GiB, dtype=np.uint8)
@@ -65,7 +113,7 @@ def main():
     # small tasks, SPREAD over both nodes, 1000 in flight at a time
     nodes = set(ray.get([small.options(scheduling_strategy="SPREAD").remote()
                          for _ in range(1000)]))
-    assert nodes == {head.node_id, far.node_id}, nodes
+    assert nodes == {head_id, far_id}, nodes
     n = 0
     t = time.perf_counter()
     while time.perf_counter() - t < args.seconds:
@@ -73,8 +121,6 @@ def main():
         n += 1000
     el = time.perf_counter() - t
     print(f"{name}: small tasks spread over 2 nodes: {n / el:.0f} tasks/s", flush=True)
-    ray.shutdown()
-    cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -32,13 +32,26 @@ def record_current_cluster(gcs_addr, token):
     node_mod.write_private(node_mod.CURRENT_CLUSTER_FILE, f"{gcs_addr}\n{token}\n")
 
 
+def same_gcs(a, b):
+    """Whether two addresses name the same GCS: equal, or the same port on
+    addresses of this machine (127.0.0.1 and the machine's own address both
+    reach a head started here: it listens on every interface)."""
+    if a == b:
+        return True
+    if not (a.startswith("tcp://") and b.startswith("tcp://")):
+        return False
+    h1, _, p1 = a[6:].rpartition(":")
+    h2, _, p2 = b[6:].rpartition(":")
+    return p1 == p2 and node_mod.is_local_ip(h1) and node_mod.is_local_ip(h2)
+
+
 def use_token(gcs_addr, token=None):
     """Decides the token for talking to `gcs_addr`: the one given, else the
     one `pyray start --head` recorded for that address on this machine, else
     $PYRAY_TOKEN (transport's default)."""
     if not token:
         rec = current_cluster()
-        if rec and rec[0] == gcs_addr:
+        if rec and same_gcs(rec[0], gcs_addr):
             token = rec[1]
     if token:
         transport.set_token(gcs_addr, token)
@@ -77,10 +90,6 @@ def request(gcs_addr, op, *args, timeout=5.0):
     tmp = tempfile.mkdtemp(prefix="pyray-boot-")
     ctx = zmq.Context()
     try:
-        inbox = bind_inbox(ctx, f"ipc://{tmp}/inbox")
-        out = ctx.socket(zmq.PUSH)
-        out.setsockopt(zmq.LINGER, 0)
-        out.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))   # no peer: no blocking forever
         tcp = gcs_addr.startswith("tcp://")
         key = transport.key_for(gcs_addr)
         if tcp and key is None:
@@ -89,10 +98,21 @@ def request(gcs_addr, op, *args, timeout=5.0):
                                       "(`pyray status`)?")
             raise ConnectionError(f"The pyray cluster at {gcs_addr} only accepts peers that "
                                   f"hold its token: {_NEEDS_TOKEN}.")
+        if tcp:
+            # the answer may come from another machine: listen where it can reach
+            host = transport.endpoint(gcs_addr)[len("tcp://"):].rpartition(":")[0].strip("[]")
+            inbox, reply_to = transport.bind_node_inbox(
+                ctx, {"tcp": True, "node_ip": node_mod.local_ip_for(host)}, "")
+        else:
+            reply_to = f"ipc://{tmp}/inbox"
+            inbox = bind_inbox(ctx, reply_to)
+        out = ctx.socket(zmq.PUSH)
+        out.setsockopt(zmq.LINGER, 0)
+        out.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))   # no peer: no blocking forever
         # tells apart a cluster that drops our messages (a wrong token) from none
         monitor = out.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED) if tcp else None
-        out.connect(gcs_addr)
-        data = dumps((op, 1, f"ipc://{tmp}/inbox") + args)
+        out.connect(transport.endpoint(gcs_addr))
+        data = dumps((op, 1, reply_to) + args)
         try:
             out.send_multipart([transport.mac(key, [data]), data] if key else [data])
         except zmq.Again:
@@ -105,7 +125,13 @@ def request(gcs_addr, op, *args, timeout=5.0):
                                       f"probably wrong; {_NEEDS_TOKEN}.")
             raise ConnectionError(f"No pyray cluster answered at {gcs_addr} within {timeout}s. "
                                   "Is it running (`pyray status`)?")
-        msg = loads(inbox.recv())
+        frames = inbox.recv_multipart(copy=False)
+        if tcp:
+            frames = transport.unsign(key, frames)
+            if frames is None:
+                raise ConnectionError(f"the answer from {gcs_addr} was not signed with the "
+                                      f"cluster token")
+        msg = loads(frames[0].buffer)
         _, _, ok, payload = msg
         if not ok:
             raise ConnectionError(f"the cluster at {gcs_addr} refused the request: {payload}")
@@ -122,9 +148,15 @@ def find_local_node(address, config, token=None):
     alive = [n for n in nodes if n.get("alive")]
     if not alive:
         raise ConnectionError(f"The cluster at {gcs_addr} has no live node.")
-    mine = [n for n in alive if os.path.isdir(n.get("session_dir", ""))]
+    mine = [n for n in alive if node_mod.is_local_ip(n.get("node_ip") or "127.0.0.1")
+            and os.path.isdir(n.get("session_dir", ""))]
+    if not mine:
+        raise ConnectionError(
+            f"The cluster at {gcs_addr} has no node on this machine: a driver runs on a node. "
+            f"Add one here with `pyray start --address {gcs_addr[len('tcp://'):]}`, then "
+            f"connect with pyray.init(address='auto').")
     # on a machine running several nodes (cluster_utils), the driver joins the head
-    n = sorted(mine or alive, key=lambda n: not n.get("head"))[0]
+    n = sorted(mine, key=lambda n: not n.get("head"))[0]
     return {"node_id": n["node_id"], "raylet_addr": n["raylet_addr"], "gcs_addr": gcs_addr,
             "store_name": n["store_name"], "session_dir": n["session_dir"],
-            "om_addr": n.get("om_addr")}
+            "om_addr": n.get("om_addr"), "node_ip": n.get("node_ip"), "tcp": n.get("tcp", False)}

@@ -33,7 +33,7 @@ from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import ERROR, IN_STORE, VALUE, Op
 from pyray._private.channel import Channel, ChannelClosed
 from pyray._private.cluster_client import ClusterClient, addr_suffix
-from pyray._private.transport import Outbox, bind_inbox
+from pyray._private.transport import Outbox, bind_node_inbox, inbox_key as _inbox_key, unsign
 
 log = logging.getLogger("pyray.core_worker")
 
@@ -142,18 +142,18 @@ class CoreWorker:
         self.config = config
         self.is_driver = is_driver
         self.worker_id = worker_id or ids.random_id(16)
+        self.ctx = zmq.Context()
         # the node's id ends the address: holders of our refs learn that we
-        # died with our node (cluster_client)
-        self.addr = (f"ipc://{session_dir}/sockets/c{self.worker_id.hex()[:16]}"
-                     f"{addr_suffix(self.node_id)}")
+        # died with our node (cluster_client).  tcp on a node other machines
+        # reach (transport.bind_node_inbox).
+        self.inbox, self.addr = bind_node_inbox(
+            self.ctx, node, f"ipc://{session_dir}/sockets/c{self.worker_id.hex()[:16]}"
+                            f"{addr_suffix(self.node_id)}", addr_suffix(self.node_id))
+        self.out = Outbox(self.ctx)
         self.om_addr = node.get("om_addr")   # the node's object manager (pulls, frees)
         self.cluster = ClusterClient(self)
         self.driver_addr = driver_addr or self.addr
         self.job_config = None
-
-        self.ctx = zmq.Context()
-        self.inbox = bind_inbox(self.ctx, self.addr)
-        self.out = Outbox(self.ctx)
 
         self.lock = threading.RLock()
         self.cv = threading.Condition(self.lock)
@@ -1297,6 +1297,7 @@ class CoreWorker:
         poller = self.poller
         next_tick = time.monotonic() + 0.1
         inbox = self.inbox
+        inbox_key = _inbox_key(inbox)       # tcp inboxes: messages are signed
         ep, ep_fd = self.chan_ep, self.chan_ep_fd
         while not self.closing:
             if self.chan_out or self.chan_polling_out:
@@ -1319,6 +1320,10 @@ class CoreWorker:
                                 except zmq.ZMQError:
                                     break
                                 n += 1
+                                if inbox_key is not None:
+                                    frames = unsign(inbox_key, frames)
+                                    if frames is None:
+                                        continue
                                 self._dispatch_frames([f.buffer for f in frames])
                         elif src == ep_fd:
                             for fd, cev in ep.poll(0):

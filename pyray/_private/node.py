@@ -56,6 +56,29 @@ def default_object_store_memory(fraction):
     return int(total * fraction)
 
 
+def local_ip_for(host=None):
+    """This machine's address on the route to `host` (a name or an address;
+    by default the route out of the machine), or 127.0.0.1 where there is
+    none.  Connecting a UDP socket only picks the route: nothing is sent."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host or "192.0.2.1", 9, socket.AF_INET, socket.SOCK_DGRAM)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(infos[0][4])
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def is_local_ip(ip):
+    """Whether `ip` is an address of this machine (its interfaces as this
+    process's network namespace sees them)."""
+    if ip.startswith("127.") or ip in ("localhost", "0.0.0.0"):
+        return True
+    import psutil
+    return any(a.address == ip for addrs in psutil.net_if_addrs().values() for a in addrs)
+
+
 def detect_num_gpus():
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     if cvd is not None:
@@ -133,12 +156,14 @@ class LocalCluster:
     def __init__(self, *, num_cpus, num_gpus, resources, object_store_memory, config,
                  die_with_parent=True, head=True, gcs_address=None, session_dir=None,
                  node_ip="127.0.0.1", gcs_listen=None, raylet_name="raylet",
-                 while_starting=None, token=None):
+                 while_starting=None, token=None, tcp=False, gcs_bind=None):
         """`while_starting`, if given, is called once the processes are
         spawned and before waiting for them (the driver imports its own
         modules meanwhile).  `token`: the cluster token (docs/cluster.md,
         "Security"); a new GCS gets a new one unless given, a node joining
-        one uses the token this process knows for it."""
+        one uses the token this process knows for it.  `tcp`: the node's
+        processes listen on tcp at `node_ip` (nodes on other machines reach
+        them) instead of ipc sockets in the session directory."""
         self.config = config
         self.session_dir = session_dir or new_session_dir()
         env = dict(os.environ)
@@ -158,8 +183,8 @@ class LocalCluster:
             env["PYRAY_TOKEN"] = token
         # the GCS keeps its tables here; start_gcs() starts it again on them
         self.gcs_storage = os.path.join(self.session_dir, "gcs", "state.db")
-        self._gcs_start = (["--address", self.gcs_address, "--storage", self.gcs_storage],
-                           env, die_with_parent)
+        self._gcs_start = (["--address", self.gcs_address, "--storage", self.gcs_storage]
+                           + (["--listen", gcs_bind] if gcs_bind else []), env, die_with_parent)
         try:
             if gcs_address is None:
                 self.start_gcs(wait=False)
@@ -169,6 +194,8 @@ class LocalCluster:
                     "--resources", json.dumps(resources or {}), "--node-ip", node_ip]
             if head:
                 args.append("--head")
+            if tcp:
+                args.append("--tcp")
             self.raylet = _spawn(raylet_name, "pyray.raylet.raylet", args, self.session_dir, env,
                                  die_with_parent)
             self.procs.append(self.raylet)
@@ -181,7 +208,8 @@ class LocalCluster:
         info = self.raylet.info
         self.node = {"node_id": bytes.fromhex(info["node_id"]), "raylet_addr": info["raylet_addr"],
                      "gcs_addr": self.gcs_address, "store_name": info["store_name"],
-                     "session_dir": self.session_dir, "om_addr": info.get("om_addr")}
+                     "session_dir": self.session_dir, "om_addr": info.get("om_addr"),
+                     "node_ip": node_ip, "tcp": tcp}
 
     def start_gcs(self, wait=True):
         """Starts this node's GCS (again after kill_gcs(): it reloads its

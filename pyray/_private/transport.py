@@ -27,18 +27,23 @@ log = logging.getLogger("pyray.transport")
 _HWM = 1_000_000
 
 # the token for a tcp address, set by whoever learnt it (init(_token=...),
-# `pyray start`); any other tcp address uses $PYRAY_TOKEN
+# `pyray start`); any other tcp address uses the cluster's (the last token
+# set), else $PYRAY_TOKEN
 _tokens: dict[str, bytes] = {}
+_default = {"key": None}
 # tcp inboxes and the key their messages must be signed with
 _inbox_keys: dict = {}
 _dropped = {"count": 0, "logged": 0.0}
 
 
 def set_token(addr: str, token: str | None):
+    """The token of the cluster whose GCS is at `addr`; it also signs what
+    goes to that cluster's other tcp peers (raylets, workers on other nodes)."""
     if token:
-        _tokens[addr] = token.encode()
+        _tokens[addr] = _default["key"] = token.encode()
     else:
-        _tokens.pop(addr, None)
+        if _tokens.pop(addr, None) == _default["key"]:
+            _default["key"] = None
 
 
 def key_for(addr: str) -> bytes | None:
@@ -46,11 +51,22 @@ def key_for(addr: str) -> bytes | None:
     address whose token nobody gave."""
     if not addr.startswith("tcp://"):
         return None
-    key = _tokens.get(addr)
+    key = _tokens.get(addr) or _default["key"]
     if key is None:
         env = os.environ.get("PYRAY_TOKEN")
         key = env.encode() if env else None
     return key
+
+
+def endpoint(addr: str) -> str:
+    """What zmq connects to for a process address.  A core worker's tcp
+    address ends with its node's id after the port ("tcp://10.0.0.2:41234.
+    ab12..."), as its ipc path does, so holders of its refs know its node."""
+    if addr.startswith("tcp://"):
+        head, _, port = addr.rpartition(":")
+        if "." in port:
+            return f"{head}:{port.split('.', 1)[0]}"
+    return addr
 
 
 def mac(key: bytes, frames) -> bytes:
@@ -104,7 +120,7 @@ class Outbox:
             s = self.ctx.socket(zmq.PUSH)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, _HWM)
-            s.connect(addr)
+            s.connect(endpoint(addr))
             self.socks[addr] = s
             key = key_for(addr)
             if key is not None:
@@ -190,6 +206,41 @@ def bind_inbox(ctx: zmq.Context, addr: str) -> zmq.Socket:
     return s
 
 
+def bind_node_inbox(ctx: zmq.Context, node: dict, ipc_addr: str, suffix: str = ""):
+    """A process's inbox on its node: `ipc_addr` on a node of a one-machine
+    cluster, tcp on the node's address (a port the kernel picks, `suffix`
+    after it) on a node other machines reach (node["tcp"]).  Returns
+    (socket, the address peers send to)."""
+    if not node.get("tcp"):
+        return bind_inbox(ctx, ipc_addr), ipc_addr
+    ip = node.get("node_ip") or "127.0.0.1"
+    if key_for("tcp://" + ip) is None:
+        raise ValueError(f"listening on {ip} needs the cluster token (PYRAY_TOKEN)")
+    s = ctx.socket(zmq.PULL)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVHWM, _HWM)
+    s.bind(f"tcp://{ip}:*")
+    _inbox_keys[s] = key_for("tcp://" + ip)
+    addr = s.getsockopt(zmq.LAST_ENDPOINT).decode()
+    return s, addr + suffix
+
+
+def inbox_key(sock: zmq.Socket) -> bytes | None:
+    """The key messages to this inbox are signed with (None: ipc, unsigned)."""
+    return _inbox_keys.get(sock)
+
+
+def unsign(key: bytes, frames):
+    """The frames of a signed message without its MAC, or None (logged) when
+    the MAC is missing or wrong.  Checked before anything is unpickled: a
+    bad peer's pickle could run code."""
+    if len(frames) < 2 or not hmac.compare_digest(
+            frames[0].bytes, mac(key, [f.buffer for f in frames[1:]])):
+        _note_dropped("no valid MAC", frames)
+        return None
+    return frames[1:]
+
+
 def recv_msg(sock: zmq.Socket):
     """Receives one message: (tuple, extra frames).  A malformed message is
     logged and returns (None, None); it never raises to the caller's loop."""
@@ -197,12 +248,9 @@ def recv_msg(sock: zmq.Socket):
     if _inbox_keys:
         key = _inbox_keys.get(sock)
         if key is not None:
-            # before anything is unpickled: a bad peer's pickle could run code
-            if len(frames) < 2 or not hmac.compare_digest(
-                    frames[0].bytes, mac(key, [f.buffer for f in frames[1:]])):
-                _note_dropped("no valid MAC", frames)
+            frames = unsign(key, frames)
+            if frames is None:
                 return None, None
-            frames = frames[1:]
     try:
         msg = pickle.loads(frames[0].buffer)
         if not isinstance(msg, tuple) or not msg or not isinstance(msg[0], int):

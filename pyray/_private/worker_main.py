@@ -30,7 +30,7 @@ from pyray._private.object_ref import ObjectRef
 from pyray._private.remote_function import load_function
 from pyray._private.protocol import ERROR, IN_STORE, PROTOCOL_VERSION, VALUE, Op
 from pyray._private.channel import Channel, ChannelClosed, Listener
-from pyray._private.transport import bind_inbox
+from pyray._private.transport import bind_node_inbox, inbox_key, unsign
 from pyray.actor import ActorExit as ActorExitSignal
 
 log = logging.getLogger("pyray.worker")
@@ -134,8 +134,9 @@ class WorkerRuntime:
         self.cw = CoreWorker(session_dir=session_dir, node=node, job_id=None, config=config,
                              is_driver=False, worker_id=worker_id)
         self.cw.extra_handlers[Op.CANCEL_TASK] = self._h_cancel
-        self.task_addr = f"ipc://{session_dir}/sockets/t{worker_id.hex()[:16]}"
-        self.task_sock = bind_inbox(self.cw.ctx, self.task_addr)
+        self.task_sock, self.task_addr = bind_node_inbox(
+            self.cw.ctx, node, f"ipc://{session_dir}/sockets/t{worker_id.hex()[:16]}")
+        self.task_key = inbox_key(self.task_sock)    # tcp: tasks come signed
         self.listener = Listener(f"{session_dir}/sockets/u{worker_id.hex()[:16]}")
         self.channels = {}
         self.poller = None
@@ -216,7 +217,12 @@ class WorkerRuntime:
             if src is self.task_sock:
                 sock = self.task_sock
                 while sock.getsockopt(zmq.EVENTS) & _POLLIN:
-                    q.append(([f.buffer for f in sock.recv_multipart(copy=False)], None))
+                    frames = sock.recv_multipart(copy=False)
+                    if self.task_key is not None:
+                        frames = unsign(self.task_key, frames)
+                        if frames is None:
+                            continue
+                    q.append(([f.buffer for f in frames], None))
             elif src == self.listener.fd:
                 for ch in self.listener.accept():
                     self.channels[ch.fd] = ch

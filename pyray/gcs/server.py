@@ -165,16 +165,17 @@ class HeldOutbox:
 
 
 class GcsServer:
-    def __init__(self, address, config, storage=None):
+    def __init__(self, address, config, storage=None, listen=None):
         self.config = config
         self.state = GcsState()
         # this run of the GCS: raylets register again when it changes
         self.incarnation = int.from_bytes(os.urandom(4), "little") | 1
         self.storage = self.state.storage = GcsStorage(storage)
         self.ctx = zmq.Context()
-        self.inbox = bind_inbox(self.ctx, address)
+        # `listen` (e.g. every interface) may be wider than the address peers use
+        self.inbox = bind_inbox(self.ctx, listen or address)
         self.address = address
-        if address.endswith(":0"):
+        if address.endswith(":0") and not listen:
             self.address = self.inbox.getsockopt_string(zmq.LAST_ENDPOINT)
         self.out = HeldOutbox(Outbox(self.ctx))
         self.stopping = False
@@ -484,6 +485,8 @@ def _on_term(signum, frame):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="pyray-gcs")
     ap.add_argument("--address", default="tcp://127.0.0.1:0")
+    ap.add_argument("--listen", default=None,
+                    help="the endpoint to bind (default: --address), e.g. tcp://0.0.0.0:6379")
     ap.add_argument("--ready-fd", type=int, default=None)
     ap.add_argument("--die-with-parent", action="store_true")
     ap.add_argument("--storage", default=None,
@@ -497,7 +500,7 @@ def main(argv=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    GcsServer(args.address, Config.from_env(), args.storage).run(args.ready_fd)
+    GcsServer(args.address, Config.from_env(), args.storage, args.listen).run(args.ready_fd)
     exit_now()
 
 

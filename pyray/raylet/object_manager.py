@@ -29,7 +29,7 @@ import time
 import zmq
 
 from pyray._private.protocol import Op
-from pyray._private.transport import Outbox, bind_inbox, recv_msg
+from pyray._private.transport import Outbox, bind_node_inbox, recv_msg
 
 log = logging.getLogger("pyray.object_manager")
 
@@ -55,11 +55,10 @@ class Pull:
 
 
 class ObjectManager:
-    def __init__(self, ctx, addr, store_name, node_id, get_peers, config):
+    def __init__(self, ctx, node, store_name, node_id, get_peers, config):
         import plasma
         self.plasma = plasma
         self.ctx = ctx
-        self.addr = addr
         self.node_id = node_id
         self.get_peers = get_peers          # () -> {node id: Peer}, the raylet's view
         self.chunk = max(1 << 16, int(config.object_transfer_chunk_bytes))
@@ -67,7 +66,7 @@ class ObjectManager:
         self.stall_timeout = max(10.0, 2 * config.heartbeat_interval_s *
                                  config.num_heartbeats_timeout)
         self.client = plasma.connect(store_name)
-        self.inbox = bind_inbox(ctx, addr)
+        self.inbox, self.addr = bind_node_inbox(ctx, node, node["om_addr"])
         self.out = Outbox(ctx)
         self.pulls = {}
         self.waiting = collections.deque()   # pulls beyond MAX_ACTIVE_PULLS, in order
@@ -96,7 +95,8 @@ class ObjectManager:
     def stop(self):
         self.stopping = True
         self.out.send(self.addr, (Op.RESPONSE, 0, True, None))     # wakes the loop
-        self.thread.join(timeout=5)
+        if self.thread.ident is not None:
+            self.thread.join(timeout=5)
 
     # ------------------------------------------------------------------
     def _respond(self, msg, ok, payload):

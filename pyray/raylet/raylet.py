@@ -102,18 +102,27 @@ class Raylet:
             "node_id": self.node_id, "raylet_addr": self.addr, "gcs_addr": args.gcs_address,
             "store_name": self.store.name, "session_dir": self.session_dir,
             "node_ip": args.node_ip, "resources": dict(self.res.total), "pid": os.getpid(),
-            "head": bool(args.head),
+            "head": bool(args.head), "tcp": bool(args.tcp),
             "om_addr": f"ipc://{self.session_dir}/sockets/om-{self.node_id.hex()[:12]}",
         }
         # fork the zygote before any thread or zmq context exists
         self.zygote = Zygote((self.node, config, self.session_dir))
         import zmq
-        from pyray._private.transport import Outbox, bind_inbox
+        from pyray._private.transport import Outbox, bind_node_inbox
         self.zmq = zmq
         self.ctx = zmq.Context()
         self.ctx.setsockopt(zmq.RECONNECT_IVL, 10)     # the GCS may bind just after us
-        self.inbox = bind_inbox(self.ctx, self.addr)
+        # a node other machines reach listens on tcp (node["tcp"]): the
+        # addresses are known once bound, and the zygote learns them
+        self.inbox, self.addr = bind_node_inbox(self.ctx, self.node, self.addr)
+        self.node["raylet_addr"] = self.addr
         self.out = Outbox(self.ctx)
+        from pyray.raylet.object_manager import ObjectManager
+        self.objects = ObjectManager(self.ctx, self.node, self.store.name,
+                                     self.node_id, lambda: self.view.peers, self.config)
+        self.node["om_addr"] = self.objects.addr
+        if self.node["tcp"]:
+            self.zygote.update_node({"raylet_addr": self.addr, "om_addr": self.objects.addr})
         self.workers = {}
         self.by_pid = {}
         self.idle = collections.deque()
@@ -123,7 +132,6 @@ class Raylet:
         self.lease_counter = cv.lease_id_base(self.node_id)
         self.view = cv.ClusterView(self.node_id)
         self.view_refresh = None    # (req id, sent at) of a node-table request in flight
-        self.objects = None         # the object manager thread, started by run()
         self.registration = None    # (request id, ready fd, sent at) until the GCS answers
         self.gcs_incarnation = None  # the run of the GCS we are registered with
         self.gcs_answered = time.monotonic()   # its last answer to a heartbeat
@@ -640,9 +648,6 @@ class Raylet:
         poller = zmq.Poller()
         poller.register(self.inbox, zmq.POLLIN)
         poller.register(self.zygote.fd, zmq.POLLIN)
-        from pyray.raylet.object_manager import ObjectManager
-        self.objects = ObjectManager(self.ctx, self.node["om_addr"], self.store.name,
-                                     self.node_id, lambda: self.view.peers, self.config)
         self.objects.start()
         # ready once the GCS has us in its table (a handshake): a driver that
         # connects next finds this node there
@@ -751,6 +756,8 @@ def main(argv=None):
     ap.add_argument("--resources", default="{}")
     ap.add_argument("--ready-fd", type=int, default=None)
     ap.add_argument("--head", action="store_true")
+    ap.add_argument("--tcp", action="store_true",
+                    help="listen on tcp at --node-ip (other machines join), not ipc")
     ap.add_argument("--die-with-parent", action="store_true")
     args = ap.parse_args(argv)
     parent = os.getppid()

@@ -105,6 +105,10 @@ class Zygote:
     def spawn(self, worker_id):
         write_msg(self.cmd_w, ("spawn", worker_id))
 
+    def update_node(self, fields):
+        """Node facts learnt after the fork (tcp addresses), for later workers."""
+        write_msg(self.cmd_w, ("node", fields))
+
     def kill(self, pid, sig=signal.SIGKILL):
         write_msg(self.cmd_w, ("kill", pid, int(sig)))
 
@@ -178,7 +182,9 @@ def _zygote_main(cmd_r, ev_w, entry_args):
             write_msg(ev_w, ("exited", wid, pid, status))
         msgs, eof = reader.read() if _readable(cmd_r) else ([], False)
         for m in msgs:
-            if m[0] == "spawn":
+            if m[0] == "node":
+                node.update(m[1])
+            elif m[0] == "spawn":
                 wid = m[1]
                 log_path = os.path.join(session_dir, "logs", f"worker-{wid.hex()[:12]}.log")
                 me = os.getpid()

@@ -122,11 +122,14 @@ def start(args):
         except ConnectionError:
             pass
     config = Config.from_env()
-    cluster = node_mod.LocalCluster(**_node_options(args, config), config=config,
-                                    die_with_parent=False,
-                                    gcs_listen=f"tcp://{args.node_ip_address}:{args.port}")
+    options = _node_options(args, config)
+    ip = options["node_ip"]
+    # the GCS listens on every interface; the node's other processes on its address
+    cluster = node_mod.LocalCluster(**options, config=config, die_with_parent=False,
+                                    gcs_listen=f"tcp://{ip}:{args.port}", tcp=True,
+                                    gcs_bind=f"tcp://0.0.0.0:{args.port}")
     bootstrap.record_current_cluster(cluster.gcs_address, cluster.token)
-    address = f"{args.node_ip_address}:{args.port}"
+    address = f"{ip}:{args.port}"
     print(f"pyray runtime started (session {cluster.session_dir}).\n"
           f"  GCS address: {cluster.gcs_address}\n"
           f"  Only peers holding the cluster token may join (docs/cluster.md, Security).\n"
@@ -152,8 +155,19 @@ def _node_options(args, config):
     num_gpus = args.num_gpus if args.num_gpus is not None else node_mod.detect_num_gpus()
     osm = args.object_store_memory or node_mod.default_object_store_memory(
         config.object_store_fraction)
+    ip = args.node_ip_address
+    if not ip:
+        # the address other nodes reach this one at: on the route to the head
+        # (a node joining) or the route out of the machine (the head)
+        host = (args.address.split("://")[-1].rpartition(":")[0].strip("[]")
+                if args.address and not args.head else None)
+        if host == "auto":
+            host = None
+        ip = node_mod.local_ip_for(host)
+    elif not node_mod.is_local_ip(ip):
+        sys.exit(f"pyray start: --node-ip-address {ip} is not an address of this machine.")
     return {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
-            "object_store_memory": osm, "node_ip": args.node_ip_address}
+            "object_store_memory": osm, "node_ip": ip}
 
 
 def _join(args):
@@ -171,7 +185,7 @@ def _join(args):
     except (ConnectionError, ValueError) as err:
         sys.exit(f"pyray start: {err}")
     node = node_mod.LocalCluster(**options, config=config, die_with_parent=False, head=False,
-                                 gcs_address=gcs)
+                                 gcs_address=gcs, tcp=True)
     print(f"pyray node {node.node['node_id'].hex()} joined the cluster at {gcs} "
           f"(session {node.session_dir}).\n"
           f"  To see the cluster: pyray status --address {args.address}\n"
@@ -195,8 +209,8 @@ def _stop_cluster(args):
     procs, sessions = [], set()
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = p.info.get("cmdline") or []
-        if ("pyray.gcs.server" in cmd and gcs in cmd) or \
-                ("pyray.raylet.raylet" in cmd and gcs in cmd):
+        if ("pyray.gcs.server" in cmd or "pyray.raylet.raylet" in cmd) and \
+                any(bootstrap.same_gcs(a, gcs) for a in cmd):
             procs.append(p)
             if "--session-dir" in cmd:
                 sessions.add(cmd[cmd.index("--session-dir") + 1])
@@ -216,7 +230,7 @@ def _stop_cluster(args):
         if os.path.basename(path).startswith("session_"):
             shutil.rmtree(path, ignore_errors=True)
     rec = bootstrap.current_cluster()
-    if rec and rec[0] == gcs:
+    if rec and bootstrap.same_gcs(rec[0], gcs):
         try:
             os.remove(node_mod.CURRENT_CLUSTER_FILE)
         except OSError:
@@ -310,7 +324,9 @@ def main(argv=None):
     st.add_argument("--head", action="store_true")
     st.add_argument("--address", default=None)
     st.add_argument("--port", type=int, default=6379)
-    st.add_argument("--node-ip-address", default="127.0.0.1")
+    st.add_argument("--node-ip-address", default=None,
+                    help="the address other nodes reach this one at (default: this "
+                         "machine's address on the route to the head, or out of the machine)")
     st.add_argument("--num-cpus", type=float, default=None)
     st.add_argument("--num-gpus", type=float, default=None)
     st.add_argument("--resources", default=None, help="JSON, e.g. '{\"custom\": 4}'")

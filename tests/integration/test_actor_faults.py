@@ -38,6 +38,17 @@ def _wait_res(wait_for, want, what):
                              ) from None
 
 
+def _all_free(wait_for):
+    """Waits until every faults_res is free and returns the amount.  Not the
+    amount available at the start: the GCS's view lags the raylet's, so an
+    earlier test's actor may have taken faults_res and not yet given it back
+    (its test saw the old value), and a later release would then look like
+    this test's actor never taking it."""
+    total = pyray.cluster_resources()["faults_res"]
+    _wait_res(wait_for, total, "faults_res free before the test")
+    return total
+
+
 def _actors():
     from pyray._private.protocol import Op
     from pyray._private.worker import _gcs_call
@@ -159,7 +170,7 @@ def test_method_max_task_retries_option_overrides_the_actor(ray_start, tmp_path,
 # the constructor raises
 # ---------------------------------------------------------------------------
 def test_constructor_error_fails_every_call_with_the_cause(ray_start, wait_for):
-    before = _res()
+    before = _all_free(wait_for)
     a = BadInit.options(resources={"faults_res": 1}, max_restarts=3).remote(42)
     for ref in (a.ping.remote(), a.ping.remote()):
         with pytest.raises(RayActorError) as info:
@@ -179,7 +190,7 @@ def test_constructor_error_fails_every_call_with_the_cause(ray_start, wait_for):
 # kill, exit_actor, out of scope
 # ---------------------------------------------------------------------------
 def test_kill_frees_the_process_and_resources(ray_start, wait_for):
-    before = _res()
+    before = _all_free(wait_for)
     c = Counter.options(resources={"faults_res": 1}, max_restarts=2).remote()
     pid = pyray.get(c.pid.remote(), timeout=GET_TIMEOUT)
     _wait_res(wait_for, before - 1, "faults_res held by the actor")
@@ -229,7 +240,7 @@ def test_kill_before_the_actor_started(ray_start):
 
 
 def test_exit_actor_stops_it_for_good(ray_start, wait_for):
-    before = _res()
+    before = _all_free(wait_for)
     c = Counter.options(resources={"faults_res": 1}, max_restarts=2).remote()
     assert pyray.get(c.incr.remote(), timeout=GET_TIMEOUT) == 1
     pid = pyray.get(c.pid.remote(), timeout=GET_TIMEOUT)
@@ -252,7 +263,7 @@ def test_calls_sent_before_exit_actor_still_run(ray_start):
 
 
 def test_out_of_scope_actor_is_stopped_and_its_resources_freed(ray_start, wait_for):
-    before = _res()
+    before = _all_free(wait_for)
     c = Counter.options(resources={"faults_res": 1}).remote()
     refs = [c.incr.remote() for _ in range(10)]
     pid = pyray.get(c.pid.remote(), timeout=GET_TIMEOUT)

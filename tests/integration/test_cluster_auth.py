@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
 import psutil
 import pytest
@@ -75,7 +76,7 @@ def head():
     address = f"127.0.0.1:{port}"
     try:
         out = _cli(env, "start", "--head", "--port", str(port), "--num-cpus", "1",
-                   "--object-store-memory", str(64 * MiB))
+                   "--node-ip-address", "127.0.0.1", "--object-store-memory", str(64 * MiB))
         assert out.returncode == 0, f"pyray start failed:\n{out.stdout}\n{out.stderr}"
         token = re.search(r"--token ([0-9a-f]{32})\b", out.stdout).group(1)
         sessions = [d for d in os.listdir(os.path.join(root, "pyray")) if d.startswith("session_")]
@@ -218,3 +219,64 @@ def test_unsigned_garbage_and_code_are_dropped_and_the_gcs_answers(head, tmp_pat
     with open(os.path.join(head["session_dir"], "logs", "gcs.log")) as f:
         log = f.read()
     assert "unauthenticated message" in log and "127.0.0.1" in log, log[-2000:]
+
+
+def test_garbage_to_every_listening_port_is_dropped_and_the_cluster_works(head, tmp_path):
+    """Every process of a `pyray start` node listens on tcp (GCS, raylet,
+    object manager, each worker's two inboxes): each drops what is not
+    signed with the token, stays up, and the cluster still runs work."""
+    from pyray._private.protocol import Op
+    marker = str(tmp_path / "pwned")
+    evil = pickle.dumps((Op.PING, 1, "ipc://x", _CreatesAFile(marker)), protocol=5)
+    pyray.init(address=head["address"], _token=head["token"])
+    try:
+        _garbage_everywhere(head, evil)
+        # the driver's and its worker's connections carry on too
+        assert len(pyray.get(node_id.remote(), timeout=30)) == 32
+    finally:
+        pyray.shutdown()
+    # and a new driver
+    pyray.init(address=head["address"], _token=head["token"])
+    try:
+        assert len(pyray.get(node_id.remote(), timeout=30)) == 32
+    finally:
+        pyray.shutdown()
+    assert not os.path.exists(marker), "an unauthenticated pickle was unpickled"
+
+
+def _garbage_everywhere(head, evil):
+    from pyray._private import transport
+    assert len(pyray.get(node_id.remote(), timeout=30)) == 32     # a worker is up
+    procs = _members(head["root"]) + [psutil.Process()]
+    family = {p.pid: p for p in procs}
+    for p in procs:
+        for c in p.children(recursive=True):
+            family[c.pid] = c
+    ports = {}
+    for p in family.values():
+        for c in p.net_connections(kind="tcp"):
+            if c.status == psutil.CONN_LISTEN:
+                ports[c.laddr.port] = p
+    # GCS + raylet + object manager + a worker's core-worker and task inboxes + ours
+    assert len(ports) >= 6, ports
+    ctx = zmq.Context()
+    try:
+        for port in ports:
+            push = ctx.socket(zmq.PUSH)
+            push.setsockopt(zmq.LINGER, 1000)
+            push.connect(f"tcp://127.0.0.1:{port}")
+            for frames in ([b"garbage"], [b"\x80\x05garbage"], [b""], [b"x" * 32, b"y"],
+                           [evil], [b"\0" * 32, evil],
+                           [transport.mac(b"0" * 32, [evil]), evil]):
+                push.send_multipart(frames)
+            push.close()
+        # raw bytes that are not even the zmq handshake
+        for port in ports:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(os.urandom(4096))
+    finally:
+        ctx.destroy(linger=1000)
+    time.sleep(0.5)             # for the last of it to be read (and dropped)
+    for port, p in ports.items():
+        assert p.is_running() and p.status() != psutil.STATUS_ZOMBIE, \
+            f"the process listening on {port} died: {p}"

@@ -61,7 +61,10 @@ def test_start_a_head_add_a_node_status_and_stop(cli_env):
     address = f"127.0.0.1:{port}"
     out = pyray_cmd(cli_env, "start", "--head", "--port", str(port), "--num-cpus", "1",
                     "--object-store-memory", str(64 * MiB)).stdout
-    assert f"tcp://{address}" in out
+    # the head's own address (on the route out of the machine) is printed; the
+    # GCS listens on every interface, so 127.0.0.1 reaches it too
+    printed = re.search(r"GCS address: tcp://(\S+)", out).group(1)
+    assert printed.endswith(f":{port}") and f"--address {printed} --token" in out
     token = re.search(r"--token ([0-9a-f]{32})", out).group(1)
     out = pyray_cmd(cli_env, "start", "--address", address, "--num-cpus", "2",
                     "--resources", '{"b": 1}', "--object-store-memory", str(96 * MiB)).stdout
