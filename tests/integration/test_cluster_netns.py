@@ -46,7 +46,17 @@ def _netns_usable():
     except (OSError, subprocess.TimeoutExpired):
         return False
     if ok:
-        _sh("ip", "netns", "del", name, check=False)
+        # and a private mount namespace with its own tmpfs inside it
+        d = tempfile.mkdtemp(prefix="pnprobe", dir="/tmp")
+        try:
+            ok = _sh("ip", "netns", "exec", name, "unshare", "-m", "--propagation", "private",
+                     "sh", "-c", f"mount -t tmpfs probe {d} && touch {d}/x", check=False,
+                     timeout=20).returncode == 0 and not os.listdir(d)
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        finally:
+            _sh("ip", "netns", "del", name, check=False)
+            shutil.rmtree(d, ignore_errors=True)
     return ok
 
 
