@@ -186,9 +186,12 @@ def _join(args):
         sys.exit(f"pyray start: {err}")
     node = node_mod.LocalCluster(**options, config=config, die_with_parent=False, head=False,
                                  gcs_address=gcs, tcp=True)
+    # pyray.init(address="auto") on this machine finds the cluster, as on the head
+    bootstrap.record_current_cluster(gcs, node.token or "")
     print(f"pyray node {node.node['node_id'].hex()} joined the cluster at {gcs} "
           f"(session {node.session_dir}).\n"
           f"  To see the cluster: pyray status --address {args.address}\n"
+          f"  To connect from Python on this machine: pyray.init(address='auto')\n"
           f"  To stop this machine's pyray processes: pyray stop")
 
 

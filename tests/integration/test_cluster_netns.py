@@ -38,7 +38,7 @@ def _sh(*cmd, check=True, timeout=60, **kw):
 
 
 def _netns_usable():
-    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("unshare") is None:
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "unshare", "nsenter")):
         return False
     name = f"pyrprobe{os.getpid()}"
     try:
@@ -110,6 +110,16 @@ class Hosts:
         env = dict(self.env, TMPDIR=self.tmp_b)
         return _sh("ip", "netns", "exec", self.ns_b, "unshare", "-m", "--propagation",
                    "private", "sh", "-c", script, "sh", *cmd, env=env, timeout=timeout,
+                   check=check)
+
+    def in_b(self, *cmd, timeout=120, check=True):
+        """Runs beside b's node: in the network and mount namespaces of its
+        raylet (its /tmp and /dev/shm)."""
+        raylet = next(p.pid for p in self.processes()
+                      if "pyray.raylet.raylet" in p.info["cmdline"] and
+                      self.tmp_b in " ".join(p.info["cmdline"]))
+        env = dict(self.env, TMPDIR=self.tmp_b)
+        return _sh("nsenter", "-t", str(raylet), "-m", "-n", *cmd, env=env, timeout=timeout,
                    check=check)
 
     def pyray(self, where, *args, check=True):
@@ -267,7 +277,35 @@ def test_a_node_on_another_host_runs_tasks_actors_and_moves_objects(hosts):
     out = hosts.on_a(sys.executable, script, f"{hosts.ip_a}:{hosts.port}", token,
                      hosts.ip_a, hosts.ip_b, node_b, timeout=170, check=False)
     assert out.returncode == 0 and "ALL OK" in out.stdout, out.stdout + out.stderr[-4000:]
-    print(out.stdout)
+    # a driver on b finds the cluster by itself, attaches to b's node, and
+    # sends work and a 50 MiB array to a
+    out = hosts.in_b(sys.executable, "-c", DRIVER_ON_B, node_b, timeout=120, check=False)
+    assert out.returncode == 0 and "B OK" in out.stdout, out.stdout + out.stderr[-4000:]
+    # `pyray stop --address` from b, then a: nothing of the cluster is left
+    hosts.pyray(hosts.in_b, "stop", "--address", f"{hosts.ip_a}:{hosts.port}")
+    hosts.pyray(hosts.on_a, "stop", "--address", f"{hosts.ip_a}:{hosts.port}")
+    left = [p for p in hosts.processes() if p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, [p.info["cmdline"] for p in left]
+
+
+DRIVER_ON_B = textwrap.dedent('''
+    import hashlib, sys
+    import numpy as np
+    import pyray
+
+    pyray.init(address="auto")
+    assert pyray.get_runtime_context().get_node_id() == sys.argv[1]
+
+    @pyray.remote(resources={"host_a": 0.01})
+    def digest(a):
+        return pyray.get_runtime_context().get_node_id(), hashlib.sha256(a).hexdigest()
+
+    arr = np.arange(50 << 20, dtype=np.uint8)
+    node, h = pyray.get(digest.remote(pyray.put(arr)), timeout=60)
+    assert node != sys.argv[1] and h == hashlib.sha256(arr).hexdigest()
+    print("B OK", flush=True)
+    pyray.shutdown()
+''')
 
 
 FAILOVER = textwrap.dedent('''
