@@ -49,3 +49,5 @@ import statistics
 for k in res["ipc"][0]:
     i = statistics.median(r[k] for r in res["ipc"]); t = statistics.median(r[k] for r in res["tcp"])
     print(f"{k:12s} ipc {i:9.0f}/s  tcp {t:9.0f}/s  tcp/ipc {t/i:.2f}")
+import shutil
+shutil.rmtree(tmp, ignore_errors=True)
