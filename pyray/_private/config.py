@@ -20,6 +20,9 @@ class Config:
     # raylet / gcs liveness
     heartbeat_interval_s: float = 0.5
     num_heartbeats_timeout: int = 10
+    # a raylet whose GCS has not answered for this long stops (its node is
+    # gone from the cluster's view anyway); 0: wait for ever.  Ray: 60 s.
+    gcs_reconnect_timeout_s: float = 60.0
     # how long init() waits for the local cluster processes to come up
     start_timeout_s: float = 30.0
     # how long shutdown() waits for a process before killing it

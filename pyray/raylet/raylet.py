@@ -480,7 +480,14 @@ class Raylet:
         if not self.gcs_silent and silent > 3 * hb + 0.5:
             self.gcs_silent = True
             log.warning("the GCS has not answered for %.1fs; work on this node carries on, "
-                        "and the node registers again when it is back", silent)
+                        "and the node registers again when it is back (within %ss)", silent,
+                        self.config.gcs_reconnect_timeout_s or "no limit")
+        limit = self.config.gcs_reconnect_timeout_s
+        if limit and limit > 0 and silent > limit:
+            log.error("the GCS at %s has not answered for %.0fs "
+                      "(gcs_reconnect_timeout_s): stopping this node", self.node["gcs_addr"],
+                      silent)
+            self.stopping = True
 
     def _gcs_answered(self, incarnation):
         self.gcs_answered = time.monotonic()

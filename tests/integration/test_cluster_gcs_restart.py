@@ -150,3 +150,27 @@ def test_an_actor_whose_creation_reply_died_with_the_gcs_comes_up(make_cluster):
     cluster.restart_gcs()
     assert pyray.get(slow.incr.remote(), timeout=20) == 1
     assert pyray.get(pyray.get_actor("slow").incr.remote(), timeout=20) == 2
+
+
+def test_nodes_stop_when_the_gcs_never_comes_back(make_cluster, wait_for):
+    """gcs_reconnect_timeout_s: a raylet whose GCS stays silent that long
+    stops, with its workers (Ray's raylets do the same), instead of waiting
+    for ever."""
+    cfg = dict(FAST_FAILURE, gcs_reconnect_timeout_s=2.0)
+    cluster = make_cluster(head={"num_cpus": 1, "_system_config": cfg},
+                           nodes=[{"num_cpus": 1, "resources": {"b": 1}}], connect=False)
+    far = cluster.worker_nodes[0]
+    import psutil
+    family = psutil.Process(far.pid).children(recursive=True)
+    assert family, "the node has no zygote or workers"
+    cluster.kill_gcs()
+    t = time.monotonic()
+    wait_for(lambda: not far.is_alive() and not cluster.head_node.is_alive(), timeout=15,
+             what="both raylets to stop without their GCS")
+    took = time.monotonic() - t
+    assert took >= 1.5, f"the raylets stopped after {took:.1f}s, before the timeout"
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, f"the node's processes outlived it: {alive}"
+    with open(os.path.join(far.session_dir, "logs", "raylet-1.log")) as f:
+        log = f.read()
+    assert "gcs_reconnect_timeout_s" in log, log[-2000:]
