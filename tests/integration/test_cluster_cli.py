@@ -101,3 +101,11 @@ def test_start_needs_head_or_address_and_valid_resources(cli_env):
     out = pyray_cmd(cli_env, "start", "--address", "127.0.0.1:1", "--resources", "[1]",
                     check=False)
     assert out.returncode != 0 and "JSON object" in out.stderr
+
+
+def test_a_node_address_not_of_this_machine_is_refused(cli_env):
+    out = pyray_cmd(cli_env, "start", "--head", "--port", str(free_port()),
+                    "--node-ip-address", "203.0.113.9", check=False)
+    assert out.returncode != 0 and "203.0.113.9 is not an address of this machine" in out.stderr
+    root = os.path.join(cli_env["TMPDIR"], "pyray")
+    assert not os.path.isdir(root) or not [d for d in os.listdir(root) if d.startswith("session_")]
