@@ -118,12 +118,36 @@ class ClusterClient:
                     return cw._read_store(ref, node)
                 continue
             try:
-                return cw._read_store(ref, cw.node_id)
+                value = cw._read_store(ref, cw.node_id)
             except exc.ObjectLostError:
                 continue                # our copy was evicted already: pull again
+            self._tell_copy(ref)
+            return value
         raise exc.ObjectLostError(ref.hex(), ref._owner or "", msg=(
             f"Object {ref.hex()} could not be fetched from node {node.hex()} after "
             f"{_FETCH_ATTEMPTS} attempts."))
+
+    def _tell_copy(self, ref):
+        """Tells the owner that this node now holds a copy: if the node
+        that made the object dies, a copy elsewhere still serves it."""
+        cw = self.cw
+        oid = ref._id
+        with cw.lock:
+            e = cw.owned.get(oid)
+            if e is not None:
+                self.h_object_copy((Op.OBJECT_COPY, oid, cw.node_id), ())
+                return
+        if ref._owner is not None and ref._owner != cw.addr:
+            cw.out.send(ref._owner, (Op.OBJECT_COPY, oid, cw.node_id))
+
+    def h_object_copy(self, msg, frames):
+        _, oid, node_id = msg
+        e = self.cw.owned.get(oid)
+        if e is not None and e.kind == IN_STORE and node_id != e.payload and \
+                node_id not in self.dead:
+            if e.copies is None:
+                e.copies = set()
+            e.copies.add(node_id)
 
     def _relocate(self, ref, node, why):
         """Where the object is now, after a pull from `node` failed (`why`
@@ -256,6 +280,13 @@ class ClusterClient:
                 local = False
             if local:
                 e.payload = cw.node_id      # we pulled a copy before: it is the one now
+                continue
+            copies = [n for n in (e.copies or ()) if n not in self.dead]
+            if copies:
+                # another node pulled a copy: it serves the object now (if
+                # the store evicted it meanwhile, the pull says it is lost)
+                e.payload = copies[0]
+                e.copies.discard(copies[0])
                 continue
             if spec is not None and spec.retries_left == 0:
                 err = exc.ObjectReconstructionFailedMaxAttemptsExceededError(

@@ -60,7 +60,7 @@ PENDING, READY = 0, 1
 class Owned:
     """An object this process owns."""
     __slots__ = ("state", "kind", "payload", "contained", "borrowers", "waiters",
-                 "callbacks", "contained_at", "spec")
+                 "callbacks", "contained_at", "spec", "copies")
 
     def __init__(self, state=PENDING, kind=None, payload=None):
         self.state = state
@@ -72,6 +72,7 @@ class Owned:
         self.callbacks = None
         self.contained_at = None  # address of the worker pinning refs nested in a return
         self.spec = None
+        self.copies = None        # other nodes that pulled a copy (cluster_client)
 
 
 class Lease:
@@ -210,6 +211,7 @@ class CoreWorker:
             Op.LEASE_SPILLBACK: self.cluster.h_spillback,
             Op.LEASE_FAILED: self.cluster.h_lease_failed,
             Op.NODE_DEAD: self.cluster.h_node_dead,
+            Op.OBJECT_COPY: self.cluster.h_object_copy,
             Op.LEASE_PG_REMOVED: self._h_lease_pg_removed,
         }
         self.extra_handlers = {}

@@ -74,6 +74,29 @@ def test_what_cannot_be_made_again_is_lost(make_cluster, release):
         pyray.get(running, timeout=30)
 
 
+def test_a_copy_on_another_node_outlives_the_node_that_made_it(make_cluster, wait_for):
+    """An object that cannot be made again (max_retries=0) but was pulled
+    by a third node is served from that copy when its node dies."""
+    from pyray._private.context import ctx
+    cluster = make_cluster(head={"num_cpus": 1, "_system_config": FAST_FAILURE},
+                           nodes=[{"num_cpus": 1, "resources": {"b": 1}},
+                                  {"num_cpus": 1, "resources": {"c": 1}}])
+    b, c = cluster.worker_nodes
+    no_retry = filled.options(resources={"b": 1}, max_retries=0).remote(4 * MiB, 7)
+    pyray.wait([no_retry], timeout=30, fetch_local=False)
+    # a task on c reads it: c pulls a copy, and tells the owner (this driver)
+    assert int(pyray.get(add_one.options(resources={"c": 1}).remote(no_retry),
+                         timeout=30)[0]) == 8
+    owned = ctx.core_worker.owned[no_retry._id]
+    wait_for(lambda: owned.copies and bytes.fromhex(c.node_id) in owned.copies,
+             what="the owner to hear of c's copy")
+    b.kill_raylet()
+    wait_for(lambda: not alive(b), timeout=DEAD_AFTER + 5, what="b to be declared dead")
+    arr = pyray.get(no_retry, timeout=30)         # from c, not lost, not made again
+    assert arr.nbytes == 4 * MiB and (arr == 7).all()
+    assert owned.payload == bytes.fromhex(c.node_id)
+
+
 @pyray.remote(max_restarts=1, max_task_retries=1)
 class Counter:
     def __init__(self):
