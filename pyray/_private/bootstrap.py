@@ -89,6 +89,7 @@ def request(gcs_addr, op, *args, timeout=5.0):
     """One request/response with the GCS without a core worker."""
     tmp = tempfile.mkdtemp(prefix="pyray-boot-")
     ctx = zmq.Context()
+    inbox = None
     try:
         tcp = gcs_addr.startswith("tcp://")
         key = transport.key_for(gcs_addr)
@@ -137,6 +138,7 @@ def request(gcs_addr, op, *args, timeout=5.0):
             raise ConnectionError(f"the cluster at {gcs_addr} refused the request: {payload}")
         return payload
     finally:
+        transport.forget_inbox(inbox)
         ctx.destroy(linger=0)           # closes the sockets, even after an error
         shutil.rmtree(tmp, ignore_errors=True)
 

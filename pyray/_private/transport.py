@@ -225,6 +225,11 @@ def bind_node_inbox(ctx: zmq.Context, node: dict, ipc_addr: str, suffix: str = "
     return s, addr + suffix
 
 
+def forget_inbox(sock):
+    """Drops what is kept about an inbox that is being closed."""
+    _inbox_keys.pop(sock, None)
+
+
 def inbox_key(sock: zmq.Socket) -> bytes | None:
     """The key messages to this inbox are signed with (None: ipc, unsigned)."""
     return _inbox_keys.get(sock)
