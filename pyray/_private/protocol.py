@@ -83,6 +83,7 @@ class Op:
     OBJECT_CHUNK = 107      # (op, oid, index, size, metadata, error) + [data]   source -> puller
     FREE_OBJECTS = 108      # (op, node_id, [oid...])               owner -> object manager (forwarded to node_id's)
     OBJECT_MANAGER_STATS = 109  # request: transfer counters of one object manager
+    OWNER_DIED = 111        # (op, owner_addr)                      raylet -> the other raylets: a worker died; its leases go
     OBJECT_COPY = 110       # (op, oid, node_id)                    puller -> owner: a copy now lives on node_id
     # GCS restart (docs/cluster.md)
     NODE_HEARTBEAT = 130    # request raylet -> gcs: (node_id) -> the GCS's incarnation (register again when it changes)

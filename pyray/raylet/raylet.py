@@ -161,6 +161,7 @@ class Raylet:
             Op.REQUEST_LEASE_SPILLED: self.h_request_spilled,
             Op.CLUSTER_VIEW: self.h_cluster_view,
             Op.NODE_DEAD: self.h_node_dead,
+            Op.OWNER_DIED: self.h_owner_died,
         }
         for _ in range(max(1, int(self.num_cpus))):
             self._spawn()
@@ -610,18 +611,32 @@ class Raylet:
             if lease is not None:
                 self._release(lease)
                 self.out.send(lease.owner, (Op.WORKER_DIED, lease.lease_id, wid, reason))
-        # leases this worker held as an owner are given back
+        # leases this worker held as an owner are given back, here and on
+        # the other nodes (tasks it pushed there die with it, as in Ray)
         if w.ctl_addr is not None:
-            for lease in [l for l in self.leases.values() if l.owner == w.ctl_addr]:
-                self.leases.pop(lease.lease_id, None)
-                self._release(lease)
-                held = self.workers.get(lease.worker_id)
-                if held is not None:
-                    held.lease_id = None
-                    self._kill(held)
-            for k in [k for k in self.requests if k[0] == w.ctl_addr]:
-                del self.requests[k]
+            self._owner_gone(w.ctl_addr)
+            for peer in self.view.peers.values():
+                self.out.send(peer.raylet_addr, (Op.OWNER_DIED, w.ctl_addr))
         self.schedule()
+
+    def _owner_gone(self, owner):
+        """Takes back the leases a dead owner held (their workers are
+        stopped: the tasks they run have nobody to answer to) and drops its
+        waiting requests."""
+        for lease in [l for l in self.leases.values() if l.owner == owner]:
+            self.leases.pop(lease.lease_id, None)
+            self._release(lease)
+            held = self.workers.get(lease.worker_id)
+            if held is not None:
+                held.lease_id = None
+                self._kill(held)
+        for k in [k for k in self.requests if k[0] == owner]:
+            del self.requests[k]
+
+    def h_owner_died(self, msg):
+        if isinstance(msg[1], str):
+            self._owner_gone(msg[1])
+            self.schedule()
 
     def maintain_pool(self, now):
         """Stops idle workers beyond num_cpus that idled too long."""

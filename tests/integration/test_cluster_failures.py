@@ -117,3 +117,35 @@ def test_actor_on_a_killed_node_restarts_on_another(make_cluster):
     far.kill_raylet()
     # restarted (fresh state) on the head once the node is declared dead
     assert pyray.get(c.incr.remote(), timeout=30) == (1, cluster.head_node.node_id)
+
+
+@pyray.remote(num_cpus=0)
+class Submitter:
+    def submit(self, path):
+        """Starts a task on the node with resource b that holds it until
+        `path` exists; returns this process's pid."""
+        import os
+        self.ref = wait_for_file.options(resources={"b": 1}, max_retries=0).remote(path,
+                                                                                   timeout=60)
+        return os.getpid()
+
+
+def test_leases_of_an_owner_that_died_are_taken_back_on_every_node(make_cluster, release,
+                                                                    wait_for):
+    """A worker that dies while its task runs on another node: that node
+    takes the lease back and stops the task (Ray stops an owner's tasks with
+    it), instead of holding the resources until the job ends."""
+    import os
+    import signal
+    cluster = make_cluster(head={"num_cpus": 1, "_system_config": FAST_FAILURE},
+                           nodes=[{"num_cpus": 1, "resources": {"b": 1}}])
+    s = Submitter.remote()
+    pid = pyray.get(s.submit.remote(str(release)), timeout=30)
+    wait_for(lambda: pyray.available_resources().get("b", 0) == 0,
+             what="the task on the other node to hold b")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: pyray.available_resources().get("b", 0) == 1, timeout=15,
+             what="b to be given back after its owner died")
+    # and b is usable again
+    assert pyray.get(node_id.options(resources={"b": 1}).remote(), timeout=30) == \
+        cluster.worker_nodes[0].node_id
