@@ -40,8 +40,7 @@ def same_gcs(a, b):
         return True
     if not (a.startswith("tcp://") and b.startswith("tcp://")):
         return False
-    h1, _, p1 = a[6:].rpartition(":")
-    h2, _, p2 = b[6:].rpartition(":")
+    (h1, p1), (h2, p2) = transport.host_port(a), transport.host_port(b)
     return p1 == p2 and node_mod.is_local_ip(h1) and node_mod.is_local_ip(h2)
 
 
@@ -77,9 +76,9 @@ def gcs_address_of(address: str) -> str:
 
 def _listening(tcp_addr, timeout):
     """Whether something accepts connections at a tcp:// address."""
-    host, _, port = tcp_addr[len("tcp://"):].rpartition(":")
+    host, port = transport.host_port(tcp_addr)
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=min(timeout, 2.0)).close()
+        socket.create_connection((host, int(port)), timeout=min(timeout, 2.0)).close()
         return True
     except (OSError, ValueError):
         return False
@@ -101,7 +100,7 @@ def request(gcs_addr, op, *args, timeout=5.0):
                                   f"hold its token: {_NEEDS_TOKEN}.")
         if tcp:
             # the answer may come from another machine: listen where it can reach
-            host = transport.endpoint(gcs_addr)[len("tcp://"):].rpartition(":")[0].strip("[]")
+            host = transport.host_port(gcs_addr)[0]
             inbox, reply_to = transport.bind_node_inbox(
                 ctx, {"tcp": True, "node_ip": node_mod.local_ip_for(host)}, "")
         else:

@@ -147,9 +147,10 @@ class CoreWorker:
         # the node's id ends the address: holders of our refs learn that we
         # died with our node (cluster_client).  tcp on a node other machines
         # reach (transport.bind_node_inbox).
+        suffix = addr_suffix(self.node_id)
         self.inbox, self.addr = bind_node_inbox(
-            self.ctx, node, f"ipc://{session_dir}/sockets/c{self.worker_id.hex()[:16]}"
-                            f"{addr_suffix(self.node_id)}", addr_suffix(self.node_id))
+            self.ctx, node, f"ipc://{session_dir}/sockets/c{self.worker_id.hex()[:16]}{suffix}",
+            suffix)
         self.out = Outbox(self.ctx)
         self.om_addr = node.get("om_addr")   # the node's object manager (pulls, frees)
         self.cluster = ClusterClient(self)

@@ -58,6 +58,12 @@ def key_for(addr: str) -> bytes | None:
     return key
 
 
+def host_port(addr: str) -> tuple[str, str]:
+    """(host, port) of a tcp:// address (without a node suffix)."""
+    host, _, port = endpoint(addr)[len("tcp://"):].rpartition(":")
+    return host.strip("[]"), port
+
+
 def endpoint(addr: str) -> str:
     """What zmq connects to for a process address.  A core worker's tcp
     address ends with its node's id after the port ("tcp://10.0.0.2:41234.
@@ -213,16 +219,8 @@ def bind_node_inbox(ctx: zmq.Context, node: dict, ipc_addr: str, suffix: str = "
     (socket, the address peers send to)."""
     if not node.get("tcp"):
         return bind_inbox(ctx, ipc_addr), ipc_addr
-    ip = node.get("node_ip") or "127.0.0.1"
-    if key_for("tcp://" + ip) is None:
-        raise ValueError(f"listening on {ip} needs the cluster token (PYRAY_TOKEN)")
-    s = ctx.socket(zmq.PULL)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.RCVHWM, _HWM)
-    s.bind(f"tcp://{ip}:*")
-    _inbox_keys[s] = key_for("tcp://" + ip)
-    addr = s.getsockopt(zmq.LAST_ENDPOINT).decode()
-    return s, addr + suffix
+    s = bind_inbox(ctx, f"tcp://{node.get('node_ip') or '127.0.0.1'}:*")
+    return s, s.getsockopt(zmq.LAST_ENDPOINT).decode() + suffix
 
 
 def forget_inbox(sock):

@@ -152,7 +152,8 @@ def _connect_driver(node, config, namespace):
 
 def _address_info():
     n = ctx.node or {}
-    return {"node_ip_address": n.get("node_ip") or "127.0.0.1", "raylet_socket_name": n.get("raylet_addr"),
+    return {"node_ip_address": n.get("node_ip") or "127.0.0.1",
+            "raylet_socket_name": n.get("raylet_addr"),
             "gcs_address": n.get("gcs_addr"), "address": n.get("gcs_addr"),
             "object_store_address": n.get("store_name"), "session_dir": n.get("session_dir"),
             "node_id": n.get("node_id", b"").hex()}

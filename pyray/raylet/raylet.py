@@ -484,7 +484,7 @@ class Raylet:
                         "and the node registers again when it is back (within %ss)", silent,
                         self.config.gcs_reconnect_timeout_s or "no limit")
         limit = self.config.gcs_reconnect_timeout_s
-        if limit and limit > 0 and silent > limit:
+        if limit > 0 and silent > limit:
             log.error("the GCS at %s has not answered for %.0fs "
                       "(gcs_reconnect_timeout_s): stopping this node", self.node["gcs_addr"],
                       silent)
@@ -556,20 +556,12 @@ class Raylet:
         """Another node died: our workers (owners) hear of it, leases and
         requests of owners that lived there are dropped."""
         msg = (Op.NODE_DEAD, node_id)
-        if self.objects is not None:
-            self.out.send(self.objects.addr, msg)
+        self.out.send(self.objects.addr, msg)
         for w in self.workers.values():
             if w.ctl_addr is not None:
                 self.out.send(w.ctl_addr, msg)
-        for lease in [l for l in self.leases.values() if l.origin == node_id]:
-            self.leases.pop(lease.lease_id, None)
-            self._release(lease)
-            w = self.workers.get(lease.worker_id)
-            if w is not None:
-                w.lease_id = None
-                self._kill(w)
-        for k in [k for k, r in self.requests.items() if r.origin == node_id]:
-            del self.requests[k]
+        self._take_back([l for l in self.leases.values() if l.origin == node_id],
+                        [k for k, r in self.requests.items() if r.origin == node_id])
 
     def _reclaim_for(self, reqs):
         waiting = {(r.owner, r.key) for r in reqs if not r.reclaimed}
@@ -620,17 +612,21 @@ class Raylet:
         self.schedule()
 
     def _owner_gone(self, owner):
-        """Takes back the leases a dead owner held (their workers are
-        stopped: the tasks they run have nobody to answer to) and drops its
-        waiting requests."""
-        for lease in [l for l in self.leases.values() if l.owner == owner]:
+        """A dead owner's leases and waiting requests go."""
+        self._take_back([l for l in self.leases.values() if l.owner == owner],
+                        [k for k in self.requests if k[0] == owner])
+
+    def _take_back(self, leases, request_keys):
+        """Releases leases whose owner is gone (their workers are stopped:
+        the tasks they run have nobody to answer to) and drops requests."""
+        for lease in leases:
             self.leases.pop(lease.lease_id, None)
             self._release(lease)
             held = self.workers.get(lease.worker_id)
             if held is not None:
                 held.lease_id = None
                 self._kill(held)
-        for k in [k for k in self.requests if k[0] == owner]:
+        for k in request_keys:
             del self.requests[k]
 
     def h_owner_died(self, msg):
@@ -713,8 +709,7 @@ class Raylet:
 
     def stop(self):
         self.zygote.stop()
-        if self.objects is not None:
-            self.objects.stop()
+        self.objects.stop()
         try:
             self.out.send(self.node["gcs_addr"], (Op.UNREGISTER_NODE, self.node_id))
         except Exception:  # noqa: BLE001
