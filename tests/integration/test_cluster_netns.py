@@ -281,11 +281,28 @@ def test_a_node_on_another_host_runs_tasks_actors_and_moves_objects(hosts):
     # sends work and a 50 MiB array to a
     out = hosts.in_b(sys.executable, "-c", DRIVER_ON_B, node_b, timeout=120, check=False)
     assert out.returncode == 0 and "B OK" in out.stdout, out.stdout + out.stderr[-4000:]
+    # a driver where no node of the cluster runs (b's network, but a /tmp of
+    # its own: b's node is not on "this machine") is told so, not attached
+    out = hosts.on_b(sys.executable, "-c", NO_NODE, f"{hosts.ip_a}:{hosts.port}", token,
+                     timeout=60, check=False)
+    assert out.returncode == 0 and "no node on this machine" in out.stdout, \
+        out.stdout + out.stderr[-3000:]
     # `pyray stop --address` from b, then a: nothing of the cluster is left
     hosts.pyray(hosts.in_b, "stop", "--address", f"{hosts.ip_a}:{hosts.port}")
     hosts.pyray(hosts.on_a, "stop", "--address", f"{hosts.ip_a}:{hosts.port}")
     left = [p for p in hosts.processes() if p.status() != psutil.STATUS_ZOMBIE]
     assert not left, [p.info["cmdline"] for p in left]
+
+
+NO_NODE = textwrap.dedent('''
+    import sys, pyray
+    try:
+        pyray.init(address=sys.argv[1], _token=sys.argv[2])
+    except ConnectionError as err:
+        print(err)
+    else:
+        print("ATTACHED")
+''')
 
 
 DRIVER_ON_B = textwrap.dedent('''
