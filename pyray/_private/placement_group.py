@@ -5,9 +5,9 @@ placing tasks and actors in a group's bundles.
 The public functions (``placement_group``, ``remove_placement_group``, ...)
 are in pyray.util.placement_group, which checks their arguments and calls
 this module.  The GCS keeps the table and picks the nodes
-(pyray.gcs.placement_groups); raylets turn reserved bundles into group resources (``CPU_group_<id>``...)
-that placed work asks for instead of ``CPU`` (pyray.raylet.resources).  See
-docs/placement_groups.md.
+(pyray.gcs.placement_groups); raylets turn reserved bundles into group
+resources (``CPU_group_<id>``...) that placed work asks for instead of
+``CPU`` (pyray.raylet.resources).  See docs/placement_groups.md.
 """
 from __future__ import annotations
 

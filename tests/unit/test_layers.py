@@ -268,7 +268,8 @@ def test_the_checker_sees_wrong_way_imports(module, source):
     ("pyray._private.fake", "from pyray import exceptions\nimport plasma\n"),
     ("pyray.util.fake", "import pyray\nfrom pyray import get, remote\n"
                         "from pyray.exceptions import RayError\nfrom pyray.util import ActorPool\n"),
-    ("pyray.util.placement_group", "from pyray._private.placement_group import PlacementGroup\n"),
+    ("pyray.util.placement_group",
+     "from pyray._private.placement_group import PlacementGroup\n"),
     ("pyray.tune.fake", "from pyray.train import Checkpoint\nfrom pyray.actor import ActorHandle\n"
                         "import numpy\n"),
     ("plasma.fake", "from plasma import _store\nimport os\n"),
