@@ -60,11 +60,19 @@ cdef bytes as_oid(object oid):
     raise ValueError(f"object id must be {OID_SIZE} bytes, got {type(oid).__name__}")
 
 
-cdef str full_message(Connection conn, uint64_t need, bytes oid, pr_status_t st):
+# The statuses Python code of this package reports through the converter
+# (status_error): a restore with no room, a spilled copy that is corrupt.
+STATUS_NO_ROOM = PR_ENOMEM
+STATUS_CORRUPT = PR_ECORRUPT
+
+
+cdef str full_message(Connection conn, uint64_t need, bytes oid, pr_status_t st, str head):
     cdef pr_stats_t s
     what = f"object {oid.hex()}" if oid is not None else "an object"
+    if head is None:
+        head = f"object store is full: cannot allocate {need} bytes for {what}"
     if conn is None or not conn.connected or pr_store_stats(&conn.c, &s) != PR_OK:
-        return f"object store is full: cannot allocate {need} bytes for {what}"
+        return head
     if st == PR_ETOOBIG:
         return (f"{what} needs {need} bytes, more than the object store's capacity of "
                 f"{s.capacity} bytes; create the store with a larger capacity")
@@ -72,8 +80,6 @@ cdef str full_message(Connection conn, uint64_t need, bytes oid, pr_status_t st)
         head = f"object table is full ({s.max_objects} objects) when creating {what}"
     elif st == PR_ENOPINS:
         head = f"too many pinned buffers when pinning {what}"
-    else:
-        head = f"object store is full: cannot allocate {need} bytes for {what}"
     return (f"{head}; capacity {s.capacity} bytes, used {s.used} bytes, pinned "
             f"{s.pinned_bytes} bytes in {s.pinned_objects} objects, spillable "
             f"{s.spillable_bytes} bytes, largest free block {s.largest_free} bytes. "
@@ -82,35 +88,69 @@ cdef str full_message(Connection conn, uint64_t need, bytes oid, pr_status_t st)
             f"objects can be spilled to disk, or create it with a larger capacity.")
 
 
-cdef int check_status(pr_status_t st, bytes oid=None, Connection conn=None,
-                      uint64_t need=0) except -1:
-    """The one converter from a C status to a Python exception."""
-    if st == PR_OK:
-        return 0
+cdef object status_error(pr_status_t st, bytes oid, Connection conn, uint64_t need,
+                         object store, int64_t timeout_ns, str detail):
+    """The one converter from a C status to a Python exception (returned,
+    not raised).  Every store call reaches it through check_status; the
+    rest of the package through error_for.
+
+    oid: the object the call was about.  conn, need: for a full store, to
+    say how full.  store: the store name a connect asked for.  timeout_ns:
+    how long a get waited (>= 0), for a timeout.  detail: a message that
+    says more than the status's own."""
+    cdef int err = errno        # before anything else can change it
     msg = pr_strerror(st).decode()
     what = f": object {oid.hex()}" if oid is not None else ""
-    if st == PR_ENOTFOUND:
-        raise ObjectNotFoundError(f"{msg}{what}")
-    if st == PR_EEXIST:
-        raise ObjectExistsError(f"{msg}{what}")
-    if st == PR_ESEALED:
-        raise ObjectSealedError(f"{msg}{what}")
-    if st == PR_ETIMEDOUT or st == PR_ENOTSEALED:
-        raise GetTimeoutError(f"{msg}{what}")
     if st in (PR_ENOMEM, PR_ETOOBIG, PR_ETABLEFULL, PR_ENOPINS):
-        raise ObjectStoreFullError(full_message(conn, need, oid, st), need,
-                                   st != PR_ETOOBIG)
+        return ObjectStoreFullError(full_message(conn, need, oid, st, detail), need,
+                                    st != PR_ETOOBIG)
+    if detail is not None:
+        msg, what = detail, ""
+    if st == PR_ENOTFOUND:
+        return ObjectNotFoundError(f"{msg}{what}")
+    if st == PR_EEXIST:
+        return ObjectExistsError(f"{msg}{what}")
+    if st == PR_ESEALED:
+        return ObjectSealedError(f"{msg}{what}")
+    if st == PR_ETIMEDOUT or st == PR_ENOTSEALED:
+        if st == PR_ETIMEDOUT and timeout_ns >= 0 and oid is not None and detail is None:
+            return GetTimeoutError(
+                f"object {oid.hex()} was not sealed within {timeout_ns / 1e9:g} s")
+        return GetTimeoutError(f"{msg}{what}")
+    if st == PR_ENOSTORE and store is not None and detail is None:
+        return StoreNotFoundError(
+            f"no object store named {store!r}: it was closed, or the process that "
+            f"created it has exited")
+    if st == PR_EBADSTORE and store is not None and detail is None:
+        return StoreNotFoundError(f"{store!r} is not an object store of this version")
     if st == PR_ENOSTORE or st == PR_EBADSTORE:
-        raise StoreNotFoundError(msg)
+        return StoreNotFoundError(msg)
     if st == PR_ECLIENTS:
-        raise TooManyClientsError(f"{msg}; close unused clients")
+        return TooManyClientsError(f"{msg}; close unused clients")
     if st == PR_ECORRUPT:
-        raise ObjectLostError(f"{msg}{what}")
+        return ObjectLostError(f"{msg}{what}")
     if st == PR_ESYS:
-        raise OSError(errno, f"{msg}: {os.strerror(errno)}")
+        return OSError(err, f"{msg}: {os.strerror(err)}")
     if st == PR_EINVAL:
-        raise ValueError(f"{msg}{what}")
-    raise PlasmaError(f"{msg}{what}")
+        return ValueError(f"{msg}{what}")
+    return PlasmaError(f"{msg}{what}")
+
+
+cdef inline int check_status(pr_status_t st, bytes oid=None, Connection conn=None,
+                             uint64_t need=0, object store=None,
+                             int64_t timeout_ns=-1) except -1:
+    """Raises the converter's exception for a failed status; on success it
+    costs one comparison."""
+    if st == PR_OK:
+        return 0
+    raise status_error(st, oid, conn, need, store, timeout_ns, None)
+
+
+def error_for(int status, oid=None, Connection conn=None, uint64_t need=0, str detail=None):
+    """The exception the converter makes for ``status`` (STATUS_NO_ROOM,
+    STATUS_CORRUPT), for failures the package's Python code detects."""
+    return status_error(<pr_status_t>status, as_oid(oid) if oid is not None else None,
+                        conn, need, None, -1, detail)
 
 
 @cython.no_gc
@@ -279,14 +319,7 @@ cdef class Connection:
     def connect(name):
         cdef Connection self = Connection.__new__(Connection)
         cdef bytes bname = os.fsencode(name)
-        cdef pr_status_t st = pr_store_connect(&self.c, bname)
-        if st == PR_ENOSTORE:
-            raise StoreNotFoundError(
-                f"no object store named {name!r}: it was closed, or the process that "
-                f"created it has exited")
-        if st == PR_EBADSTORE:
-            raise StoreNotFoundError(f"{name!r} is not an object store of this version")
-        check_status(st)
+        check_status(pr_store_connect(&self.c, bname), None, None, 0, name)
         self.connected = True
         self.name = str(name)
         return self
@@ -417,7 +450,7 @@ cdef class Connection:
                 memcpy(info.data, src.buf, src.len)
             if meta.shape[0]:
                 memcpy(info.data + src.len, &meta[0], meta.shape[0])
-            pr_store_seal_release(&self.c, info.idx)
+            check_status(pr_store_seal_release(&self.c, info.idx), o)
         finally:
             PyBuffer_Release(&src)
 
@@ -451,10 +484,9 @@ cdef class Connection:
             return make_buffer(self, &info, False, o)
         if st == PR_ESPILLED:
             return None
-        if st == PR_ETIMEDOUT or (st == PR_ENOTFOUND and wc):
-            raise GetTimeoutError(
-                f"object {o.hex()} was not sealed within {timeout_ns / 1e9:g} s")
-        check_status(st, o)
+        if st == PR_ENOTFOUND and wc:
+            st = PR_ETIMEDOUT       # waited for it to be created: a timeout
+        check_status(st, o, None, 0, None, timeout_ns)
 
     def delete(self, oid):
         cdef bytes o = as_oid(oid)
@@ -590,10 +622,13 @@ cdef class Connection:
         """If other clients are spilling, sleep until one finishes (or the
         timeout). Returns whether there was a spill to wait for."""
         cdef int waited = 0
+        cdef pr_status_t st
         self._check()
         with nogil:
-            pr_store_wait_spills(&self.c, timeout_ns, &waited)
+            st = pr_store_wait_spills(&self.c, timeout_ns, &waited)
         PyErr_CheckSignals()
+        if st != PR_ETIMEDOUT and st != PR_EINTR:   # waits that end early are fine
+            check_status(st)
         return bool(waited)
 
     def spill_path(self, uint32_t file_slot):
@@ -637,9 +672,11 @@ cdef class Connection:
     def debug_hold_lock(self, double seconds, int notify_fd=-1):
         """Test hook: hold the store lock for `seconds`."""
         cdef int64_t ns = <int64_t>(seconds * 1e9)
+        cdef pr_status_t st
         self._check()
         with nogil:
-            pr_store_debug_hold_lock(&self.c, ns, notify_fd)
+            st = pr_store_debug_hold_lock(&self.c, ns, notify_fd)
+        check_status(st)
 
 
 def copy_into(dst, src):

@@ -20,7 +20,6 @@ import os
 import struct
 
 from plasma import _store
-from plasma.errors import ObjectLostError, ObjectStoreFullError
 
 RECORD = struct.Struct("<8s20s4xQI4xQ8x")
 MAGIC = b"PLSPILL1"
@@ -117,12 +116,9 @@ class Spiller:
             if code == _store.RESTORE_OK:
                 break
             if self.make_room(res) == 0:
-                stats = conn.stats()
-                raise ObjectStoreFullError(
-                    f"cannot restore spilled object {bytes(oid).hex()}: it needs {res} bytes; "
-                    f"capacity {stats['capacity']} bytes, used {stats['used']} bytes, pinned "
-                    f"{stats['pinned_bytes']} bytes. Drop references to buffers returned by "
-                    f"get() that are no longer needed, or delete objects.", res, True)
+                raise _store.error_for(
+                    _store.STATUS_NO_ROOM, oid, conn, res,
+                    f"cannot restore spilled object {bytes(oid).hex()}: it needs {res} bytes")
         idx, path, offset, data_size, meta_size, checksum, view = res
         ok, reason = False, ""
         try:
@@ -144,6 +140,7 @@ class Spiller:
         finally:
             buf = conn.restore_end(oid, idx, ok, data_size, meta_size, view)
         if not ok:
-            raise ObjectLostError(f"spilled object {bytes(oid).hex()} could not be restored "
-                                  f"from {path}: {reason}")
+            raise _store.error_for(_store.STATUS_CORRUPT, oid, detail=(
+                f"spilled object {bytes(oid).hex()} could not be restored from {path}: "
+                f"{reason}"))
         return buf

@@ -97,7 +97,7 @@ class ActorClass:
         shape = make_shape(o, default_cpus=0 if cpus is None else cpus)
         placement = None
         if o.get("scheduling_strategy") is not None or "placement_group" in o or cw.pg_capture:
-            from pyray.util.placement_group import place_actor
+            from pyray._private.placement_group import place_actor
             shape, placement = place_actor(o, shape, cw, f"actor {self.__name__}")
         ser = serialize_args(args, kwargs, f"{self.__name__}.__init__")
         max_conc = o.get("max_concurrency")

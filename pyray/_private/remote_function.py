@@ -250,7 +250,7 @@ class RemoteFunction:
         return self._desc
 
     def _place_in_group(self, o):
-        from pyray.util.placement_group import inherits_placement, place, placement_of
+        from pyray._private.placement_group import inherits_placement, place, placement_of
         self._capturable = inherits_placement(o)
         found = placement_of(o)
         if found is not None:
@@ -261,8 +261,8 @@ class RemoteFunction:
     def _in_parent_group(self, cw):
         """This function placed in the captured group of the running task,
         or None.  Only in processes that ran such a task."""
-        from pyray.util.placement_group import captured_placement
-        from pyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+        from pyray._private.placement_group import captured_placement
+        from pyray._private.scheduling_strategies import PlacementGroupSchedulingStrategy
         found = captured_placement(cw)
         if found is None:
             return None
