@@ -262,7 +262,7 @@ def _node_args(kw, head):
         if name in res:
             raise ValueError(f"Use the num_{name.lower()}s argument of add_node() instead of "
                              f"resources={{'{name}': ...}}.")
-    from pyray.raylet.resources import validate_shape
+    from pyray._private.resources import validate_shape
     validate_shape(res, "node")
     out["resources"] = dict(res)
     out["_system_config"] = kw.get("_system_config")

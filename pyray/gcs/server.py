@@ -19,6 +19,7 @@ import zmq
 from pyray._private.config import Config
 from pyray._private.daemon import exit_now
 from pyray._private.protocol import Op
+from pyray._private.resources import fits
 from pyray._private.transport import Outbox, bind_inbox, recv_msg
 from pyray.gcs.storage import GcsStorage
 
@@ -296,7 +297,6 @@ class GcsServer:
         bundle is."""
         if self.pgs.holds(shape):
             return self.pgs.pick_node(shape)
-        from pyray.raylet.cluster_view import fits
         alive = [n for n in self.state.nodes.values() if n.alive]
         if type(strategy) is tuple and strategy and strategy[0] == "node":
             for n in alive:

@@ -19,8 +19,8 @@ from pyray._private.config import Config
 from pyray._private.daemon import exit_now
 from pyray._private.protocol import PROTOCOL_VERSION, Op
 from pyray.raylet import cluster_view as cv
-from pyray.raylet.resources import (BUNDLE_MARKER, NodeResources, group_resource,
-                                    pg_of_shape, validate_shape)
+from pyray._private.resources import BUNDLE_MARKER, group_resource, pg_of_shape, validate_shape
+from pyray.raylet.resources import NodeResources
 from pyray.raylet.worker_pool import Zygote, set_pdeathsig
 
 log = logging.getLogger("pyray.raylet")
