@@ -170,8 +170,8 @@ class ActorManager:
                 self._dead(e, "The actor was killed by pyray.kill() before it started.")
         return True
 
-    def exiting(self, actor_id):
-        e = self.actors.get(actor_id)
+    def h_exiting(self, msg, frames):
+        e = self.actors.get(msg[1])
         if e is not None:
             e.exiting = True
             self._save(e)
@@ -212,7 +212,7 @@ class ActorManager:
             self.out.send(raylet, (Op.CANCEL_LEASE_REQUEST, rid))
             e.lease_req = None
 
-    def on_lease_granted(self, msg):
+    def on_lease_granted(self, msg, frames=None):
         _, rid, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid, chan_path = msg
         aid = self.lease_reqs.pop(rid, None)
         e = self.actors.get(aid) if aid is not None else None
@@ -244,7 +244,7 @@ class ActorManager:
                e.actor_id, ("create", spec["options"], e.restarts), spec["shape"])
         self.out.send(e.worker[1], msg, bufs)
 
-    def on_task_replies(self, msg):
+    def on_task_replies(self, msg, frames=None):
         _, worker_id, replies = msg
         aid = self.by_worker.get(worker_id)
         e = self.actors.get(aid) if aid is not None else None
@@ -261,8 +261,12 @@ class ActorManager:
                 e.state = ALIVE
                 self._publish(e)
 
-    def on_worker_died(self, msg):
+    def h_worker_died(self, msg, frames):
         _, lease_id, worker_id, reason = msg
+        self.worker_died(lease_id, worker_id, reason)
+
+    def worker_died(self, lease_id, worker_id, reason):
+        """An actor's worker is gone (its raylet said so, or its node died)."""
         aid = self.by_worker.pop(worker_id, None)
         e = self.actors.get(aid) if aid is not None else None
         if e is None:

@@ -297,6 +297,17 @@ class PlacementGroupManager:
         self._try_place(e)
         return True
 
+    # ---- one-way messages (handler(msg, frames), pyray._private.server) ----
+    def h_remove(self, msg, frames):
+        self.remove(msg[1], msg[2] if len(msg) > 2 else None)
+
+    def h_subscribe(self, msg, frames):
+        self.subscribe(msg[1], msg[2])
+
+    def h_response(self, msg, frames):
+        _, rid, ok, payload = msg
+        self.on_response(rid, ok, payload)
+
     def remove(self, pg_id, remover=None):
         e = self.table.get(pg_id)
         if e is None or e.state == REMOVED:
