@@ -14,7 +14,7 @@ import time
 
 from pyray._private import daemon, ids  # noqa: F401  (imports before the zygote fork)
 from pyray._private.config import Config
-from pyray._private.protocol import PROTOCOL_VERSION, Op
+from pyray._private.protocol import LEASE_GRANTED, PROTOCOL_VERSION, WORKER_DIED, Op
 from pyray._private.resources import BUNDLE_MARKER, group_resource, validate_shape
 from pyray._private.server import Server
 from pyray.raylet import cluster_view as cv
@@ -326,8 +326,8 @@ class Raylet(Server):
         lease.key = req.key
         self.leases[lid] = lease
         self.pool.lease(w, lid, req.job_id)
-        self.out.send(req.owner, (Op.LEASE_GRANTED, req.req_id, lid, w.worker_id, w.task_addr,
-                                  w.ctl_addr, gpu_ids, w.pid, w.chan_path))
+        self.out.send(req.owner, LEASE_GRANTED.make(req.req_id, lid, w.worker_id, w.task_addr,
+                                                    w.ctl_addr, gpu_ids, w.pid, w.chan_path))
 
     def _refresh_view(self):
         if self.view_refresh is None:
@@ -461,7 +461,7 @@ class Raylet(Server):
             lease = self.leases.pop(w.lease_id, None)
             if lease is not None:
                 self._release(lease)
-                self.out.send(lease.owner, (Op.WORKER_DIED, lease.lease_id, wid, reason))
+                self.out.send(lease.owner, WORKER_DIED.make(lease.lease_id, wid, reason))
         # leases this worker held as an owner are given back, here and on
         # the other nodes (tasks it pushed there die with it, as in Ray)
         if w.ctl_addr is not None:
