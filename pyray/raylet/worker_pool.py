@@ -39,7 +39,6 @@ class WorkerPool:
         self.size = max(1, int(num_cpus))    # workers kept even when idle
         self.idle_timeout_s = idle_timeout_s
         self.workers = {}                    # worker id -> WorkerInfo
-        self.by_pid = {}
         self.idle = collections.deque()      # worker ids, longest idle first
         self.starting = 0                    # spawned, not registered yet
 
@@ -84,7 +83,6 @@ class WorkerPool:
         w.chan_path = chan_path
         if w.state == STARTING:
             self.starting -= 1
-        self.by_pid[pid] = w
         self.make_idle(w)
         return w
 
@@ -132,16 +130,14 @@ class WorkerPool:
                 w = self.workers.get(ev[1])
                 if w is not None:
                     w.pid = ev[2]
-                    self.by_pid[ev[2]] = w
             elif ev[0] == "exited":
-                w = self._exited(ev[1], ev[2])
+                w = self._exited(ev[1])
                 if w is not None:
                     exited.append((w, status_text(ev[3])))
         return exited, eof
 
-    def _exited(self, wid, pid):
+    def _exited(self, wid):
         w = self.workers.pop(wid, None)
-        self.by_pid.pop(pid, None)
         if w is not None and w.state == STARTING:
             self.starting -= 1
         return w
