@@ -22,12 +22,12 @@ import atexit
 import shutil
 import signal
 import socket
-import subprocess
 import time
 
 from pyray._private import bootstrap
 from pyray._private import node as node_mod
 from pyray._private.config import Config
+from pyray._private.procs import stop_processes
 from pyray._private.protocol import Op
 
 # Ray's defaults for nodes added by cluster_utils
@@ -78,13 +78,7 @@ class ClusterNode:
         # its zygote and workers follow it (parent-death signals): wait for
         # them, so that nothing of the node still answers when this returns
         if family:
-            import psutil
-            _, alive = psutil.wait_procs(family, timeout=10)
-            for proc in alive:
-                try:
-                    proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
+            stop_processes(family, None, timeout=10)
 
     def kill_gcs_server(self):
         """SIGKILLs the GCS this head node runs (Ray's test utility of
@@ -171,8 +165,9 @@ class Cluster:
         else:
             raise ValueError(f"{node!r} is not a node of this cluster")
         self._removed.append(node.node_id)
-        _stop([h.popen for h in procs], signal.SIGTERM if allow_graceful else signal.SIGKILL,
-              self._config.stop_timeout_s)
+        stop_processes([h.popen for h in procs],
+                       signal.SIGTERM if allow_graceful else signal.SIGKILL,
+                       self._config.stop_timeout_s)
 
     # ---- the GCS (docs/cluster.md, "GCS restart") ------------------------
     def kill_gcs(self):
@@ -236,10 +231,10 @@ class Cluster:
         if self.head_node is not None:
             procs += [self.head_node._local.raylet.popen]
         if procs:
-            _stop(procs, signal.SIGTERM, self._config.stop_timeout_s)
+            stop_processes(procs, signal.SIGTERM, self._config.stop_timeout_s)
         if self.head_node is not None:
-            _stop([h.popen for h in self.head_node._local.procs], signal.SIGTERM,
-                  self._config.stop_timeout_s)
+            stop_processes([h.popen for h in self.head_node._local.procs], signal.SIGTERM,
+                           self._config.stop_timeout_s)
         self.worker_nodes = []
         self.head_node = None
         if self.session_dir:
@@ -267,7 +262,7 @@ def _node_args(kw, head):
         if name in res:
             raise ValueError(f"Use the num_{name.lower()}s argument of add_node() instead of "
                              f"resources={{'{name}': ...}}.")
-    from pyray.raylet.resources import validate_shape
+    from pyray._private.resources import validate_shape
     validate_shape(res, "node")
     out["resources"] = dict(res)
     out["_system_config"] = kw.get("_system_config")
@@ -278,23 +273,6 @@ def _free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _stop(popens, sig, timeout):
-    """Signals the processes, waits for them all, kills what is left."""
-    for p in popens:
-        if p.poll() is None:
-            try:
-                p.send_signal(sig)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + timeout
-    for p in popens:
-        try:
-            p.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
 
 
 __all__ = ["Cluster", "ClusterNode"]

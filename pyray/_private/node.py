@@ -19,6 +19,7 @@ import tempfile
 import time
 
 from pyray._private import transport
+from pyray._private.procs import stop_processes, wait_exit
 
 SESSION_ROOT = os.path.join(tempfile.gettempdir(), "pyray")
 CURRENT_CLUSTER_FILE = os.path.join(SESSION_ROOT, "current_cluster")
@@ -231,46 +232,9 @@ class LocalCluster:
 
     def stop(self, remove_session=True, timeout=None):
         timeout = self.config.stop_timeout_s if timeout is None else timeout
+        popens = [h.popen for h in self.procs]
         # a SHUTDOWN message may already be on its way: give it a moment
-        _wait_exit([h.popen for h in self.procs], 0.5)
-        for h in self.procs:
-            if h.popen.poll() is None:
-                try:
-                    h.popen.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        _wait_exit([h.popen for h in self.procs], timeout)
-        for h in self.procs:
-            if h.popen.poll() is None:
-                h.popen.kill()
-                h.popen.wait(5)
+        wait_exit(popens, 0.5)
+        stop_processes(popens, signal.SIGTERM, timeout)
         if remove_session:
             shutil.rmtree(self.session_dir, ignore_errors=True)
-
-
-def _wait_exit(popens, timeout):
-    """Waits until every process has exited or `timeout` passed.  Uses pidfds
-    where the kernel has them: Popen.wait(timeout) polls with growing sleeps
-    and notices an exit up to 50 ms late."""
-    deadline = time.monotonic() + timeout
-    live = [p for p in popens if p.poll() is None]
-    fds = {}
-    try:
-        for p in live:
-            try:
-                fds[os.pidfd_open(p.pid)] = p
-            except (AttributeError, OSError):
-                pass
-        while True:
-            live = [p for p in live if p.poll() is None]
-            remaining = deadline - time.monotonic()
-            if not live or remaining <= 0:
-                return
-            waiting = [fd for fd, p in fds.items() if p in live]
-            if len(waiting) == len(live):
-                select.select(waiting, [], [], remaining)
-            else:
-                time.sleep(min(remaining, 0.005))
-    finally:
-        for fd in fds:
-            os.close(fd)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import pickle
 
-from pyray._private.protocol import ERROR, Op
+from pyray._private.protocol import (ERROR, LEASE_GRANTED, PUSH_TASK, TASK_REPLIES, WORKER_DIED,
+                                     Op)
 
 log = logging.getLogger("pyray.gcs.actors")
 
@@ -170,8 +171,8 @@ class ActorManager:
                 self._dead(e, "The actor was killed by pyray.kill() before it started.")
         return True
 
-    def exiting(self, actor_id):
-        e = self.actors.get(actor_id)
+    def h_exiting(self, msg, frames):
+        e = self.actors.get(msg[1])
         if e is not None:
             e.exiting = True
             self._save(e)
@@ -212,8 +213,9 @@ class ActorManager:
             self.out.send(raylet, (Op.CANCEL_LEASE_REQUEST, rid))
             e.lease_req = None
 
-    def on_lease_granted(self, msg):
-        _, rid, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid, chan_path = msg
+    def on_lease_granted(self, msg, frames=None):
+        m = LEASE_GRANTED.parse(msg)
+        rid, lease_id, worker_id = m.req_id, m.lease_id, m.worker_id
         aid = self.lease_reqs.pop(rid, None)
         e = self.actors.get(aid) if aid is not None else None
         raylet = None
@@ -227,10 +229,10 @@ class ActorManager:
         e.lease_req = None
         e.lease_id = lease_id
         e.raylet_addr = raylet
-        e.worker = (worker_id, task_addr, ctl_addr, pid, chan_path)
+        e.worker = (worker_id, m.task_addr, m.ctl_addr, m.pid, m.channel_path)
         self.by_lease[(raylet, lease_id)] = aid
         self.by_worker[worker_id] = aid
-        e.gpu_ids = gpu_ids
+        e.gpu_ids = m.gpu_ids
         e.creation_attempt += 1
         self._save(e)
         self._push_creation(e)
@@ -238,14 +240,15 @@ class ActorManager:
     def _push_creation(self, e):
         spec = e.spec
         data, bufs = spec["ctor_args"]
-        msg = (Op.PUSH_TASK, spec["creation_task_id"], spec["class_id"], spec["class_bytes"],
-               spec["meta"]["class_name"] + ".__init__", data, len(bufs), None, 1,
-               self.server.address, e.creation_attempt, e.gpu_ids, spec["job_config"],
-               e.actor_id, ("create", spec["options"], e.restarts), spec["shape"])
+        msg = PUSH_TASK.make(spec["creation_task_id"], spec["class_id"], spec["class_bytes"],
+                             spec["meta"]["class_name"] + ".__init__", data, len(bufs), None, 1,
+                             self.server.address, e.creation_attempt, e.gpu_ids,
+                             spec["job_config"], e.actor_id,
+                             ("create", spec["options"], e.restarts), spec["shape"])
         self.out.send(e.worker[1], msg, bufs)
 
-    def on_task_replies(self, msg):
-        _, worker_id, replies = msg
+    def on_task_replies(self, msg, frames=None):
+        _, worker_id, replies = TASK_REPLIES.parse(msg)
         aid = self.by_worker.get(worker_id)
         e = self.actors.get(aid) if aid is not None else None
         if e is None:
@@ -261,8 +264,12 @@ class ActorManager:
                 e.state = ALIVE
                 self._publish(e)
 
-    def on_worker_died(self, msg):
-        _, lease_id, worker_id, reason = msg
+    def h_worker_died(self, msg, frames):
+        m = WORKER_DIED.parse(msg)
+        self.worker_died(m.lease_id, m.worker_id, m.reason)
+
+    def worker_died(self, lease_id, worker_id, reason):
+        """An actor's worker is gone (its raylet said so, or its node died)."""
         aid = self.by_worker.pop(worker_id, None)
         e = self.actors.get(aid) if aid is not None else None
         if e is None:

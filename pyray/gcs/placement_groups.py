@@ -23,13 +23,13 @@ import time
 import zmq
 
 from pyray._private.protocol import Op
-from pyray.raylet.resources import bundle_resources, pg_of_shape, validate_shape
+from pyray._private.resources import (CREATED, EPS, PENDING, REMOVED, RESCHEDULING,
+                                      bundle_resources, fits, pg_of_shape, take,
+                                      validate_shape)
 
 log = logging.getLogger("pyray.gcs.placement_groups")
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
-PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
-RESCHEDULING = "RESCHEDULING"
 
 # a group pending this long (with enough resources in the cluster, only not
 # free now) is reported to its creator
@@ -42,25 +42,9 @@ RESERVE_TIMEOUT_S = 30.0
 # still be on the way) is answered REMOVED after this long
 UNKNOWN_GROUP_WAIT_S = 10.0
 
-_EPS = 1e-9
-
-
 # ---------------------------------------------------------------------------
 # policy
 # ---------------------------------------------------------------------------
-def _fits(free, bundle):
-    for k, v in bundle.items():
-        if v > 0 and free.get(k, 0.0) + _EPS < v:
-            return False
-    return True
-
-
-def _take(free, bundle):
-    for k, v in bundle.items():
-        if v > 0:
-            free[k] = free.get(k, 0.0) - v
-
-
 def _sum(bundles):
     total = {}
     for b in bundles:
@@ -91,7 +75,7 @@ def place_bundles(nodes, bundles, strategy):
     if strategy in ("STRICT_PACK", "PACK"):
         total = _sum(bundles)
         for n, a in free.items():
-            if _fits(a, total):
+            if fits(a, total):
                 return [n] * len(bundles)
         if strategy == "STRICT_PACK":
             return None
@@ -108,12 +92,12 @@ def _greedy(free, bundles, pack):
     out = [None] * len(bundles)
     for i in order:
         b = bundles[i]
-        fitting = [n for n, a in free.items() if _fits(a, b)]
+        fitting = [n for n, a in free.items() if fits(a, b)]
         if not fitting:
             return None
         sign = -1 if pack else 1
         best = min(fitting, key=lambda n: (sign * used[n], -_roominess(free[n], b), rank[n]))
-        _take(free[best], b)
+        take(free[best], b)
         used[best] += 1
         out[i] = best
     return out
@@ -123,7 +107,7 @@ def _distinct_nodes(free, bundles):
     """One node per bundle (a bipartite matching: Kuhn's augmenting paths)."""
     if len(bundles) > len(free):
         return None
-    options = [[n for n, a in free.items() if _fits(a, b)] for b in bundles]
+    options = [[n for n, a in free.items() if fits(a, b)] for b in bundles]
     holder = {}                      # node -> bundle index
 
     def assign(i, seen):
@@ -312,6 +296,17 @@ class PlacementGroupManager:
         self._save(e)
         self._try_place(e)
         return True
+
+    # ---- one-way messages (handler(msg, frames), pyray._private.server) ----
+    def h_remove(self, msg, frames):
+        self.remove(msg[1], msg[2] if len(msg) > 2 else None)
+
+    def h_subscribe(self, msg, frames):
+        self.subscribe(msg[1], msg[2])
+
+    def h_response(self, msg, frames):
+        _, rid, ok, payload = msg
+        self.on_response(rid, ok, payload)
 
     def remove(self, pg_id, remover=None):
         e = self.table.get(pg_id)
@@ -544,7 +539,7 @@ class PlacementGroupManager:
         for b in bundles:
             for k, v in b.items():
                 taken[k] = taken.get(k, 0.0) + sign * v
-        if sign < 0 and all(abs(v) < _EPS for v in taken.values()):
+        if sign < 0 and all(abs(v) < EPS for v in taken.values()):
             del self.inflight[nid]
 
     def _view_take(self, nid, e, indices, committed):
@@ -554,7 +549,7 @@ class PlacementGroupManager:
         if n is None:
             return
         for i in indices:
-            _take(n.available, e.bundles[i])
+            take(n.available, e.bundles[i])
         if committed:
             self._view_commit(nid, e, indices)
 
@@ -609,7 +604,7 @@ class PlacementGroupManager:
         holding = [nodes.get(nid) for nid in dict.fromkeys(e.nodes)]
         holding = [n for n in holding if n is not None and n.alive]
         for n in holding:
-            if _fits(n.available, shape):
+            if fits(n.available, shape):
                 return n.info
         return holding[0].info if holding else None
 

@@ -10,16 +10,16 @@ import argparse
 import json
 import logging
 import os
-import signal
-import sys
 import time
 
 import zmq
 
+from pyray._private import daemon
 from pyray._private.config import Config
-from pyray._private.daemon import exit_now
 from pyray._private.protocol import Op
-from pyray._private.transport import Outbox, bind_inbox, recv_msg
+from pyray._private.resources import fits
+from pyray._private.server import Server
+from pyray._private.transport import Outbox, bind_inbox
 from pyray.gcs.storage import GcsStorage
 
 log = logging.getLogger("pyray.gcs")
@@ -164,8 +164,9 @@ class HeldOutbox:
         self.real.close()
 
 
-class GcsServer:
+class GcsServer(Server):
     def __init__(self, address, config, storage=None, listen=None):
+        super().__init__()
         self.config = config
         self.state = GcsState()
         # this run of the GCS: raylets register again when it changes
@@ -178,52 +179,47 @@ class GcsServer:
         if address.endswith(":0") and not listen:
             self.address = self.inbox.getsockopt_string(zmq.LAST_ENDPOINT)
         self.out = HeldOutbox(Outbox(self.ctx))
-        self.stopping = False
-        s = self.state
-        self.requests = {
-            Op.REGISTER_NODE: self._register_node,
-            Op.GET_NODES: lambda: s.get_nodes(),
-            Op.REGISTER_JOB: lambda info: s.register_job(info),
-            Op.KV_PUT: self._kv_put,
-            Op.KV_GET: lambda key: s.kv.get(key),
-            Op.KV_DEL: self._kv_del,
-            Op.KV_KEYS: lambda prefix: [k for k in s.kv if k.startswith(prefix)],
-            Op.CLUSTER_RESOURCES: lambda available: s.cluster_resources(available),
-            Op.PING: lambda: "pong",
-            Op.NODE_HEARTBEAT: self._heartbeat,
-        }
         from pyray.gcs.actor_manager import ActorManager
-        self.actors = am = ActorManager(self)
-        self.requests.update({
-            Op.REGISTER_ACTOR: am.register,
-            Op.GET_NAMED_ACTOR: am.get_named,
-            Op.LIST_NAMED_ACTORS: am.list_named,
-            Op.KILL_ACTOR: am.kill,
-            Op.LIST_ACTORS: am.list_actors,
-        })
         from pyray.gcs.placement_groups import PlacementGroupManager
+        self.actors = am = ActorManager(self)
         self.pgs = pgs = PlacementGroupManager(self)
-        self.requests.update({
-            Op.PG_CREATE: pgs.create,
-            Op.PG_TABLE: pgs.get_table,
-            Op.PG_GET_NAMED: pgs.get_named,
-            Op.PG_OF_ACTOR: pgs.of_actor,
-        })
-        self.oneway = {
-            Op.GET_ACTOR_INFO: self._actor_info,
-            Op.ACTOR_EXITING: am.exiting,
-            Op.LEASE_GRANTED: lambda *a: am.on_lease_granted((Op.LEASE_GRANTED,) + a),
-            Op.TASK_REPLIES: lambda *a: am.on_task_replies((Op.TASK_REPLIES,) + a),
-            Op.WORKER_DIED: lambda *a: am.on_worker_died((Op.WORKER_DIED,) + a),
-            Op.LEASE_INFEASIBLE: lambda req_id, message: log.warning("actor: %s", message),
-            Op.RESPONSE: lambda req_id, ok, payload: pgs.on_response(req_id, ok, payload),
-            Op.PG_REMOVE: pgs.remove,
-            Op.PG_SUBSCRIBE: pgs.subscribe,
-            Op.LEASE_PG_REMOVED: lambda *a: None,    # the group's actors are killed already
-            Op.NODE_RESOURCES: self._node_resources,
-            Op.UNREGISTER_NODE: self._unregister_node,
-            Op.SHUTDOWN: lambda *a: self._shutdown(),
-            Op.DRIVER_EXIT: lambda job_id: self.on_driver_exit(job_id),
+        s = self.state
+        req = self.request          # requests: (op, req_id, reply_to, *args) -> RESPONSE
+        self.handlers = {
+            Op.REGISTER_NODE: req(self._register_node),
+            Op.GET_NODES: req(s.get_nodes),
+            Op.REGISTER_JOB: req(s.register_job),
+            Op.KV_PUT: req(self._kv_put),
+            Op.KV_GET: req(lambda key: s.kv.get(key)),
+            Op.KV_DEL: req(self._kv_del),
+            Op.KV_KEYS: req(lambda prefix: [k for k in s.kv if k.startswith(prefix)]),
+            Op.CLUSTER_RESOURCES: req(s.cluster_resources),
+            Op.PING: req(lambda: "pong"),
+            Op.NODE_HEARTBEAT: req(self._heartbeat),
+            Op.REGISTER_ACTOR: req(am.register),
+            Op.GET_NAMED_ACTOR: req(am.get_named),
+            Op.LIST_NAMED_ACTORS: req(am.list_named),
+            Op.KILL_ACTOR: req(am.kill),
+            Op.LIST_ACTORS: req(am.list_actors),
+            Op.PG_CREATE: req(pgs.create),
+            Op.PG_TABLE: req(pgs.get_table),
+            Op.PG_GET_NAMED: req(pgs.get_named),
+            Op.PG_OF_ACTOR: req(pgs.of_actor),
+            # one-way messages
+            Op.GET_ACTOR_INFO: self.h_actor_info,
+            Op.ACTOR_EXITING: am.h_exiting,
+            Op.LEASE_GRANTED: am.on_lease_granted,
+            Op.TASK_REPLIES: am.on_task_replies,
+            Op.WORKER_DIED: am.h_worker_died,
+            Op.LEASE_INFEASIBLE: self.h_lease_infeasible,
+            Op.RESPONSE: pgs.h_response,
+            Op.PG_REMOVE: pgs.h_remove,
+            Op.PG_SUBSCRIBE: pgs.h_subscribe,
+            Op.LEASE_PG_REMOVED: self.h_ignore,    # the group's actors are killed already
+            Op.NODE_RESOURCES: self.h_node_resources,
+            Op.UNREGISTER_NODE: self.h_unregister_node,
+            Op.SHUTDOWN: self.h_shutdown,
+            Op.DRIVER_EXIT: self.h_driver_exit,
         }
         self._restore()
 
@@ -281,7 +277,8 @@ class GcsServer:
         self.pgs.retry_pending()
         return {"incarnation": self.incarnation}
 
-    def _actor_info(self, actor_id, subscriber):
+    def h_actor_info(self, msg, frames):
+        _, actor_id, subscriber = msg
         from pyray.gcs.actor_manager import DEAD
         msg = self.actors.info(actor_id, subscriber)
         if msg is None:
@@ -296,7 +293,6 @@ class GcsServer:
         bundle is."""
         if self.pgs.holds(shape):
             return self.pgs.pick_node(shape)
-        from pyray.raylet.cluster_view import fits
         alive = [n for n in self.state.nodes.values() if n.alive]
         if type(strategy) is tuple and strategy and strategy[0] == "node":
             for n in alive:
@@ -316,8 +312,16 @@ class GcsServer:
                 return n.info
         return None
 
+    def h_lease_infeasible(self, msg, frames):
+        log.warning("actor: %s", msg[2])
+
+    def h_ignore(self, msg, frames):
+        pass
+
     # ---- nodes ---------------------------------------------------------
-    def _node_resources(self, node_id, available, total=None):
+    def h_node_resources(self, msg, frames):
+        node_id, available = msg[1], msg[2]
+        total = msg[3] if len(msg) > 3 else None
         if not isinstance(available, dict):
             raise ValueError(f"bad resource report {available!r}")
         if not self.state.node_resources(node_id, available, total):
@@ -326,7 +330,8 @@ class GcsServer:
         elif self.pgs.pending:
             self.pgs.retry_pending()
 
-    def _unregister_node(self, node_id):
+    def h_unregister_node(self, msg, frames):
+        node_id = msg[1]
         if self.state.unregister_node(node_id):
             self.on_nodes_dead([node_id])
 
@@ -352,8 +357,7 @@ class GcsServer:
             if e.state == DEAD:
                 continue
             if e.worker is not None and e.raylet_addr in gone:
-                am.on_worker_died((Op.WORKER_DIED, e.lease_id, e.worker[0],
-                                   "its node died"))
+                am.worker_died(e.lease_id, e.worker[0], "its node died")
             elif e.worker is None and e.lease_req is not None and e.lease_req[0] in gone:
                 am.lease_reqs.pop(e.lease_req[1], None)
                 e.lease_req = None
@@ -389,9 +393,11 @@ class GcsServer:
         self.storage.delete("kv", key)
         return self.state.kv.pop(key, None) is not None
 
-    def _shutdown(self):
+    def h_shutdown(self, msg, frames):
         self.stopping = True
-        return True
+
+    def h_driver_exit(self, msg, frames):
+        self.on_driver_exit(msg[1])
 
     def on_driver_exit(self, job_id):
         self.actors.driver_exit(job_id)
@@ -406,80 +412,42 @@ class GcsServer:
             job["end_time"] = job.get("end_time") or __import__("time").time()
             self.state.save_job(job_id)
 
-    def handle(self, msg):
-        op = msg[0]
-        fn = self.oneway.get(op)
-        if fn is not None:
-            fn(*msg[1:])
-            return
-        fn = self.requests.get(op)
-        if fn is None:
-            log.warning("dropped a message with unknown op %r", op)
-            return
-        if len(msg) < 3 or not isinstance(msg[2], str):
-            log.warning("dropped a request without a reply address (op %r)", op)
-            return
-        req_id, reply_to = msg[1], msg[2]
-        try:
-            payload, ok = fn(*msg[3:]), True
-        except Exception as err:  # noqa: BLE001 - reported to the caller
-            # Plain user errors (a taken name, an unknown actor) travel as
-            # themselves so the caller raises the type Ray raises.
-            if type(err) in (ValueError, TypeError, KeyError):
-                payload = err
-            else:
-                payload = f"{type(err).__name__}: {err}"
-            ok = False
-        self.out.send(reply_to, (Op.RESPONSE, req_id, ok, payload))
-
     def run(self, ready_fd=None):
         if ready_fd is not None:
             os.write(ready_fd, (json.dumps({"gcs_address": self.address}) + "\n").encode())
             os.close(ready_fd)
-        poller = zmq.Poller()
-        poller.register(self.inbox, zmq.POLLIN)
-        dead_after = self.config.heartbeat_interval_s * self.config.num_heartbeats_timeout
-        check_every = min(1.0, self.config.heartbeat_interval_s)
-        next_check = time.monotonic() + check_every
+        hb = self.config.heartbeat_interval_s
+        self.dead_after = hb * self.config.num_heartbeats_timeout
+        self.check_every = min(1.0, hb)
+        self.check_due = time.monotonic() + self.check_every
         self.last_view_sent = 0.0
-        st = self.state
-        while not self.stopping and not _stop_requested:
-            if poller.poll(20 if st.view_dirty else 100):
-                for _ in range(1000):
-                    if not self.inbox.poll(0):
-                        break
-                    msg, _frames = recv_msg(self.inbox)
-                    if msg is None:
-                        continue
-                    try:
-                        self.handle(msg)
-                    except Exception:  # noqa: BLE001 - a bad message must not kill us
-                        log.exception("handling op %s failed", msg[0])
-            now = time.monotonic()
-            if now >= next_check:
-                if now - next_check > max(1.0, dead_after / 2):
-                    st.forgive()        # we were stalled, not the nodes
-                next_check = now + check_every
-                dead = st.check_liveness(dead_after)
-                self.pgs.tick(now)
-                if dead:
-                    self.on_nodes_dead(dead)
-            if st.view_dirty and now - self.last_view_sent >= 0.05:
-                self._broadcast_view()
-            self.flush()
+        self.every(self.check_every, self.check_nodes)
+        self.serve()
+
+    def poll_timeout(self):
+        return 20 if self.state.view_dirty else 100
+
+    def check_nodes(self, now):
+        """Declares dead the nodes whose heartbeats stopped."""
+        if now - self.check_due > max(1.0, self.dead_after / 2):
+            self.state.forgive()        # we were stalled, not the nodes
+        self.check_due = now + self.check_every
+        dead = self.state.check_liveness(self.dead_after)
+        self.pgs.tick(now)
+        if dead:
+            self.on_nodes_dead(dead)
+
+    def after_batch(self, now):
+        if self.state.view_dirty and now - self.last_view_sent >= 0.05:
+            self._broadcast_view()
+        self.flush()
+
+    def close(self):
         self.flush()
         self.out.close()
         self.inbox.close(0)
         self.ctx.term()
         self.storage.close()
-
-
-_stop_requested = False
-
-
-def _on_term(signum, frame):
-    global _stop_requested
-    _stop_requested = True
 
 
 def main(argv=None):
@@ -493,15 +461,9 @@ def main(argv=None):
                     help="the file the GCS keeps its tables in (SQLite); a GCS restarted "
                          "with the same file recovers the cluster")
     args = ap.parse_args(argv)
-    if args.die_with_parent:
-        from pyray.raylet.worker_pool import set_pdeathsig
-        set_pdeathsig(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    daemon.start(args.die_with_parent)
     GcsServer(args.address, Config.from_env(), args.storage, args.listen).run(args.ready_fd)
-    exit_now()
+    daemon.exit_now()
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ not routed.
 """
 from __future__ import annotations
 
+from pyray._private.resources import fits, take
+
 LOCAL, SPILL, REJECT, FAIL, REFRESH, INFEASIBLE = range(6)
 QUEUE, GRANT_OR_REJECT = "queue", "grant_or_reject"
-
-_EPS = 1e-9
 
 
 def parse_key(key):
@@ -38,13 +38,6 @@ def lease_id_base(node_id):
     """Lease ids a node's raylet hands out start here: unique in the
     cluster, and an owner can tell from a lease id which node granted it."""
     return (int.from_bytes(node_id[:4], "little") | 1) << 32
-
-
-def fits(avail, shape):
-    for k, v in shape.items():
-        if v > 0 and avail.get(k, 0.0) + _EPS < v:
-            return False
-    return True
 
 
 class Peer:
@@ -110,9 +103,7 @@ class ClusterView:
     def debit(self, peer, shape):
         """What we just sent to a peer is no longer free there (until its
         next report): a burst of requests does not all go to one node."""
-        for k, v in shape.items():
-            if v > 0:
-                peer.available[k] = peer.available.get(k, 0.0) - v
+        take(peer.available, shape)
 
     # ---- decisions -----------------------------------------------------
     def decide(self, strategy, loc, shape, res, spilled_mode, refreshed):

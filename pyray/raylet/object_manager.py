@@ -26,10 +26,9 @@ import logging
 import threading
 import time
 
-import zmq
-
 from pyray._private.protocol import Op
-from pyray._private.transport import Outbox, bind_node_inbox, recv_msg
+from pyray._private.server import Server
+from pyray._private.transport import Outbox, bind_node_inbox
 
 log = logging.getLogger("pyray.object_manager")
 
@@ -54,9 +53,13 @@ class Pull:
         self.started = self.last_progress = time.monotonic()
 
 
-class ObjectManager:
+class ObjectManager(Server):
+    poll_ms = 200
+    obeys_signals = False       # the raylet stops it (stop())
+
     def __init__(self, ctx, node, store_name, node_id, get_peers, config):
         import plasma
+        super().__init__()
         self.plasma = plasma
         self.ctx = ctx
         self.node_id = node_id
@@ -75,7 +78,6 @@ class ObjectManager:
         self.served_to = collections.OrderedDict()
         self.stats = {"pulls": 0, "pulled_bytes": 0, "pull_failures": 0, "served_chunks": 0,
                       "served_bytes": 0, "deduplicated": 0}
-        self.stopping = False
         self.handlers = {
             Op.PULL_OBJECT: self.h_pull,
             Op.FETCH_CHUNKS: self.h_fetch,
@@ -86,7 +88,8 @@ class ObjectManager:
             Op.PING: lambda msg, frames: self._respond(msg, True, "pong"),
             Op.RESPONSE: lambda msg, frames: None,
         }
-        self.thread = threading.Thread(target=self._run, name="pyray-object-manager",
+        self.every(1.0, self._check_stalled)
+        self.thread = threading.Thread(target=self.serve, name="pyray-object-manager",
                                        daemon=True)
 
     def start(self):
@@ -286,44 +289,19 @@ class ObjectManager:
             self._fail(p, f"dead: node {node_id.hex()} that held it died")
 
     def _check_stalled(self, now):
+        if not self.pulls:
+            return
         for p in list(self.pulls.values()):
             if p.view is not None and now - p.last_progress > self.stall_timeout:
                 self._fail(p, f"dead: node {p.source.hex()} sent nothing for "
                               f"{self.stall_timeout:.0f}s")
 
-    # ------------------------------------------------------------------
-    def _run(self):
-        poller = zmq.Poller()
-        poller.register(self.inbox, zmq.POLLIN)
-        next_check = time.monotonic() + 1.0
+    def close(self):
+        for p in list(self.pulls.values()):
+            self._fail(p, "stopping: the node is shutting down")
+        self.out.close()
+        self.inbox.close(0)
         try:
-            while not self.stopping:
-                if poller.poll(200):
-                    for _ in range(1000):
-                        if not self.inbox.poll(0):
-                            break
-                        msg, frames = recv_msg(self.inbox)
-                        if msg is None:
-                            continue
-                        h = self.handlers.get(msg[0])
-                        if h is None:
-                            log.warning("dropped a message with unknown op %r", msg[0])
-                            continue
-                        try:
-                            h(msg, frames)
-                        except Exception:  # noqa: BLE001 - a bad message must not kill us
-                            log.exception("handling op %s failed", msg[0])
-                now = time.monotonic()
-                if now >= next_check:
-                    next_check = now + 1.0
-                    if self.pulls:
-                        self._check_stalled(now)
-        finally:
-            for p in list(self.pulls.values()):
-                self._fail(p, "stopping: the node is shutting down")
-            self.out.close()
-            self.inbox.close(0)
-            try:
-                self.client.close()
-            except Exception:  # noqa: BLE001
-                pass
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass

@@ -10,38 +10,21 @@ import collections
 import json
 import logging
 import os
-import signal
-import sys
 import time
 
-from pyray._private import ids  # noqa: F401  (imports before the zygote fork)
+from pyray._private import daemon, ids  # noqa: F401  (imports before the zygote fork)
 from pyray._private.config import Config
-from pyray._private.daemon import exit_now
-from pyray._private.protocol import PROTOCOL_VERSION, Op
+from pyray._private.protocol import LEASE_GRANTED, PROTOCOL_VERSION, WORKER_DIED, Op
+from pyray._private.resources import BUNDLE_MARKER, group_resource, validate_shape
+from pyray._private.server import Server
 from pyray.raylet import cluster_view as cv
-from pyray.raylet.resources import (BUNDLE_MARKER, NodeResources, group_resource,
-                                    pg_of_shape, validate_shape)
-from pyray.raylet.worker_pool import Zygote, set_pdeathsig
+from pyray.raylet import scheduler as sched
+from pyray.raylet.resources import NodeResources
+from pyray.raylet.scheduler import Request, check_request
+from pyray.raylet.worker_pool import WorkerPool
+from pyray.raylet.zygote import Zygote
 
 log = logging.getLogger("pyray.raylet")
-
-IDLE, LEASED, STARTING = "idle", "leased", "starting"
-
-
-class WorkerInfo:
-    __slots__ = ("worker_id", "pid", "task_addr", "ctl_addr", "state", "job_id", "lease_id",
-                 "idle_since", "chan_path")
-
-    def __init__(self, worker_id):
-        self.worker_id = worker_id
-        self.pid = None
-        self.task_addr = None
-        self.ctl_addr = None
-        self.chan_path = None
-        self.state = STARTING
-        self.job_id = None
-        self.lease_id = None
-        self.idle_since = time.monotonic()
 
 
 class LeaseInfo:
@@ -61,32 +44,15 @@ class LeaseInfo:
         self.key = None             # the scheduling key it was granted for
 
 
-class Request:
-    __slots__ = ("req_id", "owner", "shape", "job_id", "driver_addr", "key", "warned",
-                 "reclaimed", "route", "mode", "origin", "view_seq")
+class Raylet(Server):
+    poll_ms = 50
 
-    def __init__(self, req_id, owner, shape, job_id, driver_addr, key):
-        self.req_id = req_id
-        self.owner = owner
-        self.shape = shape
-        self.job_id = job_id
-        self.driver_addr = driver_addr
-        self.key = key
-        self.warned = False
-        self.reclaimed = False
-        self.route = None           # (strategy, locality node) when it may go elsewhere
-        self.mode = None            # how another raylet sent it here (cluster_view)
-        self.origin = None
-        self.view_seq = 0
-
-
-class Raylet:
     def __init__(self, args, config):
         import plasma
+        super().__init__()
         self.config = config
         self.session_dir = args.session_dir
         self.node_id = bytes.fromhex(args.node_id) if args.node_id else ids.random_id(16)
-        self.num_cpus = args.num_cpus
         total = {"CPU": args.num_cpus, "GPU": args.num_gpus,
                  "memory": args.memory, "object_store_memory": args.object_store_memory}
         total.update(json.loads(args.resources or "{}"))
@@ -106,10 +72,10 @@ class Raylet:
             "om_addr": f"ipc://{self.session_dir}/sockets/om-{self.node_id.hex()[:12]}",
         }
         # fork the zygote before any thread or zmq context exists
-        self.zygote = Zygote((self.node, config, self.session_dir))
+        zygote = Zygote((self.node, config, self.session_dir))
+        self.pool = WorkerPool(zygote, args.num_cpus, config.idle_worker_timeout_s)
         import zmq
         from pyray._private.transport import Outbox, bind_node_inbox
-        self.zmq = zmq
         self.ctx = zmq.Context()
         self.ctx.setsockopt(zmq.RECONNECT_IVL, 10)     # the GCS may bind just after us
         # a node other machines reach listens on tcp (node["tcp"]): the
@@ -122,10 +88,7 @@ class Raylet:
                                      self.node_id, lambda: self.view.peers, self.config)
         self.node["om_addr"] = self.objects.addr
         if self.node["tcp"]:
-            self.zygote.update_node({"raylet_addr": self.addr, "om_addr": self.objects.addr})
-        self.workers = {}
-        self.by_pid = {}
-        self.idle = collections.deque()
+            zygote.update_node({"raylet_addr": self.addr, "om_addr": self.objects.addr})
         self.leases = {}
         self.requests = collections.OrderedDict()
         # lease ids start from a node prefix: unique across the cluster
@@ -138,8 +101,6 @@ class Raylet:
         self.gcs_silent = False     # it stopped answering (logged once)
         self.hb_counter = 0
         self.last_total_sent = dict(self.res.total)
-        self.starting = 0
-        self.stopping = False
         self.res_dirty = True
         self.last_res_sent = 0.0
         self.removed_pgs = collections.OrderedDict()   # hex ids of removed placement groups
@@ -163,51 +124,37 @@ class Raylet:
             Op.NODE_DEAD: self.h_node_dead,
             Op.OWNER_DIED: self.h_owner_died,
         }
-        for _ in range(max(1, int(self.num_cpus))):
-            self._spawn()
+        self.watch(self.pool.fd, self.on_zygote_events)
+        self.every(config.heartbeat_interval_s, self.tick, first=0.0)
+        self.pool.fill()
 
     # ------------------------------------------------------------------
-    def _spawn(self):
-        wid = ids.random_id(16)
-        self.workers[wid] = WorkerInfo(wid)
-        self.starting += 1
-        self.zygote.spawn(wid)
 
     def respond(self, addr, req_id, payload, ok=True):
         self.out.send(addr, (Op.RESPONSE, req_id, ok, payload))
 
-    def h_ping(self, msg):
+    def h_ping(self, msg, frames):
         _, req_id, reply_to = msg[:3]
         self.respond(reply_to, req_id, "pong")
 
-    def h_info(self, msg):
+    def h_info(self, msg, frames):
         _, req_id, reply_to = msg[:3]
         self.respond(reply_to, req_id, {"node": self.node, "total": dict(self.res.total),
                                         "available": self.res.snapshot(),
                                         "store": self.store.stats(),
-                                        "num_workers": len(self.workers)})
+                                        "num_workers": len(self.pool)})
 
-    def h_register_worker(self, msg):
+    def h_register_worker(self, msg, frames):
         _, version, wid, pid, task_addr, ctl_addr, chan_path = msg
-        w = self.workers.get(wid)
-        if version != PROTOCOL_VERSION or w is None:
+        if version != PROTOCOL_VERSION or self.pool.get(wid) is None:
             log.warning("refused worker %s (protocol %s)", wid.hex(), version)
             return
-        w.pid = pid
-        w.task_addr = task_addr
-        w.ctl_addr = ctl_addr
-        w.chan_path = chan_path
-        if w.state == STARTING:
-            self.starting -= 1
-        w.state = IDLE
-        w.idle_since = time.monotonic()
-        self.by_pid[pid] = w
-        self.idle.append(wid)
+        self.pool.register(wid, pid, task_addr, ctl_addr, chan_path)
         self.schedule()
 
-    def h_request_lease(self, msg):
+    def h_request_lease(self, msg, frames):
         req_id, owner, shape, job_id, driver_addr, key = msg[1:7]
-        _check_request(owner, shape, key)
+        check_request(owner, shape, key)
         req = Request(req_id, owner, shape, job_id, driver_addr, key)
         route = cv.parse_key(key)
         if route is not None:
@@ -216,10 +163,10 @@ class Raylet:
         self.requests[(owner, req_id)] = req
         self.schedule()
 
-    def h_request_spilled(self, msg):
+    def h_request_spilled(self, msg, frames):
         """A lease request another raylet sent here (spillback)."""
         _, origin, mode, req_id, owner, shape, job_id, driver_addr, key = msg[:9]
-        _check_request(owner, shape, key)
+        check_request(owner, shape, key)
         req = Request(req_id, owner, shape, job_id, driver_addr, key)
         req.route = cv.parse_key(key) or (None, None)
         req.mode = mode if mode in (cv.QUEUE, cv.GRANT_OR_REJECT) else cv.GRANT_OR_REJECT
@@ -228,7 +175,7 @@ class Raylet:
         self.requests[(owner, req_id)] = req
         self.schedule()
 
-    def h_cancel_request(self, msg):
+    def h_cancel_request(self, msg, frames):
         req_id = msg[1]
         if len(msg) > 2:
             self.requests.pop((msg[2], req_id), None)
@@ -236,21 +183,19 @@ class Raylet:
         for k in [k for k in self.requests if k[1] == req_id]:
             del self.requests[k]
 
-    def h_return_lease(self, msg):
+    def h_return_lease(self, msg, frames):
         _, lease_id, disconnect = msg
         lease = self.leases.pop(lease_id, None)
         if lease is None:
             return
         self._release(lease)
-        w = self.workers.get(lease.worker_id)
+        w = self.pool.get(lease.worker_id)
         if w is not None:
             w.lease_id = None
             if disconnect:
-                self._kill(w)
+                self.pool.kill(w)
             else:
-                w.state = IDLE
-                w.idle_since = time.monotonic()
-                self.idle.append(w.worker_id)
+                self.pool.make_idle(w)
         self.schedule()
 
     def _release(self, lease):
@@ -259,39 +204,36 @@ class Raylet:
         self.res.release(lease.shape, lease.gpu_ids)
         self.res_dirty = True
 
-    def h_blocked(self, msg):
-        w = self.workers.get(msg[1])
+    def h_blocked(self, msg, frames):
+        w = self.pool.get(msg[1])
         lease = self.leases.get(w.lease_id) if w is not None else None
         if lease is not None and not lease.blocked:
             lease.blocked = True
             self.res.lend(lease.shape)
             self.schedule()
 
-    def h_unblocked(self, msg):
-        w = self.workers.get(msg[1])
+    def h_unblocked(self, msg, frames):
+        w = self.pool.get(msg[1])
         lease = self.leases.get(w.lease_id) if w is not None else None
         if lease is not None and lease.blocked:
             lease.blocked = False
             self.res.unlend(lease.shape)
 
-    def h_kill_worker(self, msg):
-        w = self.workers.get(msg[1])
+    def h_kill_worker(self, msg, frames):
+        w = self.pool.get(msg[1])
         if w is not None:
-            self._kill(w)
+            self.pool.kill(w)
 
-    def h_driver_exit(self, msg):
-        job_id = msg[1]
-        for w in list(self.workers.values()):
-            if w.job_id == job_id:
-                self._kill(w)
+    def h_driver_exit(self, msg, frames):
+        self.pool.kill_job(msg[1])
 
-    def h_shutdown(self, msg):
+    def h_shutdown(self, msg, frames):
         self.stopping = True
         if len(msg) >= 3 and isinstance(msg[2], str):
             self.respond(msg[2], msg[1], True)
 
     # ---- placement groups (docs/placement_groups.md) ----------------------
-    def h_pg_reserve(self, msg):
+    def h_pg_reserve(self, msg, frames):
         """Takes bundles out of the free pool for a group (bundles None:
         commits the ones taken earlier)."""
         _, req_id, reply_to, pg_id, bundles, commit = msg
@@ -318,7 +260,7 @@ class Raylet:
                 lease.reclaim_sent = True
                 self.out.send(lease.owner, (Op.RECLAIM_LEASE, lease.lease_id))
 
-    def h_pg_return(self, msg):
+    def h_pg_return(self, msg, frames):
         """A group's bundles go back to the free pool.  If the group was
         removed, the work running in it is killed and requests for it fail."""
         _, pg_id, removed = msg
@@ -331,122 +273,61 @@ class Raylet:
                 self.removed_pgs.popitem(last=False)
             marker = group_resource(BUNDLE_MARKER, pg_hex)
             for lease in self.leases.values():
-                w = self.workers.get(lease.worker_id)
+                w = self.pool.get(lease.worker_id)
                 if marker in lease.shape and w is not None:
-                    self._kill(w)
-            for key, req in list(self.requests.items()):
-                if marker in req.shape:
-                    self._waits_for_group(key, req)
+                    self.pool.kill(w)
+        # requests placed in a removed group fail in the pass (PG_REMOVED)
         self.schedule()
-
-    def _waits_for_group(self, key, req):
-        """A request placed in a placement group this node does not hold
-        (yet) waits for it quietly; if the group was removed it fails."""
-        found = pg_of_shape(req.shape)
-        if found is None:
-            return False
-        if found[0] in self.removed_pgs:
-            self.requests.pop(key, None)
-            self.out.send(req.owner, (Op.LEASE_PG_REMOVED, req.req_id,
-                                      f"The placement group {found[0]} of this task was "
-                                      "removed."))
-        return True
-
-    def _kill(self, w):
-        if w.pid is not None:
-            self.zygote.kill(w.pid)
 
     # ------------------------------------------------------------------
     def schedule(self):
-        """Grants what fits, in arrival order; starts workers as needed."""
+        """Carries out the planner's decisions (pyray.raylet.scheduler)."""
         if not self.requests:
             return
-        need_workers = 0
-        blocked_by_resources = []
-        peers = self.view.peers
-        for key, req in list(self.requests.items()):
-            route = req.route
-            special = route is not None and (req.mode is not None or route[1] is not None or
-                                              route[0] not in (None, "DEFAULT"))
-            if special and self._route(key, req):
-                continue
-            if not self.res.feasible(req.shape):
-                if route is not None and not special and self._route(key, req):
-                    continue
-                if self._waits_for_group(key, req):
-                    continue
-                if not req.warned:
-                    req.warned = True
-                    self.out.send(req.owner, (Op.LEASE_INFEASIBLE, req.req_id, _infeasible_msg(
-                        req.shape, self.res.total)))
-                continue
-            if not self.res.fits(req.shape):
-                if peers and route is not None and not special and self._route(key, req):
-                    continue
-                blocked_by_resources.append(req)
-                continue
-            w = self._idle_worker(req.job_id)
-            if w is None:
-                need_workers += 1
-                continue
-            del self.requests[key]
-            self._grant(req, w)
-        if need_workers > self.starting:
-            for _ in range(need_workers - self.starting):
-                self._spawn()
-        if blocked_by_resources:
-            self._reclaim_for(blocked_by_resources)
+        requests = self.requests
+        actions, spawn, blocked = sched.plan(requests, self.res, self.view, self.pool.take_idle,
+                                             self.pool.starting, self.removed_pgs)
+        send = self.out.send
+        for code, key, req, arg, extra in actions:
+            if code == sched.GRANT:
+                del requests[key]
+                self._grant(req, arg, extra)
+            elif code == sched.SPILL:
+                del requests[key]
+                send(req.owner, (Op.LEASE_SPILLBACK, req.req_id, arg.raylet_addr, arg.node_id,
+                                 extra))
+            elif code == sched.REJECT:
+                del requests[key]
+                send(req.owner, (Op.LEASE_SPILLBACK, req.req_id, None, None, None))
+            elif code == sched.FAIL:
+                del requests[key]
+                send(req.owner, (Op.LEASE_FAILED, req.req_id, arg))
+            elif code == sched.PG_REMOVED:
+                del requests[key]
+                send(req.owner, (Op.LEASE_PG_REMOVED, req.req_id,
+                                 f"The placement group {arg} of this task was removed."))
+            elif code == sched.INFEASIBLE:
+                send(req.owner, (Op.LEASE_INFEASIBLE, req.req_id,
+                                 sched.infeasible_message(req.shape, self.res.total)))
+            elif code == sched.REFRESH:
+                self._refresh_view()
+        if spawn:
+            self.pool.spawn_more(spawn)
+        if blocked:
+            for lease in sched.reclaim(blocked, self.leases.values()):
+                send(lease.owner, (Op.RECLAIM_LEASE, lease.lease_id))
 
-    def _idle_worker(self, job_id):
-        for _ in range(len(self.idle)):
-            wid = self.idle.popleft()
-            w = self.workers.get(wid)
-            if w is None or w.state != IDLE:
-                continue
-            if w.job_id is None or w.job_id == job_id:
-                return w
-            self.idle.append(wid)
-        return None
-
-    def _grant(self, req, w):
+    def _grant(self, req, w, gpu_ids):
         self.lease_counter += 1
         lid = self.lease_counter
-        gpu_ids = self.res.acquire(req.shape)
         self.res_dirty = True
         lease = LeaseInfo(lid, w.worker_id, req.owner, req.shape, gpu_ids, req.job_id)
         lease.origin = req.origin
         lease.key = req.key
         self.leases[lid] = lease
-        w.state = LEASED
-        w.lease_id = lid
-        w.job_id = req.job_id
-        self.out.send(req.owner, (Op.LEASE_GRANTED, req.req_id, lid, w.worker_id, w.task_addr,
-                                  w.ctl_addr, gpu_ids, w.pid, w.chan_path))
-
-    def _route(self, key, req):
-        """Sends a request elsewhere if the cluster view says so.  Returns
-        True when it is no longer ours to grant now (sent away, failed, or
-        waiting for a fresh node table)."""
-        code, arg, mode = self.view.decide(req.route[0], req.route[1], req.shape, self.res,
-                                           req.mode, self.view.seq > req.view_seq)
-        if code == cv.LOCAL or code == cv.INFEASIBLE:
-            if req.route[0] == "SPREAD" and req.mode is None:
-                req.route = (None, None)     # this node was its turn: it stays here
-            return False
-        if code == cv.REFRESH:
-            self._refresh_view()
-            return True
-        del self.requests[key]
-        if code == cv.SPILL:
-            if mode == cv.GRANT_OR_REJECT:
-                self.view.debit(arg, req.shape)
-            self.out.send(req.owner, (Op.LEASE_SPILLBACK, req.req_id, arg.raylet_addr,
-                                      arg.node_id, mode))
-        elif code == cv.REJECT:
-            self.out.send(req.owner, (Op.LEASE_SPILLBACK, req.req_id, None, None, None))
-        else:
-            self.out.send(req.owner, (Op.LEASE_FAILED, req.req_id, arg))
-        return True
+        self.pool.lease(w, lid, req.job_id)
+        self.out.send(req.owner, LEASE_GRANTED.make(req.req_id, lid, w.worker_id, w.task_addr,
+                                                    w.ctl_addr, gpu_ids, w.pid, w.chan_path))
 
     def _refresh_view(self):
         if self.view_refresh is None:
@@ -499,7 +380,7 @@ class Raylet:
             log.info("the GCS restarted; registering again")
             self._register()
 
-    def h_response(self, msg):
+    def h_response(self, msg, frames):
         if isinstance(msg[1], tuple) and msg[1][:1] == ("hb",):
             if msg[2]:
                 self._gcs_answered(msg[3])
@@ -526,7 +407,7 @@ class Raylet:
                 self.view.seq += 1
             self.schedule()
 
-    def h_cluster_view(self, msg):
+    def h_cluster_view(self, msg, frames):
         if isinstance(msg[1], list):
             self._update_view(msg[1])
             self.schedule()
@@ -538,7 +419,7 @@ class Raylet:
             else:
                 self._on_node_dead(node_id)
 
-    def h_node_dead(self, msg):
+    def h_node_dead(self, msg, frames):
         node_id = msg[1]
         if node_id == self.node_id:
             self._declared_dead()
@@ -557,52 +438,30 @@ class Raylet:
         requests of owners that lived there are dropped."""
         msg = (Op.NODE_DEAD, node_id)
         self.out.send(self.objects.addr, msg)
-        for w in self.workers.values():
+        for w in self.pool.values():
             if w.ctl_addr is not None:
                 self.out.send(w.ctl_addr, msg)
         self._take_back([l for l in self.leases.values() if l.origin == node_id],
                         [k for k, r in self.requests.items() if r.origin == node_id])
 
-    def _reclaim_for(self, reqs):
-        waiting = {(r.owner, r.key) for r in reqs if not r.reclaimed}
-        if not waiting:
-            return
-        for r in reqs:
-            r.reclaimed = True
-        # an owner reuses its leases for more of the same key, not for others
-        for lease in self.leases.values():
-            if not lease.reclaim_sent and (lease.owner, lease.key) not in waiting:
-                lease.reclaim_sent = True
-                self.out.send(lease.owner, (Op.RECLAIM_LEASE, lease.lease_id))
-
     # ------------------------------------------------------------------
     def on_zygote_events(self):
-        events, eof = self.zygote.events()
-        for ev in events:
-            if ev[0] == "started":
-                w = self.workers.get(ev[1])
-                if w is not None:
-                    w.pid = ev[2]
-                    self.by_pid[ev[2]] = w
-            elif ev[0] == "exited":
-                self._worker_exited(ev[1], ev[2], ev[3])
+        exited, eof = self.pool.poll_events()
+        for w, reason in exited:
+            self._worker_exited(w, reason)
         if eof and not self.stopping:
             log.error("the worker zygote exited; stopping the raylet")
             self.stopping = True
 
-    def _worker_exited(self, wid, pid, status):
-        w = self.workers.pop(wid, None)
-        self.by_pid.pop(pid, None)
-        if w is None:
-            return
-        if w.state == STARTING:
-            self.starting -= 1
-        reason = _status_text(status)
+    def _worker_exited(self, w, reason):
+        """A worker is gone: the lease it held goes back (its owner hears
+        why), and so do the leases it held as an owner."""
+        wid = w.worker_id
         if w.lease_id is not None:
             lease = self.leases.pop(w.lease_id, None)
             if lease is not None:
                 self._release(lease)
-                self.out.send(lease.owner, (Op.WORKER_DIED, lease.lease_id, wid, reason))
+                self.out.send(lease.owner, WORKER_DIED.make(lease.lease_id, wid, reason))
         # leases this worker held as an owner are given back, here and on
         # the other nodes (tasks it pushed there die with it, as in Ray)
         if w.ctl_addr is not None:
@@ -622,31 +481,17 @@ class Raylet:
         for lease in leases:
             self.leases.pop(lease.lease_id, None)
             self._release(lease)
-            held = self.workers.get(lease.worker_id)
+            held = self.pool.get(lease.worker_id)
             if held is not None:
                 held.lease_id = None
-                self._kill(held)
+                self.pool.kill(held)
         for k in request_keys:
             del self.requests[k]
 
-    def h_owner_died(self, msg):
+    def h_owner_died(self, msg, frames):
         if isinstance(msg[1], str):
             self._owner_gone(msg[1])
             self.schedule()
-
-    def maintain_pool(self, now):
-        """Stops idle workers beyond num_cpus that idled too long."""
-        idle = [self.workers[w] for w in self.idle if w in self.workers
-                and self.workers[w].state == IDLE]
-        extra = len(self.workers) - max(1, int(self.num_cpus))
-        timeout = self.config.idle_worker_timeout_s
-        for w in idle:
-            if extra <= 0:
-                break
-            if now - w.idle_since > timeout:
-                w.state = "stopping"
-                self._kill(w)
-                extra -= 1
 
     def report_resources(self, now, force=False):
         if (self.res_dirty and now - self.last_res_sent > 0.05) or force:
@@ -660,55 +505,28 @@ class Raylet:
             self.out.send(self.node["gcs_addr"], msg)
 
     # ------------------------------------------------------------------
+    def tick(self, now):
+        """Once a heartbeat (pyray._private.server runs it)."""
+        self.report_resources(now, force=True)
+        self._gcs_tick(now)
+        self.pool.maintain(now)
+        if self.view_refresh is not None and now - self.view_refresh[1] > 2.0:
+            self.view_refresh = None     # the GCS did not answer: decide anyway
+            self.view.seq += 1
+            self.schedule()
+
+    def after_batch(self, now):
+        self.report_resources(now)
+
     def run(self, ready_fd):
-        zmq = self.zmq
-        from pyray._private.transport import recv_msg
-        poller = zmq.Poller()
-        poller.register(self.inbox, zmq.POLLIN)
-        poller.register(self.zygote.fd, zmq.POLLIN)
         self.objects.start()
         # ready once the GCS has us in its table (a handshake): a driver that
         # connects next finds this node there
         self._register(ready_fd)
-        next_tick = 0.0
-        hb = self.config.heartbeat_interval_s
-        while not self.stopping and not _stop_requested:
-            for sock, _ in poller.poll(50):
-                if sock is self.inbox:
-                    for _ in range(1000):
-                        try:
-                            msg, _frames = recv_msg(self.inbox) if self.inbox.poll(0) else (0, 0)
-                        except zmq.ZMQError:
-                            break
-                        if msg == 0:
-                            break
-                        if msg is None:
-                            continue
-                        h = self.handlers.get(msg[0])
-                        if h is None:
-                            log.warning("dropped a message with unknown op %r", msg[0])
-                            continue
-                        try:
-                            h(msg)
-                        except Exception:  # noqa: BLE001 - a bad message must not kill us
-                            log.exception("handling op %s failed", msg[0])
-                else:
-                    self.on_zygote_events()
-            now = time.monotonic()
-            self.report_resources(now)
-            if now >= next_tick:
-                next_tick = now + hb
-                self.report_resources(now, force=True)
-                self._gcs_tick(now)
-                self.maintain_pool(now)
-                if self.view_refresh is not None and now - self.view_refresh[1] > 2.0:
-                    self.view_refresh = None     # the GCS did not answer: decide anyway
-                    self.view.seq += 1
-                    self.schedule()
-        self.stop()
+        self.serve()
 
-    def stop(self):
-        self.zygote.stop()
+    def close(self):
+        self.pool.stop()
         self.objects.stop()
         try:
             self.out.send(self.node["gcs_addr"], (Op.UNREGISTER_NODE, self.node_id))
@@ -718,46 +536,6 @@ class Raylet:
         self.inbox.close(0)
         self.ctx.term()
         self.store.close()
-
-
-def _check_request(owner, shape, key):
-    """Raises ValueError for a malformed lease request: it is dropped (and
-    logged) instead of being queued, where it would break every later
-    scheduling pass."""
-    if not isinstance(owner, str) or "://" not in owner:
-        raise ValueError(f"bad owner address {owner!r}")
-    if not isinstance(shape, dict):
-        raise ValueError(f"bad resource shape {shape!r}")
-    validate_shape(shape)
-    try:
-        hash(key)
-    except TypeError:
-        raise ValueError(f"unhashable scheduling key {key!r}") from None
-
-
-def _status_text(status):
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return f"killed by signal {name}"
-    return f"exited with code {os.WEXITSTATUS(status)}"
-
-
-def _infeasible_msg(shape, total):
-    return (f"The task or actor needs {shape}, which no node in the cluster can provide "
-            f"(this node has {total}). It stays pending until a node with these resources "
-            "joins; lower its requirements or add resources.")
-
-
-_stop_requested = False
-
-
-def _on_term(signum, frame):
-    global _stop_requested
-    _stop_requested = True
 
 
 def main(argv=None):
@@ -778,12 +556,7 @@ def main(argv=None):
     ap.add_argument("--die-with-parent", action="store_true")
     args = ap.parse_args(argv)
     parent = os.getppid()
-    if args.die_with_parent:
-        set_pdeathsig(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    daemon.start(args.die_with_parent)
     raylet = Raylet(args, Config.from_env())
     try:
         raylet.run(args.ready_fd)
@@ -793,7 +566,7 @@ def main(argv=None):
             # cleaning up: remove its session directory (sockets, logs, spill)
             import shutil
             shutil.rmtree(args.session_dir, ignore_errors=True)
-    exit_now()
+    daemon.exit_now()
 
 
 if __name__ == "__main__":

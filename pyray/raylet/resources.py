@@ -1,24 +1,25 @@
-"""Resource accounting for one node: pure logic, no I/O (unit-tested alone).
+"""Resource accounting for one node (the raylet's): pure logic, no I/O
+(unit-tested alone).
 
-A shape is a dict {resource name: amount}.  CPU and custom resources are
-plain quantities; GPUs are also given ids (whole GPUs get whole devices, a
+The vocabulary (shapes, ``fits`` and its tolerance, placement-group resource
+names) is pyray._private.resources.  CPU and custom resources are plain
+quantities; GPUs are also given ids (whole GPUs get whole devices, a
 fraction shares one device with other fractions)."""
 from __future__ import annotations
 
-_EPS = 1e-9
+from pyray._private.resources import EPS
+from pyray._private.resources import (bundle_resources, fits, group_resource, pg_of_shape,
+                                      take)
+# re-exported for modules that still import them from here (the vocabulary
+# moved to pyray._private.resources)
+from pyray._private.resources import (BUNDLE_MARKER, BUNDLE_MARKER_REQUEST,  # noqa: F401
+                                      BUNDLE_MARKER_TOTAL, PgShape, group_shape,
+                                      validate_shape)
 
-
-def validate_shape(shape: dict, what="task"):
-    for k, v in shape.items():
-        if not isinstance(k, str) or not k:
-            raise ValueError(f"resource names must be non-empty strings, got {k!r}")
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"resource {k!r} of the {what} must be a number, got {v!r}")
-        if v < 0:
-            raise ValueError(f"resource {k!r} of the {what} must be >= 0, got {v}")
-        if v > 1 and v != int(v):
-            raise ValueError(f"resource {k!r} of the {what} must be a whole number when "
-                             f"greater than 1, got {v}")
+__all__ = ["NodeResources", "Bundle",
+           # re-exports (see above)
+           "BUNDLE_MARKER", "BUNDLE_MARKER_REQUEST", "BUNDLE_MARKER_TOTAL", "PgShape",
+           "bundle_resources", "group_resource", "group_shape", "pg_of_shape", "validate_shape"]
 
 
 class NodeResources:
@@ -31,25 +32,21 @@ class NodeResources:
         self.pg_gpus = {}        # placement group hex -> {gpu id: free fraction}
 
     def feasible(self, shape) -> bool:
-        return all(self.total.get(k, 0.0) + _EPS >= v for k, v in shape.items() if v > 0)
+        return fits(self.total, shape)
 
     def fits(self, shape) -> bool:
-        avail = self.available
-        for k, v in shape.items():
-            if v > 0 and avail.get(k, 0.0) + _EPS < v:
-                return False
+        if not fits(self.available, shape):
+            return False
         g = shape.get("GPU", 0)
         if 0 < g < 1:
-            return any(f + _EPS >= g for f in self.gpu_free.values())
+            return any(f + EPS >= g for f in self.gpu_free.values())
         if g >= 1:
-            return sum(1 for f in self.gpu_free.values() if f >= 1 - _EPS) >= int(g)
+            return sum(1 for f in self.gpu_free.values() if f >= 1 - EPS) >= int(g)
         return True
 
     def acquire(self, shape):
         """Takes the shape's resources; returns the GPU ids given (a list)."""
-        for k, v in shape.items():
-            if v > 0:
-                self.available[k] = self.available.get(k, 0.0) - v
+        take(self.available, shape)
         if self.pg_gpus and "GPU" not in shape:
             return self._take_bundle_gpus(shape)
         return self._take_gpus(shape.get("GPU", 0))
@@ -73,11 +70,11 @@ class NodeResources:
             return []
         if g < 1:
             # the fullest device that still fits: keeps whole devices free
-            best = min((i for i, f in self.gpu_free.items() if f + _EPS >= g),
+            best = min((i for i, f in self.gpu_free.items() if f + EPS >= g),
                        key=lambda i: (self.gpu_free[i], i))
             self.gpu_free[best] -= g
             return [best]
-        ids = [i for i, f in sorted(self.gpu_free.items()) if f >= 1 - _EPS][:int(g)]
+        ids = [i for i, f in sorted(self.gpu_free.items()) if f >= 1 - EPS][:int(g)]
         for i in ids:
             self.gpu_free[i] = 0.0
         return ids
@@ -170,13 +167,13 @@ class NodeResources:
         if not g:
             return []
         if g < 1:
-            fitting = [i for i in ids if pool[i] + _EPS >= g]
+            fitting = [i for i in ids if pool[i] + EPS >= g]
             if not fitting:
                 return []
             best = min(fitting, key=lambda i: (pool[i], i))
             pool[best] -= g
             return [best]
-        got = [i for i in sorted(ids) if pool[i] >= 1 - _EPS][:int(g)]
+        got = [i for i in sorted(ids) if pool[i] >= 1 - EPS][:int(g)]
         for i in got:
             pool[i] = 0.0
         return got
@@ -198,85 +195,3 @@ class Bundle:
         self.shape = shape
         self.gpu_ids = gpu_ids
         self.committed = False
-
-
-# ---------------------------------------------------------------------------
-# placement-group resource names
-#
-# A committed bundle i of group G (hex id) holding {"CPU": 2} gives its node
-# the resources CPU_group_i_G = 2 and CPU_group_G += 2, plus the markers
-# bundle_group_i_G = 1000 and bundle_group_G += 1000.  Work placed in the
-# group asks for these names instead of CPU, so the ordinary lease machinery
-# puts it where the bundle is and nowhere else.
-# ---------------------------------------------------------------------------
-BUNDLE_MARKER = "bundle"
-BUNDLE_MARKER_TOTAL = 1000.0
-BUNDLE_MARKER_REQUEST = 0.001
-_MARKER_PREFIX = BUNDLE_MARKER + "_group_"
-
-
-def group_resource(name, pg_hex, index=-1):
-    if index < 0:
-        return f"{name}_group_{pg_hex}"
-    return f"{name}_group_{index}_{pg_hex}"
-
-
-def bundle_resources(pg_hex, index, bundle):
-    """The resources a committed bundle adds to its node."""
-    out = {}
-    for k, v in bundle.items():
-        if v > 0:
-            out[group_resource(k, pg_hex, index)] = float(v)
-            out[group_resource(k, pg_hex)] = float(v)
-    out[group_resource(BUNDLE_MARKER, pg_hex, index)] = BUNDLE_MARKER_TOTAL
-    out[group_resource(BUNDLE_MARKER, pg_hex)] = BUNDLE_MARKER_TOTAL
-    return out
-
-
-def group_shape(shape, pg_hex, index):
-    """The lease shape of work placed in bundle ``index`` (-1: any bundle)."""
-    out = {}
-    for k, v in shape.items():
-        if v > 0:
-            out[group_resource(k, pg_hex)] = float(v)
-            if index >= 0:
-                out[group_resource(k, pg_hex, index)] = float(v)
-    out[group_resource(BUNDLE_MARKER, pg_hex)] = BUNDLE_MARKER_REQUEST
-    if index >= 0:
-        out[group_resource(BUNDLE_MARKER, pg_hex, index)] = BUNDLE_MARKER_REQUEST
-    return out
-
-
-def pg_of_shape(shape):
-    """``(pg_hex, bundle index or -1)`` of a group lease shape, else None."""
-    found = None
-    for k in shape:
-        if k.startswith(_MARKER_PREFIX):
-            head, sep, tail = k[len(_MARKER_PREFIX):].partition("_")
-            if sep and head.isdigit():
-                return tail, int(head)
-            found = (head, -1)
-    return found
-
-
-class PgShape(dict):
-    """A shape placed in a placement group.  It is the shape a task's
-    worker sees (``get_assigned_resources``); ``pg`` is ``(pg id, bundle
-    index, capture child tasks)``, and ``lease`` (owner side only) is the
-    group shape its lease asks for."""
-    __slots__ = ("pg", "lease")
-
-    def __reduce__(self):
-        return _rebuild_pg_shape, (dict(self), self.pg)
-
-
-def _rebuild_pg_shape(items, pg):
-    s = PgShape(items)
-    s.pg = pg
-    s.lease = None
-    if pg[2]:
-        # work in this process may now submit children into the group
-        from pyray._private.context import ctx
-        if ctx.core_worker is not None:
-            ctx.core_worker.pg_capture = True
-    return s

@@ -1,235 +1,172 @@
-"""Worker processes, forked from a zygote.
+"""The raylet's worker pool: which workers exist, which are starting, idle or
+leased, and keeping their number at the node's size.
 
-The zygote is forked from the raylet right after the raylet has imported
-pyray, numpy and cloudpickle, and before it made any thread or zmq socket.
-To start a worker, the raylet writes a command down a pipe and the zygote
-forks: a worker is ready in milliseconds instead of a fresh interpreter's
-hundreds.  The zygote reports each child's pid and exit back up a pipe.
-Workers die with the zygote, and the zygote with the raylet (PDEATHSIG and a
-closed pipe), so a killed raylet leaves no worker behind.
+Workers are forked by the zygote (pyray.raylet.zygote); the pool asks it for
+more, tells it which to kill, and reads back their pids and exits.  What a
+worker's exit means for the leases it held is the raylet's business.
 """
 from __future__ import annotations
 
-import ctypes
+import collections
 import os
-import pickle
-import select
 import signal
-import struct
+import time
 
-_LEN = struct.Struct("<I")
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
+from pyray._private import ids
 
-
-def _prctl(option, value):
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+IDLE, LEASED, STARTING, STOPPING = "idle", "leased", "starting", "stopping"
 
 
-def set_pdeathsig(sig=signal.SIGKILL):
-    _prctl(PR_SET_PDEATHSIG, int(sig))
+class WorkerInfo:
+    __slots__ = ("worker_id", "pid", "task_addr", "ctl_addr", "state", "job_id", "lease_id",
+                 "idle_since", "chan_path")
+
+    def __init__(self, worker_id):
+        self.worker_id = worker_id
+        self.pid = None
+        self.task_addr = None
+        self.ctl_addr = None
+        self.chan_path = None
+        self.state = STARTING
+        self.job_id = None
+        self.lease_id = None
+        self.idle_since = time.monotonic()
 
 
-def write_msg(fd, obj):
-    data = pickle.dumps(obj, protocol=5)
-    buf = _LEN.pack(len(data)) + data
-    while buf:
-        n = os.write(fd, buf)
-        buf = buf[n:]
+class WorkerPool:
+    def __init__(self, zygote, num_cpus, idle_timeout_s):
+        self.zygote = zygote
+        self.size = max(1, int(num_cpus))    # workers kept even when idle
+        self.idle_timeout_s = idle_timeout_s
+        self.workers = {}                    # worker id -> WorkerInfo
+        self.idle = collections.deque()      # worker ids, longest idle first
+        self.starting = 0                    # spawned, not registered yet
 
+    @property
+    def fd(self):
+        """Readable when the zygote has news (poll_events)."""
+        return self.zygote.fd
 
-class MsgReader:
-    """Reads length-prefixed pickled messages from a non-blocking fd."""
+    def fill(self):
+        """Starts the pool's first workers."""
+        for _ in range(self.size):
+            self.spawn()
 
-    def __init__(self, fd):
-        self.fd = fd
-        self.buf = b""
-        os.set_blocking(fd, False)
+    def spawn(self):
+        wid = ids.random_id(16)
+        self.workers[wid] = WorkerInfo(wid)
+        self.starting += 1
+        self.zygote.spawn(wid)
 
-    def read(self):
-        """Returns (messages, eof)."""
-        eof = False
-        while True:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except BlockingIOError:
+    def spawn_more(self, n):
+        for _ in range(n):
+            self.spawn()
+
+    def get(self, worker_id):
+        return self.workers.get(worker_id)
+
+    def __len__(self):
+        return len(self.workers)
+
+    def values(self):
+        return self.workers.values()
+
+    def register(self, wid, pid, task_addr, ctl_addr, chan_path):
+        """A worker we started says it is ready: it becomes idle.  Returns
+        its WorkerInfo, or None for a worker this pool did not start."""
+        w = self.workers.get(wid)
+        if w is None:
+            return None
+        w.pid = pid
+        w.task_addr = task_addr
+        w.ctl_addr = ctl_addr
+        w.chan_path = chan_path
+        if w.state == STARTING:
+            self.starting -= 1
+        self.make_idle(w)
+        return w
+
+    def make_idle(self, w):
+        w.state = IDLE
+        w.idle_since = time.monotonic()
+        self.idle.append(w.worker_id)
+
+    def take_idle(self, job_id):
+        """An idle worker for a lease of `job_id` (one that never ran
+        another job's work), or None; it leaves the idle queue."""
+        idle = self.idle
+        workers = self.workers
+        for _ in range(len(idle)):
+            wid = idle.popleft()
+            w = workers.get(wid)
+            if w is None or w.state != IDLE:
+                continue
+            if w.job_id is None or w.job_id == job_id:
+                return w
+            idle.append(wid)
+        return None
+
+    def lease(self, w, lease_id, job_id):
+        w.state = LEASED
+        w.lease_id = lease_id
+        w.job_id = job_id
+
+    def kill(self, w):
+        if w.pid is not None:
+            self.zygote.kill(w.pid)
+
+    def kill_job(self, job_id):
+        for w in list(self.workers.values()):
+            if w.job_id == job_id:
+                self.kill(w)
+
+    def poll_events(self):
+        """Reads the zygote's news.  Returns ([(WorkerInfo, why) of each
+        worker that exited], eof: the zygote itself is gone)."""
+        events, eof = self.zygote.events()
+        exited = []
+        for ev in events:
+            if ev[0] == "started":
+                w = self.workers.get(ev[1])
+                if w is not None:
+                    w.pid = ev[2]
+            elif ev[0] == "exited":
+                w = self._exited(ev[1])
+                if w is not None:
+                    exited.append((w, status_text(ev[3])))
+        return exited, eof
+
+    def _exited(self, wid):
+        w = self.workers.pop(wid, None)
+        if w is not None and w.state == STARTING:
+            self.starting -= 1
+        return w
+
+    def maintain(self, now):
+        """Stops idle workers beyond the pool's size that idled too long."""
+        workers = self.workers
+        idle = [workers[w] for w in self.idle if w in workers and workers[w].state == IDLE]
+        extra = len(workers) - self.size
+        for w in idle:
+            if extra <= 0:
                 break
-            if not chunk:
-                eof = True
-                break
-            self.buf += chunk
-        out = []
-        while len(self.buf) >= 4:
-            (n,) = _LEN.unpack_from(self.buf)
-            if len(self.buf) < 4 + n:
-                break
-            out.append(pickle.loads(self.buf[4:4 + n]))
-            self.buf = self.buf[4 + n:]
-        return out, eof
+            if now - w.idle_since > self.idle_timeout_s:
+                w.state = STOPPING
+                self.kill(w)
+                extra -= 1
+
+    def stop(self):
+        """Stops the zygote and with it every worker."""
+        self.zygote.stop()
 
 
-class Zygote:
-    """Raylet-side handle of the zygote process."""
-
-    def __init__(self, entry_args):
-        """entry_args: (node, config, session_dir) passed to every worker.
-        The zygote imports the worker's modules (numpy...) itself, after the
-        fork, while the raylet goes on starting."""
-        cmd_r, cmd_w = os.pipe()
-        ev_r, ev_w = os.pipe()
-        # workers orphaned by the zygote's death come to us, to be reaped
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        pid = os.fork()
-        if pid == 0:
-            os.close(cmd_w)
-            os.close(ev_r)
-            code = 0
-            try:
-                _zygote_main(cmd_r, ev_w, entry_args)
-            except BaseException:  # noqa: BLE001 - reported in the raylet's log
-                import traceback
-                traceback.print_exc()
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(cmd_r)
-        os.close(ev_w)
-        self.pid = pid
-        self.cmd_w = cmd_w
-        self.reader = MsgReader(ev_r)
-        self.fd = ev_r
-
-    def spawn(self, worker_id):
-        write_msg(self.cmd_w, ("spawn", worker_id))
-
-    def update_node(self, fields):
-        """Node facts learnt after the fork (tcp addresses), for later workers."""
-        write_msg(self.cmd_w, ("node", fields))
-
-    def kill(self, pid, sig=signal.SIGKILL):
-        write_msg(self.cmd_w, ("kill", pid, int(sig)))
-
-    def events(self):
-        return self.reader.read()
-
-    def stop(self, timeout=2.0):
-        """Kills the zygote and, with it, its workers; reaps them all."""
+def status_text(status):
+    """How a process ended, from its wait status."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
         try:
-            os.close(self.cmd_w)
-        except OSError:
-            pass
-        # The zygote may be busy (importing numpy for later workers, ~0.1 s):
-        # waiting for it to see the EOF would hold up shutdown().  Its
-        # workers die with it (PR_SET_PDEATHSIG = SIGKILL) and, orphaned,
-        # become this process's children (a subreaper, see __init__).
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        import time
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break                   # no child left
-            if not pid:
-                time.sleep(0.002)
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
-
-
-def _zygote_main(cmd_r, ev_w, entry_args):
-    set_pdeathsig(signal.SIGKILL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    os.set_blocking(wake_r, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *a: None)
-    reader = MsgReader(cmd_r)
-    children = {}
-    node, config, session_dir = entry_args
-    from pyray._private.worker_main import worker_entry
-    warm = False
-    while True:
-        try:
-            select.select([cmd_r, wake_r], [], [], 1.0)
-        except InterruptedError:
-            pass
-        try:
-            while os.read(wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        except OSError:
-            pass
-        # reap
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            wid = children.pop(pid, None)
-            write_msg(ev_w, ("exited", wid, pid, status))
-        msgs, eof = reader.read() if _readable(cmd_r) else ([], False)
-        for m in msgs:
-            if m[0] == "node":
-                node.update(m[1])
-            elif m[0] == "spawn":
-                wid = m[1]
-                log_path = os.path.join(session_dir, "logs", f"worker-{wid.hex()[:12]}.log")
-                me = os.getpid()
-                pid = os.fork()
-                if pid == 0:
-                    os.close(cmd_r)
-                    os.close(ev_w)
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    signal.set_wakeup_fd(-1)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    signal.signal(signal.SIGINT, signal.SIG_IGN)
-                    set_pdeathsig(signal.SIGKILL)
-                    if os.getppid() != me:
-                        os._exit(0)     # the zygote died before the line above
-                    worker_entry(wid, node, config, session_dir, log_path)
-                    os._exit(0)
-                children[pid] = wid
-                write_msg(ev_w, ("started", wid, pid))
-            elif m[0] == "kill":
-                if m[1] in children:
-                    try:
-                        os.kill(m[1], m[2])
-                    except ProcessLookupError:
-                        pass
-        if not warm and children and not _readable(cmd_r):
-            # the first workers are out: now load what later workers need, so
-            # that they start with numpy and cloudpickle already imported
-            warm = True
-            import cloudpickle  # noqa: F401
-            import numpy  # noqa: F401
-        if eof:
-            for pid in list(children):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            for pid in list(children):
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
-            return
-
-
-def _readable(fd):
-    r, _, _ = select.select([fd], [], [], 0)
-    return bool(r)
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"killed by signal {name}"
+    return f"exited with code {os.WEXITSTATUS(status)}"

@@ -205,6 +205,7 @@ def _stop_cluster(args):
 
     from pyray._private import bootstrap
     from pyray._private import node as node_mod
+    from pyray._private.procs import stop_processes
     try:
         gcs = bootstrap.gcs_address_of(args.address)
     except ValueError as err:
@@ -217,18 +218,7 @@ def _stop_cluster(args):
             procs.append(p)
             if "--session-dir" in cmd:
                 sessions.add(cmd[cmd.index("--session-dir") + 1])
-    for p in procs:
-        try:
-            p.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=args.grace)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    stop_processes(procs, signal.SIGTERM, timeout=args.grace)
     for path in sessions:
         if os.path.basename(path).startswith("session_"):
             shutil.rmtree(path, ignore_errors=True)
@@ -249,6 +239,7 @@ def stop(args):
     import psutil
 
     from pyray._private import node as node_mod
+    from pyray._private.procs import stop_processes
     if args.address:
         return _stop_cluster(args)
     mine = []
@@ -257,18 +248,7 @@ def stop(args):
         if ("pyray.raylet.raylet" in cmd or "pyray.gcs.server" in cmd) and \
                 p.info["uids"] and p.info["uids"].real == os.getuid() and p.pid != os.getpid():
             mine.append(p)
-    for p in mine:
-        try:
-            p.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(mine, timeout=args.grace)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    stop_processes(mine, signal.SIGTERM, timeout=args.grace)
     try:
         os.remove(node_mod.CURRENT_CLUSTER_FILE)
     except OSError:

@@ -26,6 +26,7 @@ import psutil
 import pytest
 
 import pyray
+from pyray._private.procs import stop_processes
 
 from actorlib import Counter, process_gone
 
@@ -113,15 +114,7 @@ class HeadCluster:
             except psutil.NoSuchProcess:
                 pass
         fp = self.leaks.Footprint(self.session_dir, procs, self.shm_before)
-        for p in self.daemons:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(self.daemons, timeout=10)
-        for p in alive:
-            p.kill()
-        psutil.wait_procs(alive, timeout=5)
+        stop_processes(self.daemons, signal.SIGTERM, timeout=10)
         shutil.rmtree(os.path.join(self.tmpdir, "pyray"), ignore_errors=True)
         try:
             fp.assert_clean()
@@ -144,6 +137,7 @@ def head_cluster(leaks, monkeypatch):
 DRIVER_ONE = """
 import os
 import pyray
+from pyray._private.procs import stop_processes
 
 pyray.init(address="auto", namespace="x")
 
@@ -171,6 +165,7 @@ print("READY", *pids, flush=True)
 
 DRIVER_TWO = """
 import pyray
+from pyray._private.procs import stop_processes
 
 pyray.init(address="auto", namespace="y")
 
@@ -208,6 +203,7 @@ print("KILLED", flush=True)
 
 DRIVER_THREE = """
 import pyray
+from pyray._private.procs import stop_processes
 
 pyray.init(address="auto", namespace="x")
 try:
