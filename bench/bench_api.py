@@ -1,4 +1,4 @@
-"""Runtime benchmarks: the metrics of ../shared/bench/vs_ray.py as
+"""Runtime benchmarks: the metrics of bench/vs_ray.py as
 pytest-benchmark cases, for regression runs.
 
     pytest bench/bench_api.py --benchmark-disable-gc

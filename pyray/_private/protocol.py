@@ -1,95 +1,240 @@
-"""Wire protocol of the control plane.
+"""Wire protocol of the control plane: every message, defined once.
 
 Every process has one inbox (a zmq PULL socket); a message is one pickled
-tuple ``(op, *fields)`` (pickle protocol 5), optionally followed by raw frames
-for out-of-band buffers.  Requests that expect an answer carry the sender's
-inbox address and a request id; the answer is ``(Op.RESPONSE, req_id, ok,
-payload)``.  PROTOCOL_VERSION is checked when a process registers.
+tuple ``(op, *fields)`` (pickle protocol 5), optionally followed by raw
+frames for out-of-band buffers.  The tuples stay plain on the wire (cheap to
+pickle); this module names their fields:
+
+* ``PUSH_TASK.make(task_id, fn_id, ...)`` builds the tuple (a wrong number of
+  fields is a TypeError at the sender);
+* ``PUSH_TASK.parse(msg)`` reads one into a named tuple (``m.task_id``); a
+  tuple of the wrong length raises ProtocolError at the receiver.
+
+A *request* expects an answer: its first two fields are the request id and
+the sender's inbox address, and it is answered with ``RESPONSE(req_id, ok,
+payload)``.  PROTOCOL_VERSION is checked when a worker registers.
+
+Senders build messages only through ``make`` and receivers read them only
+through ``parse`` or ``OP.fields`` (tests/unit/test_protocol.py checks that
+no module builds one by hand), so a sender and a receiver cannot disagree
+silently.
 """
 from __future__ import annotations
+
+from collections import namedtuple
 
 PROTOCOL_VERSION = 1
 
 
-class Op:
-    RESPONSE = 0
-    # core worker <-> core worker
-    PUSH_TASK = 10          # (op, spec)                           owner -> worker task inbox
-    TASK_REPLIES = 11       # (op, worker_id, [reply, ...])        worker -> owner
-    GET_OBJECT = 12         # (op, oid, reply_to)                  borrower -> owner
-    OBJECT_VALUE = 13       # (op, oid, kind, payload)             owner -> borrower
-    ADD_BORROWER = 14       # (op, [oid...], borrower_addr)
-    REMOVE_BORROWER = 15    # (op, [oid...], borrower_addr)
-    RELEASE_CONTAINED = 16  # (op, [outer_oid...])                 outer's owner -> inner's owner
-    CANCEL_TASK = 17        # (op, task_id, force)                 owner -> worker
-    LOG_LINES = 18          # (op, prefix, is_err, text)           worker -> driver
-    WAKE = 19               # internal
-    # raylet
-    REGISTER_WORKER = 30    # (op, version, worker_id, pid, task_addr, ctl_addr, channel_path)
-    REQUEST_LEASE = 31      # (op, req_id, owner_addr, shape, job_id, driver_addr, info)
-    LEASE_GRANTED = 32      # (op, req_id, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid, channel_path)
-    RETURN_LEASE = 33       # (op, lease_id, disconnect)
-    CANCEL_LEASE_REQUEST = 34  # (op, req_id[, owner_addr])
-    WORKER_DIED = 35        # (op, lease_id, worker_id, reason)   raylet -> owner
-    LEASE_INFEASIBLE = 36   # (op, req_id, message)                 raylet -> owner
-    WORKER_BLOCKED = 37     # (op, worker_id)
-    WORKER_UNBLOCKED = 38   # (op, worker_id)
-    KILL_WORKER = 39        # (op, worker_id)
-    RAYLET_INFO = 40        # request: node info (store name, node id, resources)
-    RECLAIM_LEASE = 41      # (op, lease_id)                       raylet -> owner: give it back when idle
-    DRIVER_EXIT = 42        # (op, job_id)
-    # gcs
-    REGISTER_NODE = 60
-    NODE_RESOURCES = 61     # (op, node_id, available[, total when it changed])  one-way
-    GET_NODES = 62
-    REGISTER_JOB = 63
-    KV_PUT = 64
-    KV_GET = 65
-    KV_DEL = 66
-    CLUSTER_RESOURCES = 67
-    UNREGISTER_NODE = 68
-    KV_KEYS = 69
-    # actors (gcs)
-    REGISTER_ACTOR = 70     # request: spec dict -> {"actor_id", "existing", "meta"}
-    GET_ACTOR_INFO = 71     # (op, actor_id, subscriber_addr) one-way; answered by ACTOR_STATE
-    ACTOR_STATE = 72        # (op, actor_id, state, (task_addr, ctl_addr, worker_id, pid, channel_path)|None, cause, restarts)
-    GET_NAMED_ACTOR = 73    # request: (name, namespace)
-    LIST_NAMED_ACTORS = 74  # request: (all_namespaces, namespace)
-    KILL_ACTOR = 75         # request: (actor_id, no_restart)
-    ACTOR_EXITING = 76      # (op, actor_id) one-way, from the actor's worker
-    LIST_ACTORS = 77        # request
-    # placement groups (docs/placement_groups.md)
-    PG_CREATE = 80          # request: spec dict (pg_id, bundles, strategy, name, ...) -> True
-    PG_REMOVE = 81          # (op, pg_id, remover_addr) one-way
-    PG_SUBSCRIBE = 82       # (op, pg_id, subscriber_addr) one-way; answered by PG_STATE
-    PG_STATE = 83           # (op, pg_id, state, message|None)    gcs -> subscribers
-    PG_TABLE = 84           # request: (pg_id|None) -> row | {hex: row}
-    PG_GET_NAMED = 85       # request: (name, namespace) -> {"pg_id", "bundles"} | None
-    PG_OF_ACTOR = 86        # request: (actor_id) -> (pg_id, bundle_index, capture) | None
-    PG_RESERVE = 87         # request gcs -> raylet: (pg_id, [(index, bundle)]|None, commit)
-    PG_RETURN = 88          # (op, pg_id, removed) one-way gcs -> raylet
-    LEASE_PG_REMOVED = 89   # (op, req_id, message)   raylet -> owner: the lease's group is gone
-    # both
-    SHUTDOWN = 90
-    PING = 91
-    # several nodes (docs/cluster.md)
-    LEASE_SPILLBACK = 100   # (op, req_id, raylet_addr|None, node_id|None, mode)  raylet -> owner: ask there (None: ask your own raylet again)
-    REQUEST_LEASE_SPILLED = 101  # (op, origin_node, mode, req_id, owner_addr, shape, job_id, driver_addr, key)  owner -> the raylet it was sent to
-    LEASE_FAILED = 102      # (op, req_id, message)                 raylet -> owner: the request can never be granted
-    CLUSTER_VIEW = 103      # (op, [node info...])                  gcs -> raylets
-    NODE_DEAD = 104         # (op, node_id)                         gcs -> raylets, drivers; raylet -> its workers
-    PULL_OBJECT = 105       # request: (oid, source node_id)        client -> its node's object manager
-    FETCH_CHUNKS = 106      # (op, oid, first, count, reply_to, chunk_bytes)  object manager -> the source's
-    OBJECT_CHUNK = 107      # (op, oid, index, size, metadata, error) + [data]   source -> puller
-    FREE_OBJECTS = 108      # (op, node_id, [oid...])               owner -> object manager (forwarded to node_id's)
-    OBJECT_MANAGER_STATS = 109  # request: transfer counters of one object manager
-    OWNER_DIED = 111        # (op, owner_addr)                      raylet -> the other raylets: a worker died; its leases go
-    OBJECT_COPY = 110       # (op, oid, node_id)                    puller -> owner: a copy now lives on node_id
-    # GCS restart (docs/cluster.md)
-    NODE_HEARTBEAT = 130    # request raylet -> gcs: (node_id) -> the GCS's incarnation (register again when it changes)
+class ProtocolError(ValueError):
+    """A message does not have the fields its definition names."""
 
 
-# kinds of a stored value
+# kinds of a stored value (OBJECT_VALUE.kind, reply entries)
 VALUE = 0       # payload: (pickled bytes, [buffers])
 IN_STORE = 1    # payload: node id holding it in its shared-memory store
 ERROR = 2       # payload: (pickled bytes, [buffers]) of an exception to raise
+
+
+class Message:
+    """One kind of message: its op code and its named fields, in wire order.
+
+    Fields after the first one with a default (``"total=None"``) may be left
+    out by the sender; ``parse`` fills them in.
+    """
+
+    __slots__ = ("op", "name", "fields", "request", "make", "parse", "view", "doc")
+
+    def __init__(self, op, name, fields, doc="", request=False):
+        names, defaults = [], []
+        for f in fields.split():
+            n, eq, default = f.partition("=")
+            names.append(n)
+            if eq:
+                defaults.append(eval(default, {}))   # literals only: None, True, 0
+            elif defaults:
+                raise ValueError(f"{name}: field {n} without a default follows one with a default")
+        if request:
+            names[:0] = ["req_id", "reply_to"]
+        self.op = op
+        self.name = name
+        self.fields = tuple(names)
+        self.request = request
+        self.doc = doc
+        self.view = namedtuple(name.title().replace("_", ""), ("op",) + self.fields,
+                               defaults=defaults or None)
+        self.make = _maker(op, name, names, defaults)
+        self.parse = _parser(self, len(names) - len(defaults), len(names))
+
+    def __repr__(self):
+        return f"<message {self.name}={self.op} ({', '.join(self.fields)})>"
+
+
+def _maker(op, name, names, defaults):
+    """A function with exactly the message's parameters that returns the
+    wire tuple: as cheap as writing the tuple by hand."""
+    required = names[:len(names) - len(defaults)]
+    optional = names[len(names) - len(defaults):]
+    params = ", ".join(required + [f"{n}=_d{i}" for i, n in enumerate(optional)])
+    body = ", ".join([str(op)] + names)
+    env = {f"_d{i}": d for i, d in enumerate(defaults)}
+    exec(f"def make({params}):\n    return ({body},)\n", env)   # noqa: S102 - our own field names
+    fn = env["make"]
+    fn.__name__ = fn.__qualname__ = f"{name}.make"
+    return fn
+
+
+def _parser(m, least, most):
+    view = m.view
+    new = view._make if least == most else None
+
+    def parse(msg):
+        try:
+            if new is not None:
+                return new(msg)
+            if not least < len(msg) <= most + 1:
+                raise TypeError
+            return view(*msg)
+        except TypeError:
+            raise ProtocolError(
+                f"{m.name}: expected {_arity(least, most)} fields "
+                f"({', '.join(m.fields)}), got {len(msg) - 1}: {_preview(msg)}") from None
+    parse.__name__ = parse.__qualname__ = f"{m.name}.parse"
+    return parse
+
+
+def _arity(least, most):
+    return str(most) if least == most else f"{least} to {most}"
+
+
+def _preview(msg):
+    text = repr(msg)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+MESSAGES = {}       # op code -> Message
+
+
+def _def(op, name, fields="", doc="", request=False):
+    m = Message(op, name, fields, doc, request)
+    if op in MESSAGES:
+        raise ValueError(f"op {op} is defined twice ({MESSAGES[op].name}, {name})")
+    MESSAGES[op] = m
+    globals()[name] = m
+    setattr(Op, name, op)
+    return m
+
+
+class Op:
+    """Op codes by name (``Op.PUSH_TASK == PUSH_TASK.op``), for dispatch tables."""
+
+
+def definition(op):
+    m = MESSAGES.get(op)
+    if m is None:
+        raise ProtocolError(f"unknown op {op!r}")
+    return m
+
+
+# ---------------------------------------------------------------- answers
+_def(0, "RESPONSE", "req_id ok payload", "the answer to a request; payload is the error when not ok")
+
+# ------------------------------------------------- core worker <-> core worker
+_def(10, "PUSH_TASK",
+     "task_id fn_id fn_bytes name data nbuf resolved num_returns owner attempt gpu_ids "
+     "job actor extra shape",
+     "owner (or the GCS for an actor's creation) -> the leased worker: run this task. "
+     "fn_bytes: the pickled function the first time this lease sees fn_id, else None; "
+     "data: pickled (args, kwargs) with nbuf out-of-band frames (-1: none); "
+     "resolved: {oid: (kind, payload)} of arguments the owner already has; "
+     "job: the job's config on a lease's first task; actor: the actor id or None; "
+     "extra: actor-task details ('create', options, restarts) or per-call fields")
+_def(11, "TASK_REPLIES", "worker_id replies", "worker -> owner: results of finished tasks")
+_def(12, "GET_OBJECT", "oid reply_to", "borrower -> owner: send me this object (OBJECT_VALUE)")
+_def(13, "OBJECT_VALUE", "oid kind payload", "owner -> borrower: the value, where it is, or the error")
+_def(14, "ADD_BORROWER", "oids borrower", "borrower -> owner: these refs are held here too")
+_def(15, "REMOVE_BORROWER", "oids borrower", "borrower -> owner: no longer held here")
+_def(16, "RELEASE_CONTAINED", "oids", "outer object's owner -> inner's owner: the outer objects are gone")
+_def(17, "CANCEL_TASK", "task_id force", "owner -> worker")
+_def(18, "LOG_LINES", "prefix is_err text", "worker -> driver: printed output")
+_def(19, "WAKE", "", "to oneself: look at the send queues again")
+
+# --------------------------------------------------------------------- raylet
+_def(30, "REGISTER_WORKER", "version worker_id pid task_addr ctl_addr channel_path",
+     "a started worker -> its raylet")
+_def(31, "REQUEST_LEASE", "req_id owner shape job_id driver_addr key",
+     "owner -> raylet: a worker for this resource shape (answered by LEASE_GRANTED, "
+     "LEASE_SPILLBACK, LEASE_INFEASIBLE, LEASE_FAILED or LEASE_PG_REMOVED)")
+_def(32, "LEASE_GRANTED", "req_id lease_id worker_id task_addr ctl_addr gpu_ids pid channel_path",
+     "raylet -> owner")
+_def(33, "RETURN_LEASE", "lease_id disconnect", "owner -> raylet; disconnect: the worker must not be reused")
+_def(34, "CANCEL_LEASE_REQUEST", "req_id owner=None", "owner -> raylet")
+_def(35, "WORKER_DIED", "lease_id worker_id reason", "raylet -> owner: the leased worker exited")
+_def(36, "LEASE_INFEASIBLE", "req_id message", "raylet -> owner: no node can ever run this shape (yet)")
+_def(37, "WORKER_BLOCKED", "worker_id", "worker -> raylet: blocked in get(); its CPU is lent out")
+_def(38, "WORKER_UNBLOCKED", "worker_id", "worker -> raylet")
+_def(39, "KILL_WORKER", "worker_id", "GCS -> raylet")
+_def(40, "RAYLET_INFO", "", "node info (store name, node id, resources)", request=True)
+_def(41, "RECLAIM_LEASE", "lease_id", "raylet -> owner: give it back when idle")
+_def(42, "DRIVER_EXIT", "job_id", "driver -> GCS and raylet; GCS -> raylets")
+
+# ------------------------------------------------------------------------ GCS
+_def(60, "REGISTER_NODE", "info", "raylet -> GCS", request=True)
+_def(61, "NODE_RESOURCES", "node_id available total=None",
+     "raylet -> GCS, one-way; total only when it changed")
+_def(62, "GET_NODES", "", "the node table", request=True)
+_def(63, "REGISTER_JOB", "info", "driver -> GCS: returns the job id", request=True)
+_def(64, "KV_PUT", "key value overwrite=True", request=True)
+_def(65, "KV_GET", "key", request=True)
+_def(66, "KV_DEL", "key", request=True)
+_def(67, "CLUSTER_RESOURCES", "available", "total or available resources", request=True)
+_def(68, "UNREGISTER_NODE", "node_id", "raylet -> GCS when it stops")
+_def(69, "KV_KEYS", "prefix", request=True)
+
+# ------------------------------------------------------------- actors (GCS)
+_def(70, "REGISTER_ACTOR", "spec", "spec dict -> {actor_id, existing, meta}", request=True)
+_def(71, "GET_ACTOR_INFO", "actor_id subscriber", "one-way; answered by ACTOR_STATE")
+_def(72, "ACTOR_STATE", "actor_id state address cause restarts",
+     "GCS -> subscribers; address: (task_addr, ctl_addr, worker_id, pid, channel_path) "
+     "while ALIVE, else None")
+_def(73, "GET_NAMED_ACTOR", "name namespace", request=True)
+_def(74, "LIST_NAMED_ACTORS", "all_namespaces namespace", request=True)
+_def(75, "KILL_ACTOR", "actor_id no_restart", request=True)
+_def(76, "ACTOR_EXITING", "actor_id", "the actor's worker -> GCS, one-way")
+_def(77, "LIST_ACTORS", "", request=True)
+
+# ------------------------------------- placement groups (docs/placement_groups.md)
+_def(80, "PG_CREATE", "spec", "spec dict (pg_id, bundles, strategy, name, ...) -> True", request=True)
+_def(81, "PG_REMOVE", "pg_id remover=None", "one-way")
+_def(82, "PG_SUBSCRIBE", "pg_id subscriber", "one-way; answered by PG_STATE")
+_def(83, "PG_STATE", "pg_id state message", "GCS -> subscribers")
+_def(84, "PG_TABLE", "pg_id", "-> a row, or {hex: row} for pg_id None", request=True)
+_def(85, "PG_GET_NAMED", "name namespace", "-> {pg_id, bundles} | None", request=True)
+_def(86, "PG_OF_ACTOR", "actor_id", "-> (pg_id, bundle_index, capture) | None", request=True)
+_def(87, "PG_RESERVE", "pg_id bundles commit",
+     "GCS -> raylet: bundles [(index, bundle)] or None (all of the group's)", request=True)
+_def(88, "PG_RETURN", "pg_id removed", "GCS -> raylet, one-way")
+_def(89, "LEASE_PG_REMOVED", "req_id message", "raylet -> owner: the lease's group is gone")
+
+# ---------------------------------------------------------------------- both
+_def(90, "SHUTDOWN", "req_id=None reply_to=None", "answered when it carries a reply address")
+_def(91, "PING", "", request=True)
+
+# ---------------------------------------------------- several nodes (docs/cluster.md)
+_def(100, "LEASE_SPILLBACK", "req_id raylet_addr node_id mode",
+     "raylet -> owner: ask that raylet (raylet_addr None: ask your own raylet again)")
+_def(101, "REQUEST_LEASE_SPILLED", "origin_node mode req_id owner shape job_id driver_addr key",
+     "owner -> the raylet a request was spilled to")
+_def(102, "LEASE_FAILED", "req_id message", "raylet -> owner: the request can never be granted")
+_def(103, "CLUSTER_VIEW", "nodes", "GCS -> raylets: [node info, ...]")
+_def(104, "NODE_DEAD", "node_id", "GCS -> raylets, drivers; raylet -> its workers")
+_def(105, "PULL_OBJECT", "oid source", "client -> its node's object manager", request=True)
+_def(106, "FETCH_CHUNKS", "oid first count reply_to chunk_bytes", "object manager -> the source's")
+_def(107, "OBJECT_CHUNK", "oid index size metadata error", "source -> puller, the chunk as a frame")
+_def(108, "FREE_OBJECTS", "node_id oids", "owner -> object manager (forwarded to node_id's)")
+_def(109, "OBJECT_MANAGER_STATS", "", "transfer counters of one object manager", request=True)
+_def(110, "OBJECT_COPY", "oid node_id", "puller -> owner: a copy now lives on node_id")
+_def(111, "OWNER_DIED", "owner", "raylet -> the other raylets: a worker died; its leases go")
+
+# ------------------------------------------------- GCS restart (docs/cluster.md)
+_def(130, "NODE_HEARTBEAT", "node_id", "raylet -> GCS: answered with the GCS's incarnation", request=True)
