@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from pyray import exceptions as exc
-from pyray._private.protocol import Op
+from pyray._private.protocol import ACTOR_EXITING
 from pyray.actor import ActorExit
 
 
@@ -139,7 +139,7 @@ class ActorInstance:
     def _leave(self):
         rt = self.runtime
         cw = rt.cw
-        cw.out.send(cw.gcs_addr, (Op.ACTOR_EXITING, self.actor_id))
+        cw.out.send(cw.gcs_addr, ACTOR_EXITING.make(self.actor_id))
         rt.flush_all()
         try:
             import sys

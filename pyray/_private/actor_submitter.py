@@ -17,12 +17,10 @@ import collections
 
 from pyray import exceptions as exc
 from pyray._private import ids, serialization
-from pyray._private.ownership import READY, Owned
-from pyray._private.protocol import VALUE, Op
-from pyray._private.task_spec import TERMINATE
-from pyray._private.task_submitter import push_task_msg
-
 from pyray._private.io_loop import GCS_RESEND_S
+from pyray._private.ownership import READY, Owned
+from pyray._private.protocol import ACTOR_STATE, CANCEL_TASK, GET_ACTOR_INFO, PUSH_TASK, VALUE
+from pyray._private.task_spec import TERMINATE
 
 
 class ActorClient:
@@ -59,7 +57,7 @@ class ActorSubmitter:
         ac = self.actors.get(actor_id)
         if ac is None:
             ac = self.actors[actor_id] = ActorClient(actor_id)
-            self.out.send(self.gcs_addr, (Op.GET_ACTOR_INFO, actor_id, self.addr))
+            self.out.send(self.gcs_addr, GET_ACTOR_INFO.make(actor_id, self.addr))
         return ac
 
     def submit_actor_task(self, spec):
@@ -89,10 +87,10 @@ class ActorSubmitter:
         ac.inflight[spec.task_id] = spec
         spec.attempt += 1
         data, bufs = spec.args_payload
-        msg = push_task_msg(spec.task_id, spec.name, None, spec.name, data,
-                            -1 if bufs is None else len(bufs), spec.resolved,
-                            len(spec.return_ids), self.addr, spec.attempt, None, None,
-                            spec.actor, None, None)
+        msg = PUSH_TASK.make(spec.task_id, spec.name, None, spec.name, data,
+                             -1 if bufs is None else len(bufs), spec.resolved,
+                             len(spec.return_ids), self.addr, spec.attempt, None, None,
+                             spec.actor, None, None)
         self._send_task(ac.channel, ac.task_addr, msg, bufs)
 
     def _actor_error(self, ac):
@@ -112,7 +110,7 @@ class ActorSubmitter:
                                   ac.actor_id)
 
     def _h_actor_state(self, msg, frames):
-        _, actor_id, state, addr, cause, restarts = msg
+        _, actor_id, state, addr, cause, restarts = ACTOR_STATE.parse(msg)
         ac = self.actors.get(actor_id)
         if ac is None:
             return
@@ -194,8 +192,8 @@ class ActorSubmitter:
     def _terminate_actor(self, ac):
         """Out of scope: the actor stops after the calls already sent to it."""
         ac.terminate_pending = False
-        msg = push_task_msg(ids.new_task_id(), TERMINATE, None, "terminate", b"", 0, None, 0,
-                            self.addr, 1, None, None, ac.actor_id, None, None)
+        msg = PUSH_TASK.make(ids.new_task_id(), TERMINATE, None, "terminate", b"", 0, None, 0,
+                             self.addr, 1, None, None, ac.actor_id, None, None)
         self._send_task(ac.channel, ac.task_addr, msg, None)
 
     def _cancel_actor_task(self, spec):
@@ -204,7 +202,7 @@ class ActorSubmitter:
         task_id = spec.task_id
         ac = self.actors.get(spec.actor)
         if ac is not None and task_id in ac.inflight:
-            self.out.send(ac.ctl_addr, (Op.CANCEL_TASK, task_id, False))
+            self.out.send(ac.ctl_addr, CANCEL_TASK.make(task_id, False))
             return
         if ac is not None:
             try:
@@ -220,5 +218,5 @@ class ActorSubmitter:
         self._actor_reask_at = now + GCS_RESEND_S
         for ac in self.actors.values():
             if ac.queue and ac.state in ("PENDING", "RESTARTING"):
-                self.out.send(self.gcs_addr, (Op.GET_ACTOR_INFO, ac.actor_id, self.addr))
+                self.out.send(self.gcs_addr, GET_ACTOR_INFO.make(ac.actor_id, self.addr))
 

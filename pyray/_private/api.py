@@ -20,7 +20,7 @@ from pyray._private import object_ref
 from pyray._private.config import Config
 from pyray._private.context import ctx
 from pyray._private.object_ref import ObjectRef
-from pyray._private.protocol import Op
+from pyray._private.protocol import DRIVER_EXIT, SHUTDOWN, Op
 from pyray._private.remote_function import RemoteFunction
 
 log = logging.getLogger("pyray")
@@ -173,13 +173,13 @@ def shutdown(_exiting_interpreter=False):
         if cw is None or ctx.mode != "driver":
             return
         cluster = ctx.cluster
-        cw.out.send(cw.raylet_addr, (Op.DRIVER_EXIT, cw.job_id))
-        cw.out.send(cw.gcs_addr, (Op.DRIVER_EXIT, cw.job_id))
+        cw.out.send(cw.raylet_addr, DRIVER_EXIT.make(cw.job_id))
+        cw.out.send(cw.gcs_addr, DRIVER_EXIT.make(cw.job_id))
         if cluster is not None:
             # ask our own daemons to stop now: they exit while we close
-            cw.out.send(cw.raylet_addr, (Op.SHUTDOWN,))
+            cw.out.send(cw.raylet_addr, SHUTDOWN.make())
             if cluster.gcs is not None:
-                cw.out.send(cw.gcs_addr, (Op.SHUTDOWN,))
+                cw.out.send(cw.gcs_addr, SHUTDOWN.make())
         object_ref._set_core_worker(None)
         client = cw.shutdown(keep_store=cluster is not None)
         ctx.reset()

@@ -48,7 +48,9 @@ import time
 from pyray import exceptions as exc
 from pyray._private import serialization
 from pyray._private.ownership import PENDING
-from pyray._private.protocol import ERROR, IN_STORE, Op
+from pyray._private.protocol import (CANCEL_LEASE_REQUEST, ERROR, FREE_OBJECTS, IN_STORE,
+                                     LEASE_FAILED, LEASE_SPILLBACK, NODE_DEAD, OBJECT_COPY,
+                                     PULL_OBJECT, REQUEST_LEASE, REQUEST_LEASE_SPILLED)
 from pyray.raylet.cluster_view import lease_id_base
 
 # a pull reports back on its own (done, failed, or stalled); this only
@@ -76,7 +78,7 @@ class ClusterClient:
     def h_spillback(self, msg, frames):
         """A raylet sends a lease request on to another node (or back to
         this process's own raylet when addr is None)."""
-        _, req_id, addr, node_id, mode = msg
+        _, req_id, addr, node_id, mode = LEASE_SPILLBACK.parse(msg)
         cw = self.cw
         request = cw.lease_request_for(req_id)
         if request is None:
@@ -88,7 +90,8 @@ class ClusterClient:
             return
         self.targets[req_id] = (addr, node_id)
         self.raylet_of_prefix[lease_id_base(node_id) >> 32] = addr
-        cw.out.send(addr, (Op.REQUEST_LEASE_SPILLED, cw.node_id, mode) + request[1:])
+        cw.out.send(addr, REQUEST_LEASE_SPILLED.make(cw.node_id, mode,
+                                                     *REQUEST_LEASE.parse(request)[1:]))
 
     def lease_source(self, req_id):
         """(raylet address, node id) that granted the lease asked by req_id."""
@@ -105,11 +108,11 @@ class ClusterClient:
     def cancel_request(self, req_id):
         t = self.targets.pop(req_id, None)
         addr = t[0] if t is not None else self.cw.raylet_addr
-        self.cw.out.send(addr, (Op.CANCEL_LEASE_REQUEST, req_id, self.cw.addr))
+        self.cw.out.send(addr, CANCEL_LEASE_REQUEST.make(req_id, self.cw.addr))
 
     def h_lease_failed(self, msg, frames):
         """No node will ever grant the request: its queued tasks fail."""
-        _, req_id, message = msg
+        _, req_id, message = LEASE_FAILED.parse(msg)
         self.targets.pop(req_id, None)
         self.cw.fail_lease_request(req_id, exc.TaskUnschedulableError(message))
 
@@ -123,7 +126,7 @@ class ClusterClient:
         cw = self.cw
         for _ in range(_FETCH_ATTEMPTS):
             try:
-                cw.rpc(cw.om_addr, Op.PULL_OBJECT, ref._id, node, timeout=_PULL_TIMEOUT_S)
+                cw.rpc(cw.om_addr, PULL_OBJECT.op, ref._id, node, timeout=_PULL_TIMEOUT_S)
             except exc.RaySystemTimeoutError:
                 raise exc.ObjectFetchTimedOutError(ref.hex(), ref._owner or "", msg=(
                     f"Fetching object {ref.hex()} from node {node.hex()} timed out "
@@ -154,13 +157,13 @@ class ClusterClient:
         with cw.lock:
             e = cw.owned.get(oid)
             if e is not None:
-                self.h_object_copy((Op.OBJECT_COPY, oid, cw.node_id), ())
+                self.h_object_copy(OBJECT_COPY.make(oid, cw.node_id), ())
                 return
         if ref._owner is not None and ref._owner != cw.addr:
-            cw.out.send(ref._owner, (Op.OBJECT_COPY, oid, cw.node_id))
+            cw.out.send(ref._owner, OBJECT_COPY.make(oid, cw.node_id))
 
     def h_object_copy(self, msg, frames):
-        _, oid, node_id = msg
+        _, oid, node_id = OBJECT_COPY.parse(msg)
         e = self.cw.owned.get(oid)
         if e is not None and e.kind == IN_STORE and node_id != e.payload and \
                 node_id not in self.dead:
@@ -228,7 +231,7 @@ class ClusterClient:
         """Frees the primary copy of an object another node holds."""
         cw = self.cw
         if cw.om_addr is not None:
-            cw.out.send(cw.om_addr, (Op.FREE_OBJECTS, node_id, [oid]))
+            cw.out.send(cw.om_addr, FREE_OBJECTS.make(node_id, [oid]))
 
     # ------------------------------------------------------------------
     # node death
@@ -241,7 +244,7 @@ class ClusterClient:
             f"Object {oid.hex()} is lost: its owner ({owner}) lived on a node that died."))))
 
     def h_node_dead(self, msg, frames):
-        node_id = msg[1]
+        node_id = NODE_DEAD.parse(msg).node_id
         cw = self.cw
         if node_id in self.dead or node_id == cw.node_id:
             return

@@ -31,7 +31,8 @@ from pyray._private.cluster_client import ClusterClient, addr_suffix
 from pyray._private.io_loop import IoLoop
 from pyray._private.object_ref import ObjectRef
 from pyray._private.ownership import PENDING, READY, Owned, Ownership
-from pyray._private.protocol import ERROR, IN_STORE, VALUE, Op
+from pyray._private.protocol import (ERROR, GET_OBJECT, IN_STORE, VALUE, WAKE, WORKER_BLOCKED,
+                                     WORKER_UNBLOCKED, Op)
 from pyray._private.task_submitter import TaskSubmitter
 from pyray._private.transport import Outbox, bind_node_inbox
 
@@ -263,7 +264,7 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop):
             if self.cluster.dead and self.cluster.owner_dead(ref._owner):
                 v = self.foreign_values[oid] = self.cluster.owner_died_error(oid, ref._owner)
                 return v
-            self.out.send(ref._owner, (Op.GET_OBJECT, oid, self.addr))
+            self.out.send(ref._owner, GET_OBJECT.make(oid, self.addr))
         return None
 
     def materialize(self, ref, kind, payload):
@@ -362,8 +363,8 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop):
     def _notify_blocked(self, blocked):
         if self.is_driver or self.current_task is None:
             return
-        self.out.send(self.raylet_addr, (Op.WORKER_BLOCKED if blocked else Op.WORKER_UNBLOCKED,
-                                         self.worker_id))
+        msg = WORKER_BLOCKED if blocked else WORKER_UNBLOCKED
+        self.out.send(self.raylet_addr, msg.make(self.worker_id))
 
 
     def shutdown(self, keep_store=False):
@@ -378,7 +379,7 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop):
             for lease in list(self.leases.values()):
                 self._return_lease(lease, disconnect=False)
             self.closing = True
-            self.out.send(self.addr, (Op.WAKE,))
+            self.out.send(self.addr, WAKE.make())
         self.io_thread.join(timeout=2)
         # what we told our raylet and the GCS last (a driver's exit, a
         # shutdown) must reach them, not die in our queues

@@ -29,7 +29,7 @@ import zmq
 from pyray import exceptions as exc
 from pyray._private import serialization
 from pyray._private.channel import Channel, ChannelClosed
-from pyray._private.protocol import Op
+from pyray._private.protocol import LOG_LINES, RESPONSE, WAKE, Op, definition
 from pyray._private.transport import inbox_key as _inbox_key, unsign
 
 log = logging.getLogger("pyray.core_worker")
@@ -82,7 +82,7 @@ class IoLoop:
             self._req_counter += 1
             req_id = self._req_counter
             self.rpc_waiters[req_id] = slot
-        msg = (op, req_id, self.addr) + args
+        msg = definition(op).make(req_id, self.addr, *args)
         self.out.send(addr, msg)
         deadline = time.monotonic() + timeout
         if addr == self.gcs_addr and op not in _GCS_NOT_RESENT:
@@ -102,7 +102,7 @@ class IoLoop:
         return payload
 
     def _h_response(self, msg, frames):
-        _, req_id, ok, payload = msg
+        _, req_id, ok, payload = RESPONSE.parse(msg)
         slot = self.rpc_waiters.pop(req_id, None)
         if slot is not None:
             slot[1], slot[2] = ok, payload
@@ -177,7 +177,7 @@ class IoLoop:
                     # when the worker has read enough.
                     self.chan_out.add(channel)
                     if threading.current_thread() is not self.io_thread:
-                        self.out.send(self.addr, (Op.WAKE,))
+                        self.out.send(self.addr, WAKE.make())
                 return
         self.out.send(addr, msg, bufs)
 
@@ -298,7 +298,7 @@ class IoLoop:
 
 
     def _h_log_lines(self, msg, frames):
-        _, prefix, is_err, text = msg
+        _, prefix, is_err, text = LOG_LINES.parse(msg)
         stream = sys.stderr if is_err else sys.stdout
         try:
             stream.write("".join(f"{prefix} {line}\n" for line in text.splitlines()))

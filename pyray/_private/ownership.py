@@ -22,7 +22,8 @@ import os
 from pyray import exceptions as exc
 from pyray._private import ids, serialization
 from pyray._private.object_ref import ObjectRef
-from pyray._private.protocol import ERROR, IN_STORE, VALUE, Op
+from pyray._private.protocol import (ADD_BORROWER, ERROR, GET_OBJECT, IN_STORE, OBJECT_VALUE,
+                                     RELEASE_CONTAINED, REMOVE_BORROWER, VALUE)
 
 log = logging.getLogger("pyray.core_worker")
 
@@ -100,7 +101,7 @@ class Ownership:
             if e.payload != self.node_id:
                 self.cluster.free(e.payload, oid)
         if e.contained_at is not None:
-            self.out.send(e.contained_at, (Op.RELEASE_CONTAINED, [oid]))
+            self.out.send(e.contained_at, RELEASE_CONTAINED.make([oid]))
         e.contained = None  # drops nested refs (their decrefs queue up)
 
     def _store_delete(self, oid):
@@ -119,7 +120,7 @@ class Ownership:
         if oid in self.registered_borrows:
             self.registered_borrows.discard(oid)
             if owner is not None:
-                self.out.send(owner, (Op.REMOVE_BORROWER, [oid], self.addr))
+                self.out.send(owner, REMOVE_BORROWER.make([oid], self.addr))
 
     def register_borrows(self):
         """Called when a task ends: borrowed refs still alive here are
@@ -135,7 +136,7 @@ class Ownership:
                     self.registered_borrows.add(oid)
             self.new_foreign.clear()
             for owner, oids in by_owner.items():
-                self.out.send(owner, (Op.ADD_BORROWER, oids, self.addr))
+                self.out.send(owner, ADD_BORROWER.make(oids, self.addr))
 
 
     def new_future(self):
@@ -167,7 +168,7 @@ class Ownership:
                 if payload != self.node_id:
                     self.cluster.free(payload, oid)
             if contained_at is not None:
-                self.out.send(contained_at, (Op.RELEASE_CONTAINED, [oid]))
+                self.out.send(contained_at, RELEASE_CONTAINED.make([oid]))
             return
         e.state = READY
         e.kind = kind
@@ -179,7 +180,7 @@ class Ownership:
         e.contained_at = contained_at
         if e.waiters:
             for addr in e.waiters:
-                self.out.send(addr, (Op.OBJECT_VALUE, oid, kind, payload))
+                self.out.send(addr, OBJECT_VALUE.make(oid, kind, payload))
             e.waiters = None
         if oid in self.waiting_deps:
             self._dep_ready(oid, e)
@@ -198,21 +199,21 @@ class Ownership:
         self._finish_error(spec, serialization.error_payload(error))
 
     def _h_get_object(self, msg, frames):
-        _, oid, reply_to = msg
+        _, oid, reply_to = GET_OBJECT.parse(msg)
         e = self.owned.get(oid)
         if e is None:
             err = exc.ObjectLostError(oid.hex(), self.addr, msg=(
                 f"Object {oid.hex()} was already freed by its owner (pid {os.getpid()}); "
                 "keep a reference to it while it is needed."))
-            self.out.send(reply_to, (Op.OBJECT_VALUE, oid, ERROR,
-                                     serialization.error_payload(err)))
+            self.out.send(reply_to, OBJECT_VALUE.make(oid, ERROR,
+                                                      serialization.error_payload(err)))
         elif e.state == READY:
-            self.out.send(reply_to, (Op.OBJECT_VALUE, oid, e.kind, e.payload))
+            self.out.send(reply_to, OBJECT_VALUE.make(oid, e.kind, e.payload))
         else:
             e.waiters = (e.waiters or []) + [reply_to]
 
     def _h_object_value(self, msg, frames):
-        _, oid, kind, payload = msg
+        _, oid, kind, payload = OBJECT_VALUE.parse(msg)
         if oid not in self.requested:
             return
         self.foreign_values[oid] = (kind, payload)
@@ -222,7 +223,7 @@ class Ownership:
         self.cv.notify_all()
 
     def _h_add_borrower(self, msg, frames):
-        _, oids, addr = msg
+        _, oids, addr = ADD_BORROWER.parse(msg)
         for oid in oids:
             e = self.owned.get(oid)
             if e is not None:
@@ -231,7 +232,7 @@ class Ownership:
                 e.borrowers.add(addr)
 
     def _h_remove_borrower(self, msg, frames):
-        _, oids, addr = msg
+        _, oids, addr = REMOVE_BORROWER.parse(msg)
         for oid in oids:
             e = self.owned.get(oid)
             if e is not None and e.borrowers:
@@ -240,7 +241,7 @@ class Ownership:
                     self._free(oid, e)
 
     def _h_release_contained(self, msg, frames):
-        for oid in msg[1]:
+        for oid in RELEASE_CONTAINED.parse(msg).oids:
             self.escaped.pop(oid, None)   # drops the pinned refs
 
     def pin_nested(self, oid, refs):

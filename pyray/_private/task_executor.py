@@ -36,7 +36,8 @@ from pyray._private.channel import Channel, ChannelClosed, Listener
 from pyray._private.core_worker import CoreWorker
 from pyray._private.ids import object_id
 from pyray._private.object_ref import ObjectRef
-from pyray._private.protocol import ERROR, IN_STORE, PROTOCOL_VERSION, VALUE, Op
+from pyray._private.protocol import (CANCEL_TASK, ERROR, IN_STORE, LOG_LINES, PROTOCOL_VERSION,
+                                     PUSH_TASK, REGISTER_WORKER, TASK_REPLIES, VALUE, Op)
 from pyray._private.task_spec import TERMINATE, load_function
 from pyray._private.transport import bind_node_inbox, inbox_key, unsign
 from pyray.actor import ActorExit as ActorExitSignal
@@ -45,6 +46,7 @@ log = logging.getLogger("pyray.worker")
 
 # plain ints: zmq's flag enums are slow to combine on the hot path
 _POLLIN = int(zmq.POLLIN)
+_push_task = PUSH_TASK.parse
 
 
 class TaskContext:
@@ -121,8 +123,8 @@ class _DriverStream(io.TextIOBase):
             return
         task = rt.cw.current_task
         name = task.name if task is not None else "worker"
-        rt.cw.out.send(rt.driver_addr, (Op.LOG_LINES, f"({name} pid={os.getpid()})",
-                                        self.is_err, text))
+        rt.cw.out.send(rt.driver_addr, LOG_LINES.make(f"({name} pid={os.getpid()})",
+                                                      self.is_err, text))
 
     def isatty(self):
         return False
@@ -172,8 +174,9 @@ class TaskExecutor:
     # ------------------------------------------------------------------
     def run(self):
         cw = self.cw
-        cw.out.send(cw.raylet_addr, (Op.REGISTER_WORKER, PROTOCOL_VERSION, self.worker_id,
-                                     os.getpid(), self.task_addr, cw.addr, self.listener.path))
+        cw.out.send(cw.raylet_addr, REGISTER_WORKER.make(
+            PROTOCOL_VERSION, self.worker_id, os.getpid(), self.task_addr, cw.addr,
+            self.listener.path))
         sock = self.task_sock
         poller = self.poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -259,7 +262,7 @@ class TaskExecutor:
             self.send_replies(dest, batch)
 
     def send_replies(self, dest, batch):
-        msg = (Op.TASK_REPLIES, self.worker_id, batch)
+        msg = TASK_REPLIES.make(self.worker_id, batch)
         if isinstance(dest, Channel):
             dest.send(pickle.dumps(msg, protocol=5))
         else:
@@ -328,12 +331,11 @@ class TaskExecutor:
 
     def _begin(self, frames):
         try:
-            msg = pickle.loads(frames[0])
+            (_, task_id, fn_id, fn_bytes, name, data, nbuf, resolved, num_returns, owner, attempt,
+             gpu_ids, job, actor, extra, shape) = _push_task(pickle.loads(frames[0]))
         except Exception as err:  # noqa: BLE001
             log.warning("dropped a malformed task message: %s", err)
             return None
-        (_, task_id, fn_id, fn_bytes, name, data, nbuf, resolved, num_returns, owner, attempt,
-         gpu_ids, job, actor, extra, shape) = msg
         if job is not None and self.job_id is None:
             self._apply_job(job)
         if gpu_ids is not None and gpu_ids != self.gpu_ids:
@@ -481,7 +483,7 @@ class TaskExecutor:
 
     # ------------------------------------------------------------------
     def _h_cancel(self, msg, frames):
-        _, task_id, force = msg
+        _, task_id, force = CANCEL_TASK.parse(msg)
         if self.running_task_id == task_id:
             if force:
                 os._exit(1)

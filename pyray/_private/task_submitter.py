@@ -29,7 +29,9 @@ from pyray._private.ids import TASK_ID_SIZE
 from pyray._private.lease_policy import (answered_fast, inflight_limit, lease_requests_to_send,
                                          pick_lease)
 from pyray._private.ownership import PENDING, Owned
-from pyray._private.protocol import ERROR, VALUE, Op
+from pyray._private.protocol import (CANCEL_TASK, ERROR, LEASE_GRANTED, LEASE_INFEASIBLE,
+                                     LEASE_PG_REMOVED, PUSH_TASK, RECLAIM_LEASE, REQUEST_LEASE,
+                                     RETURN_LEASE, TASK_REPLIES, VALUE, WORKER_DIED)
 
 log = logging.getLogger("pyray.core_worker")
 
@@ -73,18 +75,9 @@ class Lease:
 
 
 
-
-def push_task_msg(task_id, fn_id, fn_bytes, name, data, nbuf, resolved, num_returns, owner,
-                  attempt, gpu_ids, job, actor, extra, shape):
-    """PUSH_TASK: a task (or actor call, or an actor's terminate) for a
-    worker's task inbox.  The only place this message is built."""
-    return (Op.PUSH_TASK, task_id, fn_id, fn_bytes, name, data, nbuf, resolved, num_returns,
-            owner, attempt, gpu_ids, job, actor, extra, shape)
-
-
-def request_lease_msg(req_id, owner, shape, job_id, driver_addr, key):
-    """REQUEST_LEASE: a worker for one task of this shape."""
-    return (Op.REQUEST_LEASE, req_id, owner, shape, job_id, driver_addr, key)
+# the messages of the hot path, built by protocol.py's definitions
+_push_task_msg = PUSH_TASK.make
+_task_replies = TASK_REPLIES.parse
 
 
 class TaskSubmitter:
@@ -195,10 +188,10 @@ class TaskSubmitter:
             lease.first = False
             job = self.job_config
         data, bufs = spec.args_payload
-        msg = push_task_msg(spec.task_id, fn.fn_id, fn_bytes, spec.name, data,
-                            -1 if bufs is None else len(bufs), spec.resolved,
-                            len(spec.return_ids), self.addr, spec.attempt, lease.gpu_ids, job,
-                            spec.actor, spec.extra, spec.shape)
+        msg = _push_task_msg(spec.task_id, fn.fn_id, fn_bytes, spec.name, data,
+                             -1 if bufs is None else len(bufs), spec.resolved,
+                             len(spec.return_ids), self.addr, spec.attempt, lease.gpu_ids, job,
+                             spec.actor, spec.extra, spec.shape)
         self._send_task(lease.channel, lease.task_addr, msg, bufs)
 
     def _request_leases(self, key, ks):
@@ -210,7 +203,7 @@ class TaskSubmitter:
             self.out.send(self.raylet_addr, self.lease_request(req_id, key, ks))
 
     def lease_request(self, req_id, key, ks):
-        return request_lease_msg(req_id, self.addr, ks.shape, self.job_id, self.driver_addr, key)
+        return REQUEST_LEASE.make(req_id, self.addr, ks.shape, self.job_id, self.driver_addr, key)
 
     def lease_request_for(self, req_id):
         """The REQUEST_LEASE message of a lease request still wanted (to send
@@ -276,11 +269,11 @@ class TaskSubmitter:
                 self.fail_task(spec, exc.TaskCancelledError(task_id.hex()))
                 self.cv.notify_all()
             else:
-                self.out.send(lease.ctl_addr, (Op.CANCEL_TASK, task_id, bool(force)))
+                self.out.send(lease.ctl_addr, CANCEL_TASK.make(task_id, bool(force)))
 
 
     def _h_task_replies(self, msg, frames):
-        _, worker_id, replies = msg
+        _, worker_id, replies = _task_replies(msg)
         lease = self.lease_by_worker.get(worker_id)
         for task_id, results, contained_at, retry in replies:
             spec = lease.inflight.pop(task_id, None) if lease is not None else None
@@ -330,13 +323,14 @@ class TaskSubmitter:
         return False
 
     def _h_lease_granted(self, msg, frames):
-        _, req_id, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid, chan_path = msg
+        _, req_id, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid, chan_path = \
+            LEASE_GRANTED.parse(msg)
         key = self.pending_lease_reqs.pop(req_id, None)
         ks = self.keys.get(key) if key is not None else None
         if ks is None:
             self.cluster.forget_request(req_id)
-            self.out.send(self.cluster.raylet_of_lease(lease_id), (Op.RETURN_LEASE, lease_id,
-                                                                   False))
+            self.out.send(self.cluster.raylet_of_lease(lease_id), RETURN_LEASE.make(lease_id,
+                                                                              False))
             return
         ks.pending_reqs.discard(req_id)
         lease = Lease(lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid,
@@ -361,10 +355,10 @@ class TaskSubmitter:
         ks = self.keys.get(lease.key)
         if ks is not None:
             ks.leases.pop(lease.lease_id, None)
-        self.out.send(lease.raylet, (Op.RETURN_LEASE, lease.lease_id, disconnect))
+        self.out.send(lease.raylet, RETURN_LEASE.make(lease.lease_id, disconnect))
 
     def _h_reclaim(self, msg, frames):
-        lease = self.leases.get(msg[1])
+        lease = self.leases.get(RECLAIM_LEASE.parse(msg).lease_id)
         if lease is None:
             return
         lease.reclaim = True
@@ -372,7 +366,7 @@ class TaskSubmitter:
             self._return_lease(lease)
 
     def _h_worker_died(self, msg, frames):
-        _, lease_id, worker_id, reason = msg
+        _, lease_id, worker_id, reason = WORKER_DIED.parse(msg)
         self.worker_died(lease_id, worker_id, reason)
 
     def worker_died(self, lease_id, worker_id, reason):
@@ -409,12 +403,12 @@ class TaskSubmitter:
     def _h_lease_pg_removed(self, msg, frames):
         """The placement group the queued tasks of a key were placed in is
         gone: they fail (Ray's TaskPlacementGroupRemoved)."""
-        _, req_id, message = msg
+        _, req_id, message = LEASE_PG_REMOVED.parse(msg)
         from pyray.util.placement_group import TaskPlacementGroupRemoved
         self.fail_lease_request(req_id, TaskPlacementGroupRemoved(message))
 
     def _h_infeasible(self, msg, frames):
-        _, req_id, message = msg
+        _, req_id, message = LEASE_INFEASIBLE.parse(msg)
         key = self.pending_lease_reqs.get(req_id)
         ks = self.keys.get(key)
         if ks is not None and not ks.infeasible_warned:
