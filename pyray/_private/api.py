@@ -1,9 +1,268 @@
-"""@remote and @method."""
+"""The public API: what `pyray.init`, `pyray.remote`, `pyray.get`, ... are
+(pyray/__init__.py loads them from here).
+
+init() starts a local cluster or finds a running one and connects this
+process to it as a driver (a CoreWorker, core_worker.py).  @remote makes a
+RemoteFunction (remote_function.py: .remote() builds a TaskSpec and hands
+it to the core worker) or an actor class (actor.py).  get/put/wait/cancel
+call the process's core worker."""
 from __future__ import annotations
 
+import atexit
+import logging
 import inspect
+import os
+import sys
 
+from pyray import exceptions as exc
+from pyray._private import node as node_mod
+from pyray._private import object_ref
+from pyray._private.config import Config
+from pyray._private.context import ctx
+from pyray._private.object_ref import ObjectRef
+from pyray._private.protocol import DRIVER_EXIT, SHUTDOWN, Op
 from pyray._private.remote_function import RemoteFunction
+
+log = logging.getLogger("pyray")
+
+
+class RayContext(dict):
+    """What init() returns: a dict of addresses, usable as a context manager."""
+
+    def __init__(self, info):
+        super().__init__(info)
+        self.address_info = info
+        self.dashboard_url = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        shutdown()
+
+    def disconnect(self):
+        shutdown()
+
+
+def is_initialized() -> bool:
+    return ctx.core_worker is not None
+
+
+def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
+         object_store_memory=None, namespace=None, ignore_reinit_error=False,
+         local_mode=False, include_dashboard=None, log_to_driver=True, runtime_env=None,
+         logging_level=logging.INFO, configure_logging=True, _system_config=None,
+         _token=None, **kwargs):
+    with ctx.lock:
+        if ctx.core_worker is not None:
+            if ctx.mode == "worker":
+                return RayContext(_address_info())
+            if ignore_reinit_error:
+                return RayContext(_address_info())
+            raise RuntimeError("Maybe you called pyray.init twice by accident? This error can "
+                               "be suppressed by passing in 'ignore_reinit_error=True' or by "
+                               "calling 'pyray.shutdown()' prior to 'pyray.init()'.")
+        unknown = set(kwargs) - {"dashboard_host", "dashboard_port", "_temp_dir",
+                                 "_node_ip_address", "job_config", "_plasma_directory",
+                                 "storage", "_enable_object_reconstruction", "_redis_password"}
+        if unknown:
+            raise TypeError(f"init() got unexpected keyword argument(s): {sorted(unknown)}")
+        if resources is not None:
+            if not isinstance(resources, dict):
+                raise TypeError(f"resources must be a dict, got {type(resources).__name__}")
+            for name in ("CPU", "GPU"):
+                if name in resources:
+                    raise ValueError(f"Use the num_{name.lower()}s argument of init() instead "
+                                     f"of resources={{'{name}': ...}}.")
+            from pyray.raylet.resources import validate_shape
+            validate_shape(resources, "cluster")
+        for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
+                     ("object_store_memory", object_store_memory)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+                raise ValueError(f"{k} must be a non-negative number, got {v!r}")
+        config = Config.from_env(**(_system_config or {}))
+        config.log_to_driver = bool(log_to_driver)
+        if address is None:
+            address = os.environ.get("PYRAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
+            if address in ("", "local"):
+                address = None
+        if address is None:
+            cluster = _start_local(num_cpus, num_gpus, resources, object_store_memory, config)
+            node = cluster.node
+        else:
+            if num_cpus is not None or num_gpus is not None or resources is not None or \
+                    object_store_memory is not None:
+                raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus, "
+                                 "resources and object_store_memory must not be provided.")
+            cluster = None
+            node = _find_node(address, config, _token)
+        try:
+            _connect_driver(node, config, namespace)
+        except BaseException:
+            if cluster is not None:
+                cluster.stop()
+            raise
+        ctx.cluster = cluster
+        return RayContext(_address_info())
+
+
+def _start_local(num_cpus, num_gpus, resources, object_store_memory, config):
+    if num_cpus is None:
+        num_cpus = os.cpu_count() or 1
+    if num_gpus is None:
+        num_gpus = node_mod.detect_num_gpus()
+    if object_store_memory is None:
+        object_store_memory = node_mod.default_object_store_memory(config.object_store_fraction)
+    if object_store_memory < 1 << 20:
+        raise ValueError(f"object_store_memory must be at least 1 MiB, got {object_store_memory}")
+    return node_mod.LocalCluster(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                 object_store_memory=object_store_memory, config=config,
+                                 while_starting=_import_driver_modules)
+
+
+def _import_driver_modules():
+    """Imported while the GCS and raylet start, instead of after."""
+    import pyray._private.core_worker  # noqa: F401
+
+
+def _find_node(address, config, token=None):
+    """`token`: the cluster's (docs/cluster.md, "Security"); by default
+    $PYRAY_TOKEN, else the one `pyray start --head` recorded on this machine."""
+    from pyray._private import bootstrap
+    return bootstrap.find_local_node(address, config, token)
+
+
+def _connect_driver(node, config, namespace):
+    from pyray._private.core_worker import CoreWorker
+    cw = CoreWorker(session_dir=node["session_dir"], node=node, job_id=None, config=config,
+                    is_driver=True)
+    try:
+        object_ref._set_core_worker(cw)
+        job_id = cw.rpc(cw.gcs_addr, Op.REGISTER_JOB, {
+            "driver_addr": cw.addr, "pid": os.getpid(), "namespace": namespace,
+            "entrypoint": " ".join(sys.argv)[:200]})
+    except BaseException:
+        object_ref._set_core_worker(None)
+        cw.shutdown()
+        raise
+    cw.job_id = job_id
+    namespace = namespace or f"anon-{job_id.hex()}"
+    cw.job_config = {"job_id": job_id, "driver_addr": cw.addr, "sys_path": list(sys.path),
+                     "cwd": os.getcwd(), "namespace": namespace}
+    ctx.core_worker = cw
+    ctx.mode = "driver"
+    ctx.node = node
+    ctx.config = config
+    ctx.job_id = job_id
+    ctx.namespace = namespace
+    ctx.session_dir = node["session_dir"]
+
+
+def _address_info():
+    n = ctx.node or {}
+    return {"node_ip_address": n.get("node_ip") or "127.0.0.1",
+            "raylet_socket_name": n.get("raylet_addr"),
+            "gcs_address": n.get("gcs_addr"), "address": n.get("gcs_addr"),
+            "object_store_address": n.get("store_name"), "session_dir": n.get("session_dir"),
+            "node_id": n.get("node_id", b"").hex()}
+
+
+def shutdown(_exiting_interpreter=False):
+    with ctx.lock:
+        cw = ctx.core_worker
+        if cw is None or ctx.mode != "driver":
+            return
+        cluster = ctx.cluster
+        cw.out.send(cw.raylet_addr, DRIVER_EXIT.make(cw.job_id))
+        cw.out.send(cw.gcs_addr, DRIVER_EXIT.make(cw.job_id))
+        if cluster is not None:
+            # ask our own daemons to stop now: they exit while we close
+            cw.out.send(cw.raylet_addr, SHUTDOWN.make())
+            if cluster.gcs is not None:
+                cw.out.send(cw.gcs_addr, SHUTDOWN.make())
+        object_ref._set_core_worker(None)
+        client = cw.shutdown(keep_store=cluster is not None)
+        ctx.reset()
+        if cluster is not None:
+            cluster.stop()
+            if client is not None:
+                from pyray._private.core_worker import close_in_background
+                close_in_background(client)
+
+
+atexit.register(shutdown, True)
+
+
+def _cw():
+    cw = ctx.core_worker
+    if cw is None:
+        from pyray._private.remote_function import ensure_initialized
+        cw = ensure_initialized()
+    return cw
+
+
+def get(object_refs, *, timeout=None):
+    if timeout is not None and (isinstance(timeout, bool) or
+                                not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"timeout must be a non-negative number or None, got {timeout!r}")
+    cw = ctx.core_worker
+    if cw is None:
+        raise exc.RaySystemError("pyray is not initialized: call pyray.init() before get()")
+    return cw.get(object_refs, timeout)
+
+
+def put(value, *, _owner=None):
+    return _cw().put(value)
+
+
+def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
+    cw = ctx.core_worker
+    if cw is None:
+        raise exc.RaySystemError("pyray is not initialized: call pyray.init() before wait()")
+    return cw.wait(object_refs, num_returns, timeout, fetch_local)
+
+
+def cancel(object_ref, *, force=False, recursive=True):
+    if type(object_ref) is not ObjectRef:
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+    _cw().cancel(object_ref, force)
+
+
+def _gcs_call(op, *args):
+    cw = _cw()
+    return cw.rpc(cw.gcs_addr, op, *args)
+
+
+def nodes():
+    out = []
+    for n in _gcs_call(Op.GET_NODES):
+        out.append({
+            "NodeID": n["node_id"].hex(), "Alive": n["alive"], "alive": n["alive"],
+            "NodeManagerAddress": n.get("node_ip", "127.0.0.1"),
+            "NodeManagerHostname": os.uname().nodename,
+            "RayletSocketName": n["raylet_addr"], "ObjectStoreSocketName": n["store_name"],
+            "Resources": dict(n.get("resources", {})), "IsHead": n.get("head", False),
+        })
+    return out
+
+
+def cluster_resources():
+    return _gcs_call(Op.CLUSTER_RESOURCES, False)
+
+
+def available_resources():
+    return _gcs_call(Op.CLUSTER_RESOURCES, True)
+
+
+def get_gpu_ids():
+    cw = ctx.core_worker
+    task = cw.current_task if cw is not None else None
+    if task is not None and task.gpu_ids is not None:
+        return list(task.gpu_ids)
+    w = getattr(ctx, "worker", None)
+    if w is not None and w.gpu_ids:
+        return list(w.gpu_ids)
+    return []
 
 
 def remote(*args, **kwargs):

@@ -13,6 +13,33 @@ there are other nodes lives here:
   raise OwnerDiedError.
 
 Handlers (``h_*``) run on the core worker's I/O thread with its lock held.
+
+What this module uses of the core worker (``cw``), and nothing else:
+
+    addr, node_id, raylet_addr, om_addr  this process's, its raylet's and its
+                                         object manager's addresses
+    config, out, plasma                  settings, the outbox, the store client
+    lock, cv                             the core worker's lock; notify cv when
+                                         something a caller waits for changed
+    rpc(addr, op, *args, timeout=)       a request and its answer
+    owned                                oid -> Owned (ownership.py): read, and
+                                         the location of IN_STORE entries updated
+    locate(ref) / materialize(ref, kind, payload) / read_store(ref, node)
+                                         where a value is, and reading it
+    set_ready(oid, kind, payload)        an owned object's final value (or error)
+    forget_value(oid)                    ask a borrowed object's owner again
+    borrowed_node_died(node_id, suffix, error_fn)
+                                         borrowed refs affected by a node's death
+    leases                               lease id -> Lease (task_submitter.py): read
+    worker_died(lease_id, worker_id, reason)
+                                         a leased worker is gone
+    lease_request_for(req_id)            REQUEST_LEASE of a request still wanted
+    fail_lease_request(req_id, err)      its queued tasks fail
+    resubmit(spec)                       run a task again (lineage)
+
+and what the core worker uses of this one: the ``h_*`` handlers, fetch,
+needs_fetch, free, dead, owner_dead, owner_died_error, lease_source,
+raylet_of_lease, cancel_request, forget_request.
 """
 from __future__ import annotations
 
@@ -20,7 +47,10 @@ import time
 
 from pyray import exceptions as exc
 from pyray._private import serialization
-from pyray._private.protocol import ERROR, IN_STORE, Op
+from pyray._private.ownership import PENDING
+from pyray._private.protocol import (CANCEL_LEASE_REQUEST, ERROR, FREE_OBJECTS, IN_STORE,
+                                     LEASE_FAILED, LEASE_SPILLBACK, NODE_DEAD, OBJECT_COPY,
+                                     PULL_OBJECT, REQUEST_LEASE, REQUEST_LEASE_SPILLED)
 from pyray.raylet.cluster_view import lease_id_base
 
 # a pull reports back on its own (done, failed, or stalled); this only
@@ -48,26 +78,29 @@ class ClusterClient:
     def h_spillback(self, msg, frames):
         """A raylet sends a lease request on to another node (or back to
         this process's own raylet when addr is None)."""
-        _, req_id, addr, node_id, mode = msg
+        _, req_id, addr, node_id, mode = LEASE_SPILLBACK.parse(msg)
         cw = self.cw
-        key = cw.pending_lease_reqs.get(req_id)
-        ks = cw.keys.get(key) if key is not None else None
-        if ks is None:
+        request = cw.lease_request_for(req_id)
+        if request is None:
             self.targets.pop(req_id, None)
             return                      # cancelled meanwhile
-        request = cw.lease_request(req_id, key, ks)
         if addr is None or node_id in self.dead or node_id == cw.node_id:
             self.targets.pop(req_id, None)
             cw.out.send(cw.raylet_addr, request)
             return
         self.targets[req_id] = (addr, node_id)
         self.raylet_of_prefix[lease_id_base(node_id) >> 32] = addr
-        cw.out.send(addr, (Op.REQUEST_LEASE_SPILLED, cw.node_id, mode) + request[1:])
+        cw.out.send(addr, REQUEST_LEASE_SPILLED.make(cw.node_id, mode,
+                                                     *REQUEST_LEASE.parse(request)[1:]))
 
     def lease_source(self, req_id):
         """(raylet address, node id) that granted the lease asked by req_id."""
         t = self.targets.pop(req_id, None)
         return t if t is not None else (self.cw.raylet_addr, self.cw.node_id)
+
+    def forget_request(self, req_id):
+        """A lease request was answered or dropped: where it went no longer matters."""
+        self.targets.pop(req_id, None)
 
     def raylet_of_lease(self, lease_id):
         return self.raylet_of_prefix.get(lease_id >> 32, self.cw.raylet_addr)
@@ -75,24 +108,13 @@ class ClusterClient:
     def cancel_request(self, req_id):
         t = self.targets.pop(req_id, None)
         addr = t[0] if t is not None else self.cw.raylet_addr
-        self.cw.out.send(addr, (Op.CANCEL_LEASE_REQUEST, req_id, self.cw.addr))
+        self.cw.out.send(addr, CANCEL_LEASE_REQUEST.make(req_id, self.cw.addr))
 
     def h_lease_failed(self, msg, frames):
         """No node will ever grant the request: its queued tasks fail."""
-        _, req_id, message = msg
-        cw = self.cw
+        _, req_id, message = LEASE_FAILED.parse(msg)
         self.targets.pop(req_id, None)
-        key = cw.pending_lease_reqs.pop(req_id, None)
-        ks = cw.keys.get(key) if key is not None else None
-        if ks is None:
-            return
-        ks.pending_reqs.discard(req_id)
-        err = exc.TaskUnschedulableError(message)
-        while ks.queue:
-            spec = ks.queue.popleft()
-            if not spec.cancelled:
-                cw.fail_task(spec, err)
-        cw.cv.notify_all()
+        self.cw.fail_lease_request(req_id, exc.TaskUnschedulableError(message))
 
     # ------------------------------------------------------------------
     # objects held by other nodes
@@ -104,7 +126,7 @@ class ClusterClient:
         cw = self.cw
         for _ in range(_FETCH_ATTEMPTS):
             try:
-                cw.rpc(cw.om_addr, Op.PULL_OBJECT, ref._id, node, timeout=_PULL_TIMEOUT_S)
+                cw.rpc(cw.om_addr, PULL_OBJECT.op, ref._id, node, timeout=_PULL_TIMEOUT_S)
             except exc.RaySystemTimeoutError:
                 raise exc.ObjectFetchTimedOutError(ref.hex(), ref._owner or "", msg=(
                     f"Fetching object {ref.hex()} from node {node.hex()} timed out "
@@ -112,13 +134,13 @@ class ClusterClient:
             except exc.RaySystemError as err:
                 kind, payload = self._relocate(ref, node, str(err))
                 if kind != IN_STORE:
-                    return cw._materialize(ref, kind, payload)
+                    return cw.materialize(ref, kind, payload)
                 node = payload
                 if node == cw.node_id:
-                    return cw._read_store(ref, node)
+                    return cw.read_store(ref, node)
                 continue
             try:
-                value = cw._read_store(ref, cw.node_id)
+                value = cw.read_store(ref, cw.node_id)
             except exc.ObjectLostError:
                 continue                # our copy was evicted already: pull again
             self._tell_copy(ref)
@@ -135,13 +157,13 @@ class ClusterClient:
         with cw.lock:
             e = cw.owned.get(oid)
             if e is not None:
-                self.h_object_copy((Op.OBJECT_COPY, oid, cw.node_id), ())
+                self.h_object_copy(OBJECT_COPY.make(oid, cw.node_id), ())
                 return
         if ref._owner is not None and ref._owner != cw.addr:
-            cw.out.send(ref._owner, (Op.OBJECT_COPY, oid, cw.node_id))
+            cw.out.send(ref._owner, OBJECT_COPY.make(oid, cw.node_id))
 
     def h_object_copy(self, msg, frames):
-        _, oid, node_id = msg
+        _, oid, node_id = OBJECT_COPY.parse(msg)
         e = self.cw.owned.get(oid)
         if e is not None and e.kind == IN_STORE and node_id != e.payload and \
                 node_id not in self.dead:
@@ -175,16 +197,15 @@ class ClusterClient:
                         break
             while True:
                 if e is None:           # borrowed: ask its owner again
-                    cw.foreign_values.pop(oid, None)
-                    cw.requested.discard(oid)
-                loc = cw._locate(ref)
+                    cw.forget_value(oid)
+                loc = cw.locate(ref)
                 while loc is None:
                     if time.monotonic() > deadline:
                         raise exc.ObjectLostError(ref.hex(), ref._owner or "", msg=(
                             f"Object {ref.hex()} is lost: {detail}; its owner did not say "
                             "where it is now."))
                     cw.cv.wait(0.2)
-                    loc = cw._locate(ref)
+                    loc = cw.locate(ref)
                 if e is None and loc == (IN_STORE, node) and node not in self.dead:
                     # the owner has not heard of the death yet
                     if not node_gone or time.monotonic() > deadline:
@@ -198,7 +219,7 @@ class ClusterClient:
         """True if reading ref now means pulling it from another node."""
         cw = self.cw
         with cw.lock:
-            loc = cw._locate(ref)
+            loc = cw.locate(ref)
         if loc is None or loc[0] != IN_STORE or loc[1] == cw.node_id or cw.plasma is None:
             return False
         try:
@@ -210,7 +231,7 @@ class ClusterClient:
         """Frees the primary copy of an object another node holds."""
         cw = self.cw
         if cw.om_addr is not None:
-            cw.out.send(cw.om_addr, (Op.FREE_OBJECTS, node_id, [oid]))
+            cw.out.send(cw.om_addr, FREE_OBJECTS.make(node_id, [oid]))
 
     # ------------------------------------------------------------------
     # node death
@@ -223,7 +244,7 @@ class ClusterClient:
             f"Object {oid.hex()} is lost: its owner ({owner}) lived on a node that died."))))
 
     def h_node_dead(self, msg, frames):
-        node_id = msg[1]
+        node_id = NODE_DEAD.parse(msg).node_id
         cw = self.cw
         if node_id in self.dead or node_id == cw.node_id:
             return
@@ -231,30 +252,18 @@ class ClusterClient:
         why = f"its node {node_id.hex()} died"
         # tasks that ran there retry elsewhere (max_retries)
         for lease in [l for l in cw.leases.values() if l.node_id == node_id]:
-            cw._h_worker_died((Op.WORKER_DIED, lease.lease_id, lease.worker_id, why), ())
+            cw.worker_died(lease.lease_id, lease.worker_id, why)
         # lease requests waiting there are asked at home again
         for req_id, (_addr, nid) in list(self.targets.items()):
             if nid != node_id:
                 continue
             del self.targets[req_id]
-            key = cw.pending_lease_reqs.get(req_id)
-            ks = cw.keys.get(key) if key is not None else None
-            if ks is not None:
-                cw.out.send(cw.raylet_addr, cw.lease_request(req_id, key, ks))
+            request = cw.lease_request_for(req_id)
+            if request is not None:
+                cw.out.send(cw.raylet_addr, request)
         self._recover_owned(node_id)
         # borrowed objects: owners that died, values that lived there
-        suffix = addr_suffix(node_id)
-        for oid, owner in list(cw.foreign.items()):
-            v = cw.foreign_values.get(oid)
-            if owner is not None and owner.endswith(suffix) and (v is None or v[0] == IN_STORE):
-                cw.foreign_values[oid] = self.owner_died_error(oid, owner)
-                cw.requested.add(oid)
-                cbs = cw.foreign_callbacks.pop(oid, None)
-                if cbs:
-                    cw._pending_callbacks.extend(cbs)
-            elif v is not None and v[0] == IN_STORE and v[1] == node_id:
-                del cw.foreign_values[oid]
-                cw.requested.discard(oid)
+        cw.borrowed_node_died(node_id, addr_suffix(node_id), self.owner_died_error)
         cw.cv.notify_all()
 
     def _recover_owned(self, node_id):
@@ -262,7 +271,6 @@ class ClusterClient:
         run again (lineage), or they become errors."""
         import plasma
 
-        from pyray._private.core_worker import PENDING
         cw = self.cw
         rerun = {}
         for oid, e in list(cw.owned.items()):
@@ -299,12 +307,11 @@ class ClusterClient:
                     f"Object {oid.hex()} is lost: node {node_id.hex()} that held its only "
                     "copy died, and it cannot be made again (objects from put() and actor "
                     "calls have no lineage)."))
-            cw._set_ready(oid, ERROR, serialization.error_payload(err))
+            cw.set_ready(oid, ERROR, serialization.error_payload(err))
         for spec in rerun.values():
             if spec.retries_left > 0:
                 spec.retries_left -= 1
             if len(spec.key) == 3:
                 spec.key = spec.key[:2]     # its arguments' node may be the dead one
             spec.lease = None
-            cw.tasks_by_id[spec.task_id] = spec
-            cw.submit_deps(spec)
+            cw.resubmit(spec)

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 
-OBJECT_ID_SIZE = 20
-TASK_ID_SIZE = 16
+TASK_ID_SIZE = 16                       # 8 random bytes + an 8-byte counter
+OBJECT_ID_SIZE = TASK_ID_SIZE + 4       # + the return index
 
-_lock = threading.Lock()
 _prefix = os.urandom(8)
 _counter = itertools.count(1)
-_pid = os.getpid()
 
 
 def _reseed():
-    global _prefix, _counter, _pid
+    global _prefix, _counter
     _prefix = os.urandom(8)
     _counter = itertools.count(1)
-    _pid = os.getpid()
 
 
 os.register_at_fork(after_in_child=_reseed)
@@ -40,5 +36,5 @@ def new_put_id() -> bytes:
     return _prefix + next(_counter).to_bytes(8, "little") + b"\xff\xff\xff\xff"
 
 
-def random_id(n=16) -> bytes:
+def random_id(n=TASK_ID_SIZE) -> bytes:
     return os.urandom(n)

@@ -8,6 +8,7 @@ unpickled from inside another object keeps that outer object's ref alive
 from __future__ import annotations
 
 from pyray._private import serialization
+from pyray._private.ids import OBJECT_ID_SIZE, TASK_ID_SIZE
 
 # the process's core worker, set by connect(); ObjectRef reads it directly
 _cw = None
@@ -22,8 +23,8 @@ class ObjectRef:
     __slots__ = ("_id", "_owner", "_parent", "_cwref", "__weakref__")
 
     def __init__(self, oid: bytes, owner: str | None = None, _parent=None):
-        if type(oid) is not bytes or len(oid) != 20:
-            raise ValueError(f"ObjectRef needs a 20-byte id, got {oid!r}")
+        if type(oid) is not bytes or len(oid) != OBJECT_ID_SIZE:
+            raise ValueError(f"ObjectRef needs a {OBJECT_ID_SIZE}-byte id, got {oid!r}")
         self._id = oid
         self._owner = owner
         self._parent = _parent
@@ -45,7 +46,7 @@ class ObjectRef:
         return self._id.hex()
 
     def task_id(self):
-        return self._id[:16]
+        return self._id[:TASK_ID_SIZE]
 
     def owner_address(self):
         return self._owner

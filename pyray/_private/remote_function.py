@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import inspect
-import pickle
 import sys
-import types
 
 from pyray._private import ids, serialization
 from pyray._private.context import ctx
@@ -102,40 +100,11 @@ def _source_file(obj):
     return getattr(mod, "__file__", None)
 
 
-_PLACEHOLDER_FILE = "<dynamic-code>"
-
-
-def load_function(data):
-    """The inverse of export_function's payload (in the worker)."""
-    obj, filename = pickle.loads(data)
-    if filename:
-        if isinstance(obj, type):
-            for attr in vars(obj).values():
-                fn = getattr(attr, "__func__", attr)
-                if getattr(fn, "__code__", None) is not None:
-                    fn.__code__ = _with_filename(fn.__code__, filename)
-                if isinstance(attr, property):
-                    for f in (attr.fget, attr.fset, attr.fdel):
-                        if f is not None and getattr(f, "__code__", None) is not None:
-                            f.__code__ = _with_filename(f.__code__, filename)
-        elif getattr(obj, "__code__", None) is not None:
-            obj.__code__ = _with_filename(obj.__code__, filename)
-    return obj
-
-
-def _with_filename(code, filename):
-    if code.co_filename != _PLACEHOLDER_FILE:
-        return code
-    consts = tuple(_with_filename(c, filename) if isinstance(c, types.CodeType) else c
-                   for c in code.co_consts)
-    return code.replace(co_filename=filename, co_consts=consts)
-
-
 def ensure_initialized():
     cw = ctx.core_worker
     if cw is None:
-        from pyray._private import worker
-        worker.init()
+        from pyray._private import api
+        api.init()
         cw = ctx.core_worker
     return cw
 

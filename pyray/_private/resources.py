@@ -116,10 +116,9 @@ class PgShape(dict):
     __slots__ = ("pg", "lease")
 
     def __reduce__(self):
-        # the receiving worker's capture flag is set on the way in
-        # (pyray._private.pg_capture); the shape itself stays plain data
-        from pyray._private.pg_capture import rebuild_pg_shape
-        return rebuild_pg_shape, (dict(self), self.pg)
+        # plain data: the receiving worker reads the capture flag itself
+        # (task_executor, captures_children)
+        return make_pg_shape, (dict(self), self.pg)
 
 
 def make_pg_shape(items, pg):

@@ -72,7 +72,7 @@ class RuntimeContext:
         return dict(spec_shape)
 
     def get_accelerator_ids(self):
-        from pyray._private.worker import get_gpu_ids
+        from pyray._private.api import get_gpu_ids
         return {"GPU": [str(g) for g in get_gpu_ids()]}
 
     def was_current_actor_reconstructed(self):

@@ -1,5 +1,15 @@
-"""The owner's record of a submitted task, and the scheduling key it queues under."""
+"""What a task is, on both sides: the owner's record of a submitted task
+(TaskSpec), and a function as it travels to workers (FunctionDescriptor,
+made by remote_function.export_function, loaded by load_function in the
+worker)."""
 from __future__ import annotations
+
+import pickle
+import types
+
+# the function id of the message that tells an actor to stop after the
+# calls sent before it (actor_submitter -> task_executor)
+TERMINATE = "__pyray_terminate__"
 
 
 class TaskSpec:
@@ -39,3 +49,32 @@ class FunctionDescriptor:
         self.data = data
         self.name = name
         self.module = module
+
+
+_PLACEHOLDER_FILE = "<dynamic-code>"
+
+
+def load_function(data):
+    """The inverse of export_function's payload (in the worker)."""
+    obj, filename = pickle.loads(data)
+    if filename:
+        if isinstance(obj, type):
+            for attr in vars(obj).values():
+                fn = getattr(attr, "__func__", attr)
+                if getattr(fn, "__code__", None) is not None:
+                    fn.__code__ = _with_filename(fn.__code__, filename)
+                if isinstance(attr, property):
+                    for f in (attr.fget, attr.fset, attr.fdel):
+                        if f is not None and getattr(f, "__code__", None) is not None:
+                            f.__code__ = _with_filename(f.__code__, filename)
+        elif getattr(obj, "__code__", None) is not None:
+            obj.__code__ = _with_filename(obj.__code__, filename)
+    return obj
+
+
+def _with_filename(code, filename):
+    if code.co_filename != _PLACEHOLDER_FILE:
+        return code
+    consts = tuple(_with_filename(c, filename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)

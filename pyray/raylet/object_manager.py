@@ -165,6 +165,11 @@ class ObjectManager(Server):
                                      f"missing: it is not in the store of node "
                                      f"{self.node_id.hex()}"))
             return
+        except plasma.PlasmaError as err:
+            # a spilled copy that cannot be read back, or no room to restore it
+            self.out.send(reply_to, (Op.OBJECT_CHUNK, oid, first, -1, None,
+                                     f"lost: node {self.node_id.hex()} cannot read it: {err}"))
+            return
         if first == 0:
             self.served_to.setdefault(oid, set()).add(reply_to)
             if len(self.served_to) > MAX_REMEMBERED_FETCHES:

@@ -144,7 +144,7 @@ def _zygote_main(cmd_r, ev_w, entry_args):
     reader = MsgReader(cmd_r)
     children = {}
     node, config, session_dir = entry_args
-    from pyray._private.worker_main import worker_entry
+    from pyray._private.task_executor import worker_entry
     warm = False
     while True:
         try:

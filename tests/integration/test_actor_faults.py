@@ -51,7 +51,7 @@ def _all_free(wait_for):
 
 def _actors():
     from pyray._private.protocol import Op
-    from pyray._private.worker import _gcs_call
+    from pyray._private.api import _gcs_call
     try:
         return _gcs_call(Op.LIST_ACTORS)
     except Exception:  # noqa: BLE001 - only for the message above

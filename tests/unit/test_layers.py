@@ -48,14 +48,6 @@ UTIL_BRIDGES = {
     "pyray.util.scheduling_strategies": ("pyray._private.scheduling_strategies",),
 }
 
-# wrong-way imports in modules being split up elsewhere, to be fixed there:
-# (module, imported name) -> where it should come from.  An entry that no
-# longer matches anything fails the test, so the list only shrinks.
-KNOWN_WRONG_WAY = {
-    ("pyray._private.core_worker", "pyray.util.placement_group.TaskPlacementGroupRemoved"):
-        "pyray.exceptions.TaskPlacementGroupRemoved",
-}
-
 HEAVY = ("pandas", "torch", "tensorflow", "jax", "matplotlib", "scipy", "sklearn",
          "gymnasium", "optuna", "starlette", "uvicorn", "fastapi")
 
@@ -179,10 +171,6 @@ def violations(sources):
             elif _within(module, "pyray._private"):
                 if _within(target, "pyray.util") or any(_within(target, lib)
                                                         for lib in LIBRARIES):
-                    key = (module, target)
-                    if key in KNOWN_WRONG_WAY:
-                        matched.add(key)
-                        continue
                     report("the runtime never imports pyray.util or a library")
             elif any(_within(module, lib) for lib in LIBRARIES):
                 if not _public(target):
@@ -203,14 +191,6 @@ def violations(sources):
 def test_imports_point_one_way():
     bad, _ = violations(tree_sources())
     assert not bad, "wrong-way imports:\n  " + "\n  ".join(bad)
-
-
-def test_known_wrong_way_imports_are_still_there():
-    """The temporary exceptions go once their import is fixed."""
-    _, matched = violations(tree_sources())
-    stale = sorted(set(KNOWN_WRONG_WAY) - matched)
-    assert not stale, ("these imports were fixed; remove them from KNOWN_WRONG_WAY: "
-                       f"{stale}")
 
 
 def test_util_bridges_are_real():

@@ -1,4 +1,5 @@
-"""The actor living in a worker: its instance and how its calls run.
+"""The actor hosted by a worker process: its instance and how its calls run
+(the worker's TaskExecutor, task_executor.py, hands them here).
 
 max_concurrency=1 (the default for sync actors): calls run on the worker's
 main thread, one at a time, in arrival order.  max_concurrency=N: calls run
@@ -13,7 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from pyray import exceptions as exc
-from pyray._private.protocol import Op
+from pyray._private.protocol import ACTOR_EXITING
 from pyray.actor import ActorExit
 
 
@@ -61,7 +62,7 @@ class ActorInstance:
         err = exc.ActorDiedError(None, (
             f"The actor {self.actor_id.hex()} exited before it could run {call.name} "
             "(exit_actor() or out of scope)."), self.actor_id)
-        rt.send_replies(call.dest, [rt._error_reply(call, err, False)])
+        rt.send_replies(call.dest, [rt.error_reply(call, err, False)])
 
     def submit(self, call):
         if self.runtime.exiting:
@@ -77,7 +78,7 @@ class ActorInstance:
     def _done(self, call, result, err):
         rt = self.runtime
         if call is not None:
-            rt.send_replies(call.dest, [rt._complete(call, result, err)])
+            rt.send_replies(call.dest, [rt.complete(call, result, err)])
         with self.idle:
             self.inflight -= 1
             self.idle.notify_all()
@@ -138,8 +139,8 @@ class ActorInstance:
     def _leave(self):
         rt = self.runtime
         cw = rt.cw
-        cw.out.send(cw.gcs_addr, (Op.ACTOR_EXITING, self.actor_id))
-        rt._flush_all()
+        cw.out.send(cw.gcs_addr, ACTOR_EXITING.make(self.actor_id))
+        rt.flush_all()
         try:
             import sys
             sys.stdout.flush()

@@ -1,4 +1,13 @@
-"""A worker process: runs tasks pushed to it by owners that lease it.
+"""The worker process: receives tasks pushed by the owners that lease it,
+runs them, and replies with their results.
+
+worker_entry() is where a worker forked by the raylet's zygote starts.
+TaskExecutor.run() is its main loop: a task (PUSH_TASK, over the task inbox
+or a direct channel) is decoded (_begin: the function from its bytes, the
+arguments), run (_execute), and its results go back to the owner in a
+TASK_REPLIES message (_complete, send_replies): inline up to 100 KiB,
+else written to the node's store.  An actor creation task makes this
+worker host the actor (actor_executor.py).
 
 Started by the raylet's zygote (a fork of a process that has already
 imported pyray and numpy), so it is ready in milliseconds.  The main thread
@@ -16,7 +25,6 @@ import os
 import pickle
 import sys
 import threading
-import time
 import traceback
 
 import zmq
@@ -24,12 +32,15 @@ import zmq
 from pyray import exceptions as exc
 from pyray._private import object_ref, serialization
 from pyray._private.context import ctx
+from pyray._private.channel import Channel, ChannelClosed, Listener
 from pyray._private.core_worker import CoreWorker
 from pyray._private.ids import object_id
 from pyray._private.object_ref import ObjectRef
-from pyray._private.remote_function import load_function
-from pyray._private.protocol import ERROR, IN_STORE, PROTOCOL_VERSION, VALUE, Op
-from pyray._private.channel import Channel, ChannelClosed, Listener
+from pyray._private.resources import captures_children
+from pyray._private.store_errors import to_pyray_error
+from pyray._private.protocol import (CANCEL_TASK, ERROR, IN_STORE, LOG_LINES, PROTOCOL_VERSION,
+                                     PUSH_TASK, REGISTER_WORKER, TASK_REPLIES, VALUE, Op)
+from pyray._private.task_spec import TERMINATE, load_function
 from pyray._private.transport import bind_node_inbox, inbox_key, unsign
 from pyray.actor import ActorExit as ActorExitSignal
 
@@ -37,6 +48,7 @@ log = logging.getLogger("pyray.worker")
 
 # plain ints: zmq's flag enums are slow to combine on the hot path
 _POLLIN = int(zmq.POLLIN)
+_push_task = PUSH_TASK.parse
 
 
 class TaskContext:
@@ -48,9 +60,6 @@ class TaskContext:
         self.gpu_ids = gpu_ids
         self.owner = owner
         self.shape = shape
-
-
-TERMINATE = "__pyray_terminate__"
 
 
 class Call:
@@ -116,8 +125,8 @@ class _DriverStream(io.TextIOBase):
             return
         task = rt.cw.current_task
         name = task.name if task is not None else "worker"
-        rt.cw.out.send(rt.driver_addr, (Op.LOG_LINES, f"({name} pid={os.getpid()})",
-                                        self.is_err, text))
+        rt.cw.out.send(rt.driver_addr, LOG_LINES.make(f"({name} pid={os.getpid()})",
+                                                      self.is_err, text))
 
     def isatty(self):
         return False
@@ -126,7 +135,9 @@ class _DriverStream(io.TextIOBase):
         return self.fallback.fileno()
 
 
-class WorkerRuntime:
+class TaskExecutor:
+    """The main thread of a worker process (ctx.worker)."""
+
     def __init__(self, worker_id, node, config, session_dir):
         self.worker_id = worker_id
         self.node = node
@@ -148,7 +159,7 @@ class WorkerRuntime:
         self.replies = {}
         self.running_task_id = None
         self.gpu_ids = None
-        self.actor = None           # an ActorInstance once this worker hosts an actor
+        self.actor = None           # an ActorInstance (actor_executor.py) once this worker hosts an actor
         # (task id, reply) of the actor creation task this worker ran: a GCS
         # that restarted before the reply reached it sends the task again
         self.created = None
@@ -165,8 +176,9 @@ class WorkerRuntime:
     # ------------------------------------------------------------------
     def run(self):
         cw = self.cw
-        cw.out.send(cw.raylet_addr, (Op.REGISTER_WORKER, PROTOCOL_VERSION, self.worker_id,
-                                     os.getpid(), self.task_addr, cw.addr, self.listener.path))
+        cw.out.send(cw.raylet_addr, REGISTER_WORKER.make(
+            PROTOCOL_VERSION, self.worker_id, os.getpid(), self.task_addr, cw.addr,
+            self.listener.path))
         sock = self.task_sock
         poller = self.poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -187,7 +199,7 @@ class WorkerRuntime:
                 if self.exiting:
                     if reply is not None:
                         self.replies.setdefault(dest, []).append(reply)
-                    self._flush_all()
+                    self.flush_all()
                     # a sync actor leaves now; a concurrent one once its
                     # running calls are done, refusing new ones meanwhile
                     self.actor.exit_now()
@@ -208,7 +220,7 @@ class WorkerRuntime:
                     else:
                         self._take(poller.poll(0))
                     if not self.queue:
-                        self._flush_all()
+                        self.flush_all()
 
     def _take(self, events):
         """Moves what arrived (zmq inbox, new channels, channel data) to the queue."""
@@ -252,13 +264,13 @@ class WorkerRuntime:
             self.send_replies(dest, batch)
 
     def send_replies(self, dest, batch):
-        msg = (Op.TASK_REPLIES, self.worker_id, batch)
+        msg = TASK_REPLIES.make(self.worker_id, batch)
         if isinstance(dest, Channel):
             dest.send(pickle.dumps(msg, protocol=5))
         else:
             self.cw.out.send(dest, msg)
 
-    def _flush_all(self):
+    def flush_all(self):
         for owner in list(self.replies):
             self._flush(owner)
 
@@ -314,21 +326,23 @@ class WorkerRuntime:
             result, err = None, e
         finally:
             self._leave()
-        reply = self._complete(call, result, err)
+        reply = self.complete(call, result, err)
         if call.extra is not None and call.extra[0] == "create":
             self.created = (call.task_id, reply)
         return call.dest, reply
 
     def _begin(self, frames):
         try:
-            msg = pickle.loads(frames[0])
+            (_, task_id, fn_id, fn_bytes, name, data, nbuf, resolved, num_returns, owner, attempt,
+             gpu_ids, job, actor, extra, shape) = _push_task(pickle.loads(frames[0]))
         except Exception as err:  # noqa: BLE001
             log.warning("dropped a malformed task message: %s", err)
             return None
-        (_, task_id, fn_id, fn_bytes, name, data, nbuf, resolved, num_returns, owner, attempt,
-         gpu_ids, job, actor, extra, shape) = msg
         if job is not None and self.job_id is None:
             self._apply_job(job)
+        if type(shape) is not dict and captures_children(shape):
+            # its tasks and actors join its placement group from now on
+            self.cw.pg_capture = True
         if gpu_ids is not None and gpu_ids != self.gpu_ids:
             self.gpu_ids = gpu_ids
             if gpu_ids:
@@ -342,7 +356,7 @@ class WorkerRuntime:
             return call
         if task_id in self.cancelled:
             self.cancelled.discard(task_id)
-            call.reply = self._error_reply(call, exc.TaskCancelledError(task_id.hex()), False)
+            call.reply = self.error_reply(call, exc.TaskCancelledError(task_id.hex()), False)
             return call
         try:
             if actor is not None and extra is None:
@@ -362,7 +376,7 @@ class WorkerRuntime:
                 args, kwargs = self._resolve_args(args, kwargs, resolved)
             call.args, call.kwargs = args, kwargs
         except BaseException as err:  # noqa: BLE001 - reported to the owner
-            call.reply = self._error_reply(call, _task_error(name, err), True)
+            call.reply = self.error_reply(call, _task_error(name, err), True)
         return call
 
     def _stored_args(self, oid, owner):
@@ -373,6 +387,8 @@ class WorkerRuntime:
             buf = self.cw.plasma.get(oid, timeout=self.config.rpc_timeout_s)
         except plasma.ObjectNotFoundError:
             return self.cw.get(ObjectRef(oid, owner))
+        except plasma.PlasmaError as err:
+            raise to_pyray_error(err, oid.hex(), owner) from None
         return serialization.loads_store(buf)[1]
 
     def _enter(self, call):
@@ -383,11 +399,11 @@ class WorkerRuntime:
         self.running_task_id = None
         self.cw.current_task = None
 
-    def _error_reply(self, call, err, retry):
+    def error_reply(self, call, err, retry):
         payload = serialization.error_payload(err)
         return (call.task_id, [(oid, ERROR, payload) for oid in call.return_ids], None, retry)
 
-    def _complete(self, call, result, err):
+    def complete(self, call, result, err):
         """Builds the reply of a finished call (result or exception)."""
         call.args = call.kwargs = None
         if err is None:
@@ -399,13 +415,13 @@ class WorkerRuntime:
                 err = e
         if err is not None:
             if isinstance(err, ActorExitSignal):
-                reply = self._error_reply(call, exc.RayActorError(
+                reply = self.error_reply(call, exc.RayActorError(
                     error_msg="The actor exited intentionally (exit_actor())."), False)
                 self.exiting = True
             elif isinstance(err, (KeyboardInterrupt, exc.TaskCancelledError)):
-                reply = self._error_reply(call, exc.TaskCancelledError(call.task_id.hex()), False)
+                reply = self.error_reply(call, exc.TaskCancelledError(call.task_id.hex()), False)
             else:
-                reply = self._error_reply(call, _task_error(call.name, err), True)
+                reply = self.error_reply(call, _task_error(call.name, err), True)
         del result
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, _DriverStream):
@@ -413,7 +429,7 @@ class WorkerRuntime:
         cw = self.cw
         with cw.lock:
             if cw.decref_q:
-                cw._drain_decrefs()
+                cw.drain_decrefs()
         cw.register_borrows()
         return reply
 
@@ -421,7 +437,7 @@ class WorkerRuntime:
         _, options, restarts = extra
 
         def create(*args, **kwargs):
-            from pyray._private.actor_worker import ActorInstance
+            from pyray._private.actor_executor import ActorInstance
             obj = cls(*args, **kwargs)
             self.actor = ActorInstance(self, actor_id, cls, obj, options, restarts)
             return None
@@ -465,17 +481,16 @@ class WorkerRuntime:
             if ser.nbytes <= limit or cw.plasma is None:
                 out.append((oid, VALUE, serialization.inline_payload(ser)))
             else:
-                cw._store_put(oid, ser)
+                cw.store_put(oid, ser)
                 out.append((oid, IN_STORE, cw.node_id))
             if ser.refs:
-                with cw.lock:
-                    cw.escaped[oid] = ser.refs
+                cw.pin_nested(oid, ser.refs)
                 contained_at = cw.addr
         return out, contained_at
 
     # ------------------------------------------------------------------
     def _h_cancel(self, msg, frames):
-        _, task_id, force = msg
+        _, task_id, force = CANCEL_TASK.parse(msg)
         if self.running_task_id == task_id:
             if force:
                 os._exit(1)
@@ -486,9 +501,11 @@ class WorkerRuntime:
 
 
 def _task_error(name, err):
-    tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    """The exception a failed task's caller gets: the user's, with the
+    traceback from the worker."""
     if isinstance(err, exc.RayTaskError):
         return err
+    tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
     return exc.RayTaskError(name, tb, err)
 
 
@@ -503,7 +520,7 @@ def worker_entry(worker_id, node, config, session_dir, log_path):
         pass
     logging.basicConfig(level=logging.WARNING, stream=sys.__stderr__,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rt = WorkerRuntime(worker_id, node, config, session_dir)
+    rt = TaskExecutor(worker_id, node, config, session_dir)
     try:
         rt.run()
     finally:

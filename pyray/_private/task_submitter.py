@@ -1,0 +1,425 @@
+"""Task submission: from a submitted TaskSpec to its results, through
+leased workers.
+
+submit() records the task's return objects as owned and pending, waits for
+arguments that are this process's unfinished objects (``waiting_deps``),
+then queues the task under its scheduling key (``KeyState``: resource shape
++ strategy).  Each key asks the raylet for worker leases (REQUEST_LEASE);
+a grant (LEASE_GRANTED) makes a ``Lease``, and queued tasks are pushed
+straight to the leased worker (PUSH_TASK, over a direct channel when there
+is one).  How many tasks go to one worker at a time and how many leases
+are asked for is decided by lease_policy.py.  The worker's replies
+(TASK_REPLIES) make the return objects ready.  A dead worker's tasks retry
+or fail; an idle lease is given back after a while, or at once when the
+raylet wants it back (RECLAIM_LEASE).
+
+``TaskSubmitter`` is one part of CoreWorker (core_worker.py); handlers
+(``_h_*``) run on its I/O thread with the lock held.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+import time
+
+from pyray import exceptions as exc
+from pyray._private import serialization
+from pyray._private.ids import TASK_ID_SIZE
+from pyray._private.lease_policy import (answered_fast, inflight_limit, lease_requests_to_send,
+                                         pick_lease)
+from pyray._private.ownership import PENDING, Owned
+from pyray._private.protocol import (CANCEL_TASK, ERROR, LEASE_GRANTED, LEASE_INFEASIBLE,
+                                     LEASE_PG_REMOVED, PUSH_TASK, RECLAIM_LEASE, REQUEST_LEASE,
+                                     RETURN_LEASE, TASK_REPLIES, VALUE, WORKER_DIED)
+
+log = logging.getLogger("pyray.core_worker")
+
+
+class KeyState:
+    """Tasks of one resource shape waiting for a leased worker."""
+    __slots__ = ("queue", "leases", "pending_reqs", "shape", "infeasible_warned")
+
+    def __init__(self, shape):
+        self.queue = collections.deque()
+        self.leases = {}
+        self.pending_reqs = set()
+        self.shape = shape
+        self.infeasible_warned = False
+
+
+
+class Lease:
+    __slots__ = ("lease_id", "worker_id", "task_addr", "ctl_addr", "gpu_ids", "inflight",
+                 "sent_fns", "idle_since", "key", "reclaim", "pid", "first", "progress", "channel",
+                 "fast", "raylet", "node_id")
+
+    def __init__(self, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid, channel=None):
+        self.lease_id = lease_id
+        self.worker_id = worker_id
+        self.task_addr = task_addr
+        self.ctl_addr = ctl_addr
+        self.gpu_ids = gpu_ids
+        self.inflight = {}
+        self.sent_fns = set()
+        self.idle_since = time.monotonic()
+        self.key = key
+        self.reclaim = False
+        self.pid = pid
+        self.first = True
+        self.progress = 0.0
+        self.channel = channel
+        self.fast = False       # its last reply came quickly: safe to pipeline
+        self.raylet = None      # the raylet that granted it, and its node
+        self.node_id = None
+
+
+
+# the messages of the hot path, built by protocol.py's definitions
+_push_task_msg = PUSH_TASK.make
+_task_replies = TASK_REPLIES.parse
+
+
+class TaskSubmitter:
+    """Queued tasks per scheduling key, the leases that run them, and the
+    tasks not finished yet."""
+
+    def _init_task_submission(self, config):
+        self.waiting_deps = {}       # owned oid -> [TaskSpec] waiting for it
+        self.keys = {}               # scheduling key -> KeyState
+        self.leases = {}             # lease id -> Lease
+        self.lease_by_worker = {}    # worker id -> Lease
+        self.pending_lease_reqs = {}  # req id -> key
+        self.tasks_by_id = {}        # task id -> TaskSpec, while not finished
+        self._max_inflight = config.max_tasks_in_flight_per_worker
+
+    def submit(self, spec):
+        """Queues a task; it is pushed to a leased worker once its owned
+        dependencies are ready.  Called from the user's thread."""
+        with self.lock:
+            if self.decref_q:
+                self.drain_decrefs()
+            for oid in spec.return_ids:
+                e = Owned()
+                e.spec = spec
+                self.owned[oid] = e
+            self.tasks_by_id[spec.task_id] = spec
+            self.submit_deps(spec)
+
+    def submit_deps(self, spec):
+        """Enqueues a task now, or once its pending owned arguments are ready."""
+        pending = []
+        for ref in spec.deps:
+            e = self.owned.get(ref._id)
+            if e is None:
+                continue            # borrowed: the worker asks its owner
+            if e.state == PENDING:
+                pending.append(ref._id)
+            elif not self._resolve_dep(spec, ref._id, e):
+                return
+        if pending:
+            spec.pending_deps = len(pending)
+            for oid in pending:
+                self.waiting_deps.setdefault(oid, []).append(spec)
+        else:
+            self._enqueue(spec)
+
+    def _resolve_dep(self, spec, oid, e):
+        """Attaches a ready dependency to the spec; a failed dependency fails
+        the task without running it.  Returns False if the task failed."""
+        if e.kind == ERROR:
+            self._finish_error(spec, e.payload)
+            return False
+        if e.kind == VALUE:
+            if spec.resolved is None:
+                spec.resolved = {}
+            spec.resolved[oid] = (VALUE, e.payload)
+        elif e.payload != self.node_id and len(spec.key) == 2 and spec.key[1] in (None, "DEFAULT"):
+            # a large argument lives on another node: prefer a worker there
+            spec.key = spec.key + (e.payload,)
+        return True
+
+    def _dep_ready(self, oid, e):
+        specs = self.waiting_deps.pop(oid, None)
+        if not specs:
+            return
+        for spec in specs:
+            if spec.cancelled:
+                continue
+            if not self._resolve_dep(spec, oid, e):
+                spec.cancelled = True     # failed; skip later deps
+                continue
+            spec.pending_deps -= 1
+            if spec.pending_deps == 0:
+                self._enqueue(spec)
+
+    def _key_state(self, spec):
+        ks = self.keys.get(spec.key)
+        if ks is None:
+            shape = spec.shape
+            if type(shape) is not dict and getattr(shape, "lease", None) is not None:
+                shape = shape.lease      # placed in a placement group (PgShape)
+            ks = self.keys[spec.key] = KeyState(shape)
+        return ks
+
+    def _enqueue(self, spec):
+        ks = self._key_state(spec)
+        if not ks.queue:
+            lease = pick_lease(ks.leases.values(), 1, 0.0)     # an idle worker
+            if lease is not None:
+                self._push(lease, spec)
+                return
+        ks.queue.append(spec)
+        self._request_leases(spec.key, ks)
+
+    def _push(self, lease, spec):
+        if not lease.inflight:
+            lease.progress = time.monotonic()
+        spec.lease = lease
+        spec.attempt += 1
+        lease.inflight[spec.task_id] = spec
+        fn = spec.fn
+        fn_bytes = None
+        if fn.fn_id not in lease.sent_fns:
+            lease.sent_fns.add(fn.fn_id)
+            fn_bytes = fn.data
+        job = None
+        if lease.first:
+            lease.first = False
+            job = self.job_config
+        data, bufs = spec.args_payload
+        msg = _push_task_msg(spec.task_id, fn.fn_id, fn_bytes, spec.name, data,
+                             -1 if bufs is None else len(bufs), spec.resolved,
+                             len(spec.return_ids), self.addr, spec.attempt, lease.gpu_ids, job,
+                             spec.actor, spec.extra, spec.shape)
+        self._send_task(lease.channel, lease.task_addr, msg, bufs)
+
+    def _request_leases(self, key, ks):
+        for _ in range(lease_requests_to_send(len(ks.queue), len(ks.pending_reqs))):
+            self._req_counter += 1
+            req_id = self._req_counter
+            ks.pending_reqs.add(req_id)
+            self.pending_lease_reqs[req_id] = key
+            self.out.send(self.raylet_addr, self.lease_request(req_id, key, ks))
+
+    def lease_request(self, req_id, key, ks):
+        return REQUEST_LEASE.make(req_id, self.addr, ks.shape, self.job_id, self.driver_addr, key)
+
+    def lease_request_for(self, req_id):
+        """The REQUEST_LEASE message of a lease request still wanted (to send
+        it elsewhere), or None if it was granted or cancelled meanwhile."""
+        key = self.pending_lease_reqs.get(req_id)
+        ks = self.keys.get(key) if key is not None else None
+        return None if ks is None else self.lease_request(req_id, key, ks)
+
+    def fail_lease_request(self, req_id, err):
+        """A lease request can never be granted: the tasks queued under its
+        key fail with `err`."""
+        key = self.pending_lease_reqs.pop(req_id, None)
+        ks = self.keys.get(key) if key is not None else None
+        if ks is None:
+            return
+        ks.pending_reqs.discard(req_id)
+        while ks.queue:
+            spec = ks.queue.popleft()
+            if not spec.cancelled:
+                self.fail_task(spec, err)
+        self.cv.notify_all()
+
+    def resubmit(self, spec):
+        """Runs a task again whose results were lost (lineage); its return
+        objects are pending again already."""
+        self.tasks_by_id[spec.task_id] = spec
+        self.submit_deps(spec)
+
+    def _dispatch_queued(self, ks):
+        """Pushes queued tasks to leased workers.  A worker gets more than
+        one task in flight only during a burst (many queued tasks) and only
+        while it answers quickly: a task is never queued behind one that has
+        been running for a while."""
+        now = time.monotonic()
+        limit = inflight_limit(len(ks.queue), len(ks.leases), self._max_inflight)
+        leases = ks.leases.values()
+        while ks.queue:
+            best = pick_lease(leases, limit, now)
+            if best is None:
+                return
+            spec = ks.queue.popleft()
+            if spec.cancelled:
+                continue
+            self._push(best, spec)
+
+    def cancel(self, ref, force):
+        task_id = ref._id[:TASK_ID_SIZE]
+        with self.lock:
+            spec = self.tasks_by_id.get(task_id)
+            if spec is None or spec.cancelled:
+                return
+            spec.cancelled = True
+            lease = spec.lease
+            if spec.actor is not None:
+                self._cancel_actor_task(spec)
+            elif lease is None or task_id not in lease.inflight:
+                ks = self.keys.get(spec.key)
+                if ks is not None:
+                    try:
+                        ks.queue.remove(spec)
+                    except ValueError:
+                        pass
+                self.fail_task(spec, exc.TaskCancelledError(task_id.hex()))
+                self.cv.notify_all()
+            else:
+                self.out.send(lease.ctl_addr, CANCEL_TASK.make(task_id, bool(force)))
+
+
+    def _h_task_replies(self, msg, frames):
+        _, worker_id, replies = _task_replies(msg)
+        lease = self.lease_by_worker.get(worker_id)
+        for task_id, results, contained_at, retry in replies:
+            spec = lease.inflight.pop(task_id, None) if lease is not None else None
+            if spec is None:
+                spec = self.tasks_by_id.get(task_id)
+                if spec is None:
+                    continue
+                if spec.actor is not None:
+                    ac = self.actors.get(spec.actor)
+                    if ac is not None:
+                        ac.inflight.pop(task_id, None)
+            if retry and spec.retries_left != 0 and not spec.cancelled and \
+                    self._should_retry_exception(spec, results):
+                spec.retries_left -= 1
+                self._key_state(spec).queue.appendleft(spec)
+                continue
+            self.tasks_by_id.pop(task_id, None)
+            for oid, kind, payload in results:
+                self.set_ready(oid, kind, payload, contained_at)
+        if lease is not None:
+            now = time.monotonic()
+            lease.fast = answered_fast(now, lease.progress)
+            lease.progress = now
+            ks = self.keys.get(lease.key)
+            if ks is not None and ks.queue:
+                self._dispatch_queued(ks)
+            if not lease.inflight:
+                lease.idle_since = time.monotonic()
+                if lease.reclaim:
+                    self._return_lease(lease)
+        self.cv.notify_all()
+
+    def _should_retry_exception(self, spec, results):
+        re = spec.retry_exceptions
+        if re is True:
+            return True
+        if not re:
+            return False
+        for _oid, kind, payload in results:
+            if kind == ERROR:
+                try:
+                    err = serialization.loads_inline(payload)
+                except Exception:  # noqa: BLE001
+                    return False
+                cause = getattr(err, "cause", err)
+                return isinstance(cause, tuple(re))
+        return False
+
+    def _h_lease_granted(self, msg, frames):
+        _, req_id, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, pid, chan_path = \
+            LEASE_GRANTED.parse(msg)
+        key = self.pending_lease_reqs.pop(req_id, None)
+        ks = self.keys.get(key) if key is not None else None
+        if ks is None:
+            self.cluster.forget_request(req_id)
+            self.out.send(self.cluster.raylet_of_lease(lease_id), RETURN_LEASE.make(lease_id,
+                                                                              False))
+            return
+        ks.pending_reqs.discard(req_id)
+        lease = Lease(lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid,
+                      self._channel_for(chan_path))
+        lease.raylet, lease.node_id = self.cluster.lease_source(req_id)
+        ks.leases[lease_id] = lease
+        self.leases[lease_id] = lease
+        self.lease_by_worker[worker_id] = lease
+        self._dispatch_queued(ks)
+        if ks.queue:
+            self._request_leases(key, ks)
+        elif ks.pending_reqs:
+            for r in ks.pending_reqs:
+                self.pending_lease_reqs.pop(r, None)
+                self.cluster.cancel_request(r)
+            ks.pending_reqs.clear()
+
+    def _return_lease(self, lease, disconnect=False):
+        self.leases.pop(lease.lease_id, None)
+        if self.lease_by_worker.get(lease.worker_id) is lease:
+            del self.lease_by_worker[lease.worker_id]
+        ks = self.keys.get(lease.key)
+        if ks is not None:
+            ks.leases.pop(lease.lease_id, None)
+        self.out.send(lease.raylet, RETURN_LEASE.make(lease.lease_id, disconnect))
+
+    def _h_reclaim(self, msg, frames):
+        lease = self.leases.get(RECLAIM_LEASE.parse(msg).lease_id)
+        if lease is None:
+            return
+        lease.reclaim = True
+        if not lease.inflight:
+            self._return_lease(lease)
+
+    def _h_worker_died(self, msg, frames):
+        _, lease_id, worker_id, reason = WORKER_DIED.parse(msg)
+        self.worker_died(lease_id, worker_id, reason)
+
+    def worker_died(self, lease_id, worker_id, reason):
+        """The worker of a lease died (its raylet says so, or its node
+        died): its tasks retry elsewhere or fail."""
+        lease = self.leases.get(lease_id)
+        if lease is None:
+            return
+        self.leases.pop(lease_id, None)
+        self.lease_by_worker.pop(worker_id, None)
+        ks = self.keys.get(lease.key)
+        if ks is not None:
+            ks.leases.pop(lease_id, None)
+        self._on_worker_lost(lease, reason)
+        if ks is not None and ks.queue:
+            self._request_leases(lease.key, ks)
+        self.cv.notify_all()
+
+    def _on_worker_lost(self, lease, reason):
+        """Tasks that were running on a dead worker: retry or fail."""
+        ks = self.keys.get(lease.key)
+        for spec in list(lease.inflight.values()):
+            if spec.cancelled:
+                self.fail_task(spec, exc.TaskCancelledError(spec.task_id.hex()))
+            elif spec.retries_left != 0 and ks is not None:
+                spec.retries_left -= 1
+                ks.queue.appendleft(spec)
+            else:
+                self.fail_task(spec, exc.WorkerCrashedError(
+                    f"The worker running task {spec.name} died unexpectedly ({reason}); "
+                    "it was not retried because its retries are used up (max_retries)."))
+        lease.inflight.clear()
+
+    def _h_lease_pg_removed(self, msg, frames):
+        """The placement group the queued tasks of a key were placed in is
+        gone: they fail (Ray's TaskPlacementGroupRemoved)."""
+        _, req_id, message = LEASE_PG_REMOVED.parse(msg)
+        self.fail_lease_request(req_id, exc.TaskPlacementGroupRemoved(message))
+
+    def _h_infeasible(self, msg, frames):
+        _, req_id, message = LEASE_INFEASIBLE.parse(msg)
+        key = self.pending_lease_reqs.get(req_id)
+        ks = self.keys.get(key)
+        if ks is not None and not ks.infeasible_warned:
+            ks.infeasible_warned = True
+            print(f"(pyray) Warning: {message}", file=sys.stderr, flush=True)
+            log.warning(message)
+
+    def _return_idle_leases(self, now):
+        timeout = self.config.lease_idle_timeout_s
+        for lease in list(self.leases.values()):
+            if not lease.inflight and now - lease.idle_since > timeout:
+                ks = self.keys.get(lease.key)
+                if ks is not None and ks.queue:
+                    continue
+                self._return_lease(lease)
