@@ -49,6 +49,12 @@ def validate_options(opts: dict, allowed=TASK_OPTIONS, what="task"):
     mr = opts.get("max_retries")
     if mr is not None and (isinstance(mr, bool) or not isinstance(mr, int) or mr < -1):
         raise ValueError(f"The keyword 'max_retries' only accepts an integer >= -1, got {mr!r}.")
+    ss = opts.get("scheduling_strategy")
+    if ss is not None and not (ss in ("DEFAULT", "SPREAD") if isinstance(ss, str)
+                               else callable(getattr(ss, "_key", None))):
+        raise ValueError(f"Invalid scheduling_strategy {ss!r}. Valid values are \"DEFAULT\", "
+                         "\"SPREAD\", PlacementGroupSchedulingStrategy and "
+                         "NodeAffinitySchedulingStrategy.")
     nm = opts.get("name")
     if nm is not None and not isinstance(nm, str):
         raise ValueError(f"The keyword 'name' only accepts a string, got {nm!r}.")
