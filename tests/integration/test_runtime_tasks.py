@@ -100,10 +100,9 @@ def test_remote_with_options_at_decoration(ray_start):
     assert got["free"] == {"CPU": 0, "GPU": 0, "foo": 0}
 
 
-def test_num_cpus_option_keeps_other_tasks_out(ray_start, tmp_path):
+def test_num_cpus_option_keeps_other_tasks_out(ray_start, release):
     # a task holding both CPUs: a one-CPU task starts only after it ends,
     # so it sees the file the first one was waiting for
-    release = tmp_path / "release"
     big = wait_for_file.options(num_cpus=2).remote(str(release))
     small = saw.remote(str(release))
     assert pyray.wait([small], timeout=2)[0] == []
@@ -111,9 +110,8 @@ def test_num_cpus_option_keeps_other_tasks_out(ray_start, tmp_path):
     assert pyray.get([big, small], timeout=30) == [True, True]
 
 
-def test_custom_resource_option_keeps_other_tasks_out(ray_start, tmp_path):
+def test_custom_resource_option_keeps_other_tasks_out(ray_start, release):
     # foo: 1 on the node; the CPUs would let both run at once
-    release = tmp_path / "release"
     first = wait_for_file.options(resources={"foo": 1}).remote(str(release))
     second = saw.options(resources={"foo": 1}).remote(str(release))
     assert pyray.wait([second], timeout=2)[0] == []
