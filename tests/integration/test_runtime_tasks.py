@@ -438,6 +438,8 @@ def test_wait_default_returns_one(ray_start):
 
 
 def test_wait_fetch_local_false(ray_start):
+    # one node: every object is local; what the option does is checked on
+    # two nodes (test_cluster_objects.py::test_wait_fetch_local)
     refs = [double.remote(i) for i in range(3)]
     ready, not_ready = pyray.wait(refs, num_returns=3, fetch_local=False, timeout=30)
     assert len(ready) == 3 and not not_ready
