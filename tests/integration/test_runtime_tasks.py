@@ -18,8 +18,9 @@ from pyray.exceptions import GetTimeoutError
 
 pytestmark = pytest.mark.timeout(60)
 
-# one (fake) GPU and one "foo": tasks that ask for them can be told apart
-RAY_INIT_ARGS = {"num_cpus": 2, "num_gpus": 1, "resources": {"foo": 1},
+# one (fake) GPU, one "foo" and some memory (a node has none unless given):
+# tasks that ask for them can be told apart
+RAY_INIT_ARGS = {"num_cpus": 2, "num_gpus": 1, "resources": {"foo": 1, "memory": 1 << 30},
                  "object_store_memory": 1 << 30}
 
 
@@ -88,13 +89,13 @@ def saw(path):
 
 
 def test_remote_with_options_at_decoration(ray_start):
-    @pyray.remote(num_cpus=2, num_gpus=1, resources={"foo": 1}, max_retries=2,
-                  retry_exceptions=False, scheduling_strategy="DEFAULT")
+    @pyray.remote(num_cpus=2, num_gpus=1, resources={"foo": 1}, memory=1 << 20,
+                  max_retries=2, retry_exceptions=False, scheduling_strategy="DEFAULT")
     def takes_the_node():
         return _inside(until_free={"CPU": 0, "GPU": 0, "foo": 0})
 
     got = pyray.get(takes_the_node.remote(), timeout=30)
-    assert got["assigned"] == {"CPU": 2, "GPU": 1, "foo": 1}
+    assert got["assigned"] == {"CPU": 2, "GPU": 1, "foo": 1, "memory": 1 << 20}
     assert got["gpu_ids"] == [0] and got["cuda"] == "0"
     # while it ran the node had nothing left of what it holds
     assert got["free"] == {"CPU": 0, "GPU": 0, "foo": 0}
