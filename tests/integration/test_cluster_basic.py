@@ -211,7 +211,7 @@ def test_tasks_go_to_their_large_arguments(make_cluster):
     cluster = make_cluster(head={"num_cpus": 2}, nodes=[{"num_cpus": 2, "resources": {"b": 1}}])
     far = cluster.worker_nodes[0]
     arr = filled.options(resources={"b": 1}).remote(4 * MiB, 3)
-    pyray.wait([arr], timeout=30)
+    pyray.wait([arr], timeout=30, fetch_local=False)
     got = [pyray.get(node_id.remote(arr), timeout=30) for _ in range(3)]
     assert got == [far.node_id] * 3
     # small (inline) arguments do not pull work away from the driver's node
