@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pyray import exceptions as exc
 from pyray._private.protocol import ACTOR_EXITING
+from pyray._private.runtime_context import running_call
 from pyray.actor import ActorExit
 
 
@@ -89,11 +90,14 @@ class ActorInstance:
         if self.exited:
             self._refuse(call)
             return self._done(None, None, None)
+        token = running_call.set(call.ctx)
         try:
             result, err = call.fn(*call.args, **call.kwargs), None
         except BaseException as e:  # noqa: BLE001 - goes to the caller
             result, err = None, e
             self.exited = self.exited or isinstance(e, ActorExit)
+        finally:
+            running_call.reset(token)
         self._done(call, result, err)
 
     async def _run_async(self, call):
@@ -101,6 +105,7 @@ class ActorInstance:
             if self.exited:
                 self._refuse(call)
                 return self._done(None, None, None)
+            running_call.set(call.ctx)      # this coroutine's own context
             try:
                 result = call.fn(*call.args, **call.kwargs)
                 if inspect.isawaitable(result):

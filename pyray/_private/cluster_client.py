@@ -43,6 +43,7 @@ raylet_of_lease, cancel_request, forget_request.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 from pyray import exceptions as exc
@@ -71,6 +72,7 @@ class ClusterClient:
         self.targets = {}            # lease request id -> (raylet addr, node id) it was sent to
         self.raylet_of_prefix = {}   # lease id >> 32 -> that node's raylet address
         self.dead = set()            # node ids we were told died
+        self.pulls_for_wait = {}     # oid -> a pull wait() started: False running, True failed
 
     # ------------------------------------------------------------------
     # leases
@@ -226,6 +228,46 @@ class ClusterClient:
             return not cw.plasma.contains(ref._id)
         except Exception:  # noqa: BLE001 - let the pull decide
             return True
+
+    def is_local(self, ref, node):
+        """wait(fetch_local=True): whether `ref`, held by `node`, is in this
+        node's store yet; if not, one pull of it runs in the background and
+        wakes the waiters when it ends.  A pull that failed counts as done
+        once (get() then says why).  Lock held."""
+        cw = self.cw
+        if node is None or node == cw.node_id or cw.plasma is None or cw.om_addr is None:
+            return True
+        oid = ref._id
+        done = self.pulls_for_wait.get(oid)
+        if done:
+            del self.pulls_for_wait[oid]
+            return True
+        if done is None:
+            try:
+                if cw.plasma.contains(oid):
+                    return True
+            except Exception:  # noqa: BLE001 - get() will find out
+                return True
+            self.pulls_for_wait[oid] = False
+            threading.Thread(target=self._pull_for_wait, args=(ref, node),
+                             name="pyray-wait-pull", daemon=True).start()
+        return False
+
+    def _pull_for_wait(self, ref, node):
+        cw = self.cw
+        try:
+            cw.rpc(cw.om_addr, PULL_OBJECT.op, ref._id, node, timeout=_PULL_TIMEOUT_S)
+            ok = True
+        except Exception:  # noqa: BLE001 - moved, lost, too large: get() sorts it out
+            ok = False
+        with cw.lock:
+            if ok:
+                self.pulls_for_wait.pop(ref._id, None)   # the store says it is here now
+            else:
+                self.pulls_for_wait[ref._id] = True
+            cw.cv.notify_all()
+        if ok:
+            self._tell_copy(ref)
 
     def free(self, node_id, oid):
         """Frees the primary copy of an object another node holds."""

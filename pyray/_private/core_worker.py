@@ -327,7 +327,10 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop):
                 while True:
                     ready_idx = []
                     for i, r in enumerate(refs):
-                        if self.locate(r) is not None:
+                        loc = self.locate(r)
+                        if loc is not None and (not fetch_local or loc[0] != IN_STORE or
+                                                loc[1] == self.node_id or
+                                                self.cluster.is_local(r, loc[1])):
                             ready_idx.append(i)
                             if len(ready_idx) >= num_returns:
                                 break

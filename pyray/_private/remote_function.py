@@ -47,6 +47,15 @@ def validate_options(opts: dict, allowed=TASK_OPTIONS, what="task"):
     mr = opts.get("max_retries")
     if mr is not None and (isinstance(mr, bool) or not isinstance(mr, int) or mr < -1):
         raise ValueError(f"The keyword 'max_retries' only accepts an integer >= -1, got {mr!r}.")
+    ss = opts.get("scheduling_strategy")
+    if ss is not None and not (ss in ("DEFAULT", "SPREAD") if isinstance(ss, str)
+                               else callable(getattr(ss, "_key", None))):
+        raise ValueError(f"Invalid scheduling_strategy {ss!r}. Valid values are \"DEFAULT\", "
+                         "\"SPREAD\", PlacementGroupSchedulingStrategy and "
+                         "NodeAffinitySchedulingStrategy.")
+    nm = opts.get("name")
+    if nm is not None and not isinstance(nm, str):
+        raise ValueError(f"The keyword 'name' only accepts a string, got {nm!r}.")
     re = opts.get("retry_exceptions")
     if re is not None and not isinstance(re, bool):
         if not isinstance(re, (list, tuple)) or not all(
@@ -184,6 +193,9 @@ class RemoteFunction:
         mr = o.get("max_retries")
         self._max_retries = mr
         self._retry_exceptions = o.get("retry_exceptions", False)
+        # what the task is called (runtime context, errors, log prefixes):
+        # the `name` option, else the function's qualified name
+        self._task_name = o.get("name") or self._name
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Remote functions cannot be called directly. Instead of running "
@@ -251,7 +263,7 @@ class RemoteFunction:
         mr = self._max_retries
         if mr is None:
             mr = cw.config.task_max_retries
-        spec, refs = build_spec(cw, self._get_desc(), self._name, args, kwargs,
+        spec, refs = build_spec(cw, self._get_desc(), self._task_name, args, kwargs,
                                 self._num_returns, self._shape, self._key, mr,
                                 self._retry_exceptions)
         cw.submit(spec)

@@ -1,7 +1,21 @@
 """get_runtime_context(): who and where the caller is."""
 from __future__ import annotations
 
+import contextvars
+
 from pyray._private.context import ctx
+
+# the task (its TaskContext) that a thread or coroutine of a concurrent actor
+# runs; workers that run one task at a time set the core worker's
+# current_task instead
+running_call = contextvars.ContextVar("pyray_running_call", default=None)
+
+
+def _current_task(cw):
+    t = running_call.get()
+    if t is None and cw is not None:
+        t = cw.current_task
+    return t
 
 
 class RuntimeContext:
@@ -29,8 +43,7 @@ class RuntimeContext:
         return cw.worker_id.hex() if cw is not None else None
 
     def get_task_id(self):
-        cw = self._cw()
-        t = cw.current_task if cw is not None else None
+        t = _current_task(self._cw())
         return t.task_id.hex() if t is not None else None
 
     @property
@@ -38,8 +51,7 @@ class RuntimeContext:
         return self.get_task_id()
 
     def get_task_name(self):
-        cw = self._cw()
-        t = cw.current_task if cw is not None else None
+        t = _current_task(self._cw())
         return t.name if t is not None else None
 
     def get_actor_id(self):
@@ -64,8 +76,7 @@ class RuntimeContext:
         return ctx.namespace
 
     def get_assigned_resources(self):
-        cw = self._cw()
-        t = cw.current_task if cw is not None else None
+        t = _current_task(self._cw())
         if t is None:
             return {}
         spec_shape = getattr(t, "shape", None) or {}

@@ -349,6 +349,8 @@ class TaskExecutor:
                 os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
             else:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        if actor is not None and extra is None and self.actor is not None:
+            name = f"{self.actor.cls.__name__}.{name}"     # an actor call: Class.method
         call = Call(task_id, name, owner, [object_id(task_id, i + 1) for i in range(num_returns)],
                     extra, TaskContext(task_id, name, gpu_ids or self.gpu_ids, owner, shape))
         if extra is not None and self.created is not None and self.created[0] == task_id:

@@ -137,11 +137,22 @@ def test_tasks_spill_to_other_nodes_when_the_local_one_is_full(make_cluster, tmp
     assert sorted(got.count(n.node_id) for n in cluster.list_all_nodes()) == [1, 1, 2]
 
 
-def test_spread_puts_tasks_on_every_node(make_cluster, tmp_path):
+def test_spread_puts_tasks_on_every_node(make_cluster, tmp_path, wait_for):
     cluster = make_cluster(head={"num_cpus": 3}, nodes=[{"num_cpus": 3}, {"num_cpus": 3}])
-    got = pyray.get([node_at_barrier.options(scheduling_strategy="SPREAD").remote(
-        str(tmp_path), f"t{i}", 3) for i in range(3)], timeout=40)
+    spread = node_at_barrier.options(scheduling_strategy="SPREAD")
+    (tmp_path / "spread").mkdir()
+    got = pyray.get([spread.remote(str(tmp_path / "spread"), f"t{i}", 3) for i in range(3)],
+                    timeout=40)
     assert sorted(got) == sorted(n.node_id for n in cluster.list_all_nodes())
+    # "DEFAULT" over a SPREAD function: on this node, which has room for all
+    # three once the idle leases of the spread tasks went back
+    wait_for(lambda: pyray.available_resources().get("CPU") == 9, timeout=20,
+             what="every CPU free again")
+    (tmp_path / "packed").mkdir()
+    packed = spread.options(scheduling_strategy="DEFAULT")
+    got = pyray.get([packed.remote(str(tmp_path / "packed"), f"t{i}", 3) for i in range(3)],
+                    timeout=40)
+    assert got == [cluster.head_node.node_id] * 3
 
 
 def test_node_affinity(make_cluster):
@@ -200,7 +211,7 @@ def test_tasks_go_to_their_large_arguments(make_cluster):
     cluster = make_cluster(head={"num_cpus": 2}, nodes=[{"num_cpus": 2, "resources": {"b": 1}}])
     far = cluster.worker_nodes[0]
     arr = filled.options(resources={"b": 1}).remote(4 * MiB, 3)
-    pyray.wait([arr], timeout=30)
+    pyray.wait([arr], timeout=30, fetch_local=False)
     got = [pyray.get(node_id.remote(arr), timeout=30) for _ in range(3)]
     assert got == [far.node_id] * 3
     # small (inline) arguments do not pull work away from the driver's node

@@ -49,7 +49,7 @@ def test_lost_objects_are_made_again_from_their_tasks(make_cluster):
     y = add_one.options(resources={"b": 1}).remote(x)
     assert pyray.get(y, timeout=30)[-1] == 5           # y also has a copy on the head now
     z = add_one.options(resources={"b": 1}).remote(y)
-    pyray.wait([z], timeout=30)
+    pyray.wait([z], timeout=30, fetch_local=False)
     cluster.worker_nodes[0].kill_raylet()
     fresh = cluster.add_node(num_cpus=1, resources={"b": 1})
     # z and x are rebuilt on the new node; z's argument y is read from the head's copy
@@ -64,7 +64,7 @@ def test_what_cannot_be_made_again_is_lost(make_cluster, release):
     no_retry = filled.options(resources={"b": 1}, max_retries=0).remote(2 * MiB, 1)
     [borrowed] = pyray.get(own_put.options(resources={"b": 1}).remote(2 * MiB), timeout=30)
     running = wait_for_file.options(resources={"b": 1}, max_retries=0).remote(str(release))
-    pyray.wait([no_retry], timeout=30)
+    pyray.wait([no_retry], timeout=30, fetch_local=False)   # no copy here
     cluster.worker_nodes[0].kill_raylet()
     with pytest.raises(pyray.exceptions.ObjectLostError, match="max_retries"):
         pyray.get(no_retry, timeout=30)

@@ -79,7 +79,7 @@ def test_concurrent_pulls_of_one_object_share_one_transfer(make_cluster):
                            nodes=[{"num_cpus": 1}, {"num_cpus": 4}])
     _, a, b = cluster.list_all_nodes()
     ref = filled.options(scheduling_strategy=on(a)).remote(60 * MiB, 5)
-    pyray.wait([ref], timeout=30)
+    pyray.wait([ref], timeout=30, fetch_local=False)
     before = om_stats(b)
     # four readers at once on b: nested in a list, so each task gets it itself
     got = pyray.get([digest_of_ref.options(scheduling_strategy=on(b)).remote([ref])
@@ -89,6 +89,24 @@ def test_concurrent_pulls_of_one_object_share_one_transfer(make_cluster):
     after = om_stats(b)
     assert after["pulls"] - before["pulls"] == 1
     assert 60 * MiB <= after["pulled_bytes"] - before["pulled_bytes"] < 61 * MiB
+
+
+def test_wait_fetch_local(make_cluster):
+    cluster = make_cluster(nodes=[{"num_cpus": 1}])
+    head, far = cluster.list_all_nodes()
+    made = [filled.options(scheduling_strategy=on(far)).remote(8 * MiB, i) for i in (1, 2)]
+    before = om_stats(head)
+    # fetch_local=False: ready once made over there; nothing comes here
+    assert pyray.wait(made, num_returns=2, timeout=30, fetch_local=False) == (made, [])
+    assert om_stats(head)["pulls"] == before["pulls"]
+    assert store_stats(head)["used"] < MiB
+    # fetch_local=True (the default): ready once copied into this node's store
+    assert pyray.wait(made[:1], timeout=30) == (made[:1], [])
+    after = om_stats(head)
+    assert after["pulls"] - before["pulls"] == 1                 # the one waited for
+    assert after["pulled_bytes"] - before["pulled_bytes"] >= 8 * MiB
+    assert 8 * MiB <= store_stats(head)["used"] < 16 * MiB
+    assert pyray.get(made, timeout=30)[1][-1] == 2
 
 
 def test_large_task_arguments_reach_a_remote_worker(make_cluster):
@@ -125,7 +143,7 @@ def test_an_object_too_large_for_the_reader_store(make_cluster):
                            nodes=[{"num_cpus": 1, "object_store_memory": 128 * MiB}])
     far = cluster.worker_nodes[0]
     ref = filled.options(scheduling_strategy=on(far)).remote(64 * MiB, 2)
-    pyray.wait([ref], timeout=30)
+    pyray.wait([ref], timeout=30, fetch_local=False)
     with pytest.raises(pyray.exceptions.ObjectStoreFullError):
         pyray.get(ref, timeout=30)
     # the holder still has it

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import pickle
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +18,10 @@ from pyray.exceptions import GetTimeoutError
 
 pytestmark = pytest.mark.timeout(60)
 
-RAY_INIT_ARGS = {"num_cpus": 2, "object_store_memory": 1 << 30}
+# one (fake) GPU, one "foo" and some memory (a node has none unless given):
+# tasks that ask for them can be told apart
+RAY_INIT_ARGS = {"num_cpus": 2, "num_gpus": 1, "resources": {"foo": 1, "memory": 1 << 30},
+                 "object_store_memory": 1 << 30}
 
 
 @pyray.remote
@@ -54,30 +59,92 @@ def test_remote_returns_object_ref(ray_start):
     assert pyray.get(ref) == 42
 
 
+def _inside(until_free=None, timeout=10.0):
+    """Run inside a task: its name, what it was given (resources, GPUs) and
+    what its node has left while it runs.  The node's free resources reach
+    the GCS a moment after a lease is granted, so they are polled (bounded)
+    until they equal `until_free`; the last reading is returned either way."""
+    rc = pyray.get_runtime_context()
+    deadline = time.monotonic() + timeout
+    while True:
+        avail = pyray.available_resources()
+        free = {k: avail.get(k, 0) for k in ("CPU", "GPU", "foo")}
+        if until_free is None or free == until_free or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return {"name": rc.get_task_name(), "assigned": rc.get_assigned_resources(),
+            "gpu_ids": [int(g) for g in pyray.get_gpu_ids()],
+            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "free": free}
+
+
+@pyray.remote
+def inside(until_free=None):
+    return _inside(until_free)
+
+
+@pyray.remote
+def saw(path):
+    """Whether `path` existed when this task started."""
+    return os.path.exists(path)
+
+
 def test_remote_with_options_at_decoration(ray_start):
-    @pyray.remote(num_cpus=1, num_gpus=0, resources={}, max_retries=2,
-                  retry_exceptions=False, scheduling_strategy="DEFAULT")
-    def f(x):
-        return x + 1
+    @pyray.remote(num_cpus=2, num_gpus=1, resources={"foo": 1}, memory=1 << 20,
+                  max_retries=2, retry_exceptions=False, scheduling_strategy="DEFAULT")
+    def takes_the_node():
+        return _inside(until_free={"CPU": 0, "GPU": 0, "foo": 0})
 
-    assert pyray.get(f.remote(1)) == 2
+    got = pyray.get(takes_the_node.remote(), timeout=30)
+    assert got["assigned"] == {"CPU": 2, "GPU": 1, "foo": 1, "memory": 1 << 20}
+    assert got["gpu_ids"] == [0] and got["cuda"] == "0"
+    # while it ran the node had nothing left of what it holds
+    assert got["free"] == {"CPU": 0, "GPU": 0, "foo": 0}
 
 
-@pytest.mark.parametrize("strategy", ["DEFAULT", "SPREAD"])
-def test_scheduling_strategy_strings(ray_start, strategy):
-    assert pyray.get(double.options(scheduling_strategy=strategy).remote(3)) == 6
+def test_num_cpus_option_keeps_other_tasks_out(ray_start, release):
+    # a task holding both CPUs: a one-CPU task starts only after it ends,
+    # so it sees the file the first one was waiting for
+    big = wait_for_file.options(num_cpus=2).remote(str(release))
+    small = saw.remote(str(release))
+    assert pyray.wait([small], timeout=2)[0] == []
+    release.touch()
+    assert pyray.get([big, small], timeout=30) == [True, True]
+
+
+def test_custom_resource_option_keeps_other_tasks_out(ray_start, release):
+    # foo: 1 on the node; the CPUs would let both run at once
+    first = wait_for_file.options(resources={"foo": 1}).remote(str(release))
+    second = saw.options(resources={"foo": 1}).remote(str(release))
+    assert pyray.wait([second], timeout=2)[0] == []
+    release.touch()
+    assert pyray.get([first, second], timeout=30) == [True, True]
+
+
+def test_scheduling_strategy_strings_are_accepted(ray_start):
+    # what they do is checked on several nodes (test_cluster_basic.py)
+    for strategy in ("DEFAULT", "SPREAD"):
+        assert pyray.get(double.options(scheduling_strategy=strategy).remote(3)) == 6
+    for bad in ("NEAREST", 3, object()):
+        with pytest.raises(ValueError, match="scheduling_strategy"):
+            double.options(scheduling_strategy=bad)
 
 
 def test_node_affinity_scheduling_strategy(ray_start):
+    # one node: hard affinity to it runs there, to a node that is not in the
+    # cluster fails, soft affinity to it falls back to this node (more in
+    # test_cluster_basic.py)
     from pyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-    node_id = pyray.get_runtime_context().get_node_id()
-
-    @pyray.remote
-    def where():
-        return pyray.get_runtime_context().get_node_id()
-
-    strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
-    assert pyray.get(where.options(scheduling_strategy=strategy).remote()) == node_id
+    here = pyray.get_runtime_context().get_node_id()
+    where = inside.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
+    assert pyray.get(where.remote(), timeout=30)["name"] == "inside"
+    nowhere = "ab" * 16
+    hard = double.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        nowhere, soft=False)).remote(1)
+    with pytest.raises(pyray.exceptions.TaskUnschedulableError):
+        pyray.get(hard, timeout=30)
+    soft = double.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        nowhere, soft=True)).remote(1)
+    assert pyray.get(soft, timeout=30) == 2
 
 
 def test_options_override_without_changing_the_original(ray_start):
@@ -96,10 +163,61 @@ def test_options_override_without_changing_the_original(ray_start):
     assert pyray.get(refs) == ["a", "b"]
     assert pyray.get(pair.remote()) == ("a", "b")
 
+    half = inside.options(num_cpus=0.5, resources={"foo": 0.5})
+    assert pyray.get(half.remote(), timeout=30)["assigned"] == {"CPU": 0.5, "foo": 0.5}
+    assert pyray.get(inside.remote(), timeout=30)["assigned"] == {"CPU": 1}
+
 
 def test_options_chained(ray_start):
-    f = double.options(num_cpus=1).options(max_retries=0).options(name="renamed")
-    assert pyray.get(f.remote(5)) == 10
+    f = inside.options(num_cpus=2).options(resources={"foo": 1}).options(max_retries=0)
+    f = f.options(name="renamed").options(num_cpus=1)
+    got = pyray.get(f.remote(), timeout=30)
+    assert got["name"] == "renamed"
+    assert got["assigned"] == {"CPU": 1, "foo": 1}
+
+
+@pyray.remote
+class Named:
+    def task_name(self):
+        return pyray.get_runtime_context().get_task_name()
+
+    async def async_task_name(self):
+        return pyray.get_runtime_context().get_task_name()
+
+
+@pyray.remote(max_concurrency=2)
+class NamedThreaded:
+    def task_name(self):
+        return pyray.get_runtime_context().get_task_name()
+
+
+@pyray.remote
+def fails():
+    raise ValueError("boom")
+
+
+def test_task_name_option(ray_start):
+    assert pyray.get_runtime_context().get_task_name() is None       # the driver
+    assert pyray.get(inside.remote(), timeout=30)["name"] == "inside"  # the default
+    assert pyray.get(inside.options(name="my-task").remote(), timeout=30)["name"] == "my-task"
+
+    @pyray.remote
+    def local_fn():
+        return pyray.get_runtime_context().get_task_name()
+
+    assert pyray.get(local_fn.remote(), timeout=30) == \
+        "test_task_name_option.<locals>.local_fn"
+    a = Named.remote()
+    assert pyray.get(a.task_name.remote(), timeout=30) == "Named.task_name"
+    assert pyray.get(a.async_task_name.remote(), timeout=30) == "Named.async_task_name"
+    b = NamedThreaded.remote()
+    assert pyray.get(b.task_name.remote(), timeout=30) == "NamedThreaded.task_name"
+    # errors name the task
+    with pytest.raises(ValueError, match="boom") as info:
+        pyray.get(fails.options(name="the-failing-one").remote(), timeout=30)
+    assert "the-failing-one" in str(info.value)
+    with pytest.raises(ValueError):
+        fails.options(name=3)
 
 
 def test_kwargs_and_defaults(ray_start):
@@ -321,6 +439,8 @@ def test_wait_default_returns_one(ray_start):
 
 
 def test_wait_fetch_local_false(ray_start):
+    # one node: every object is local; what the option does is checked on
+    # two nodes (test_cluster_objects.py::test_wait_fetch_local)
     refs = [double.remote(i) for i in range(3)]
     ready, not_ready = pyray.wait(refs, num_returns=3, fetch_local=False, timeout=30)
     assert len(ready) == 3 and not not_ready
