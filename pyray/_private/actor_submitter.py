@@ -18,7 +18,7 @@ import collections
 from pyray import exceptions as exc
 from pyray._private import ids, serialization
 from pyray._private.io_loop import GCS_RESEND_S
-from pyray._private.ownership import READY, Owned
+from pyray._private.ownership import READY
 from pyray._private.protocol import ACTOR_STATE, CANCEL_TASK, GET_ACTOR_INFO, PUSH_TASK, VALUE
 from pyray._private.task_spec import TERMINATE
 
@@ -62,13 +62,7 @@ class ActorSubmitter:
 
     def submit_actor_task(self, spec):
         with self.lock:
-            if self.decref_q:
-                self.drain_decrefs()
-            for oid in spec.return_ids:
-                e = Owned()
-                e.spec = spec
-                self.owned[oid] = e
-            self.tasks_by_id[spec.task_id] = spec
+            self.own_returns(spec)
             for ref in spec.deps:
                 e = self.owned.get(ref._id)
                 if e is not None and e.state == READY and e.kind == VALUE:

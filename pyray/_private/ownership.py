@@ -139,6 +139,17 @@ class Ownership:
                 self.out.send(owner, ADD_BORROWER.make(oids, self.addr))
 
 
+    def own_returns(self, spec):
+        """Registers a submitted task: this process owns its return values
+        (pending until the task replies).  Lock held."""
+        if self.decref_q:
+            self.drain_decrefs()
+        for oid in spec.return_ids:
+            e = Owned()
+            e.spec = spec
+            self.owned[oid] = e
+        self.tasks_by_id[spec.task_id] = spec
+
     def new_future(self):
         """An owned object made ready by an event rather than a task
         (placement group readiness): see resolve_future."""

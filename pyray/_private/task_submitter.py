@@ -28,7 +28,7 @@ from pyray._private import serialization
 from pyray._private.ids import TASK_ID_SIZE
 from pyray._private.lease_policy import (answered_fast, inflight_limit, lease_requests_to_send,
                                          pick_lease)
-from pyray._private.ownership import PENDING, Owned
+from pyray._private.ownership import PENDING
 from pyray._private.protocol import (CANCEL_TASK, ERROR, LEASE_GRANTED, LEASE_INFEASIBLE,
                                      LEASE_PG_REMOVED, PUSH_TASK, RECLAIM_LEASE, REQUEST_LEASE,
                                      RETURN_LEASE, TASK_REPLIES, VALUE, WORKER_DIED)
@@ -97,13 +97,7 @@ class TaskSubmitter:
         """Queues a task; it is pushed to a leased worker once its owned
         dependencies are ready.  Called from the user's thread."""
         with self.lock:
-            if self.decref_q:
-                self.drain_decrefs()
-            for oid in spec.return_ids:
-                e = Owned()
-                e.spec = spec
-                self.owned[oid] = e
-            self.tasks_by_id[spec.task_id] = spec
+            self.own_returns(spec)
             self.submit_deps(spec)
 
     def submit_deps(self, spec):
