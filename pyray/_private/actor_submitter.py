@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 
 from pyray import exceptions as exc
-from pyray._private import ids, serialization
+from pyray._private import errors, ids
 from pyray._private.io_loop import GCS_RESEND_S
 from pyray._private.ownership import READY
 from pyray._private.protocol import ACTOR_STATE, CANCEL_TASK, GET_ACTOR_INFO, PUSH_TASK, VALUE
@@ -91,7 +91,7 @@ class ActorSubmitter:
         cause = ac.cause
         if isinstance(cause, tuple):
             try:
-                err = serialization.loads_inline(cause)
+                err = errors.decode(cause)
             except Exception as e:  # noqa: BLE001
                 err = e
             if isinstance(err, exc.RayTaskError):

@@ -47,7 +47,7 @@ import threading
 import time
 
 from pyray import exceptions as exc
-from pyray._private import serialization
+from pyray._private import errors
 from pyray._private.ownership import PENDING
 from pyray._private.protocol import (CANCEL_LEASE_REQUEST, ERROR, FREE_OBJECTS, IN_STORE,
                                      LEASE_FAILED, LEASE_SPILLBACK, NODE_DEAD, OBJECT_COPY,
@@ -282,7 +282,7 @@ class ClusterClient:
         return owner is not None and any(owner.endswith(addr_suffix(n)) for n in self.dead)
 
     def owner_died_error(self, oid, owner):
-        return (ERROR, serialization.error_payload(exc.OwnerDiedError(oid.hex(), owner, msg=(
+        return (ERROR, errors.encode(exc.OwnerDiedError(oid.hex(), owner, msg=(
             f"Object {oid.hex()} is lost: its owner ({owner}) lived on a node that died."))))
 
     def h_node_dead(self, msg, frames):
@@ -349,7 +349,7 @@ class ClusterClient:
                     f"Object {oid.hex()} is lost: node {node_id.hex()} that held its only "
                     "copy died, and it cannot be made again (objects from put() and actor "
                     "calls have no lineage)."))
-            cw.set_ready(oid, ERROR, serialization.error_payload(err))
+            cw.set_ready(oid, ERROR, errors.encode(err))
         for spec in rerun.values():
             if spec.retries_left > 0:
                 spec.retries_left -= 1

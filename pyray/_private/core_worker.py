@@ -25,7 +25,7 @@ import time
 import zmq
 
 from pyray import exceptions as exc
-from pyray._private import ids, serialization
+from pyray._private import errors, ids, serialization
 from pyray._private.actor_submitter import ActorSubmitter
 from pyray._private.cluster_client import ClusterClient, addr_suffix
 from pyray._private.io_loop import IoLoop
@@ -247,7 +247,7 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop):
             return v
         if ref._owner is None or ref._owner == self.addr:
             # ours but gone: freed, or made by an earlier session
-            return ERROR, serialization.error_payload(exc.ObjectLostError(
+            return ERROR, errors.encode(exc.ObjectLostError(
                 oid.hex(), self.addr,
                 msg=f"Object {oid.hex()} is not known to its owner (this process): it was "
                     "freed or belongs to an earlier session."))
@@ -273,7 +273,7 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop):
             return serialization.loads_inline(payload, ref)
         if kind == IN_STORE:
             return self.read_store(ref, payload)
-        err = serialization.loads_inline(payload)
+        err = errors.decode(payload)
         if isinstance(err, exc.RayTaskError):
             raise err.as_instanceof_cause()
         raise err

@@ -20,7 +20,7 @@ import logging
 import os
 
 from pyray import exceptions as exc
-from pyray._private import ids, serialization
+from pyray._private import errors, ids, serialization
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import (ADD_BORROWER, ERROR, GET_OBJECT, IN_STORE, OBJECT_VALUE,
                                      RELEASE_CONTAINED, REMOVE_BORROWER, VALUE)
@@ -161,7 +161,7 @@ class Ownership:
     def resolve_future(self, oid, value=None, error=None):
         """Makes a new_future() object ready with a value or an exception."""
         if error is not None:
-            kind, payload = ERROR, serialization.error_payload(error)
+            kind, payload = ERROR, errors.encode(error)
         else:
             kind, payload = VALUE, serialization.inline_payload(serialization.serialize(value))
         with self.lock:
@@ -207,7 +207,7 @@ class Ownership:
             self.set_ready(oid, ERROR, payload)
 
     def fail_task(self, spec, error):
-        self._finish_error(spec, serialization.error_payload(error))
+        self._finish_error(spec, errors.encode(error))
 
     def _h_get_object(self, msg, frames):
         _, oid, reply_to = GET_OBJECT.parse(msg)
@@ -217,7 +217,7 @@ class Ownership:
                 f"Object {oid.hex()} was already freed by its owner (pid {os.getpid()}); "
                 "keep a reference to it while it is needed."))
             self.out.send(reply_to, OBJECT_VALUE.make(oid, ERROR,
-                                                      serialization.error_payload(err)))
+                                                      errors.encode(err)))
         elif e.state == READY:
             self.out.send(reply_to, OBJECT_VALUE.make(oid, e.kind, e.payload))
         else:

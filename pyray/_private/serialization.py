@@ -178,17 +178,5 @@ def loads_store(buf, parent=None):
     return kind, loads_inline((mv[:plen], buffers), parent)
 
 
-def error_payload(exc: BaseException):
-    try:
-        return (pickle.dumps(exc, protocol=5), [])
-    except Exception:  # noqa: BLE001 - unpicklable user exceptions still report
-        try:
-            import cloudpickle
-            return (cloudpickle.dumps(exc, protocol=5), [])
-        except Exception:  # noqa: BLE001
-            from pyray.exceptions import RaySystemError
-            return (pickle.dumps(RaySystemError(repr(exc)), protocol=5), [])
-
-
 __all__ = ["serialize", "Serialized", "inline_payload", "loads_inline", "put_in_store",
-           "loads_store", "error_payload", "ERROR", "VALUE"]
+           "loads_store", "ERROR", "VALUE"]

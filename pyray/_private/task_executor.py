@@ -30,7 +30,7 @@ import traceback
 import zmq
 
 from pyray import exceptions as exc
-from pyray._private import object_ref, serialization
+from pyray._private import errors, object_ref, serialization
 from pyray._private.context import ctx
 from pyray._private.channel import Channel, ChannelClosed, Listener
 from pyray._private.core_worker import CoreWorker
@@ -402,7 +402,7 @@ class TaskExecutor:
         self.cw.current_task = None
 
     def error_reply(self, call, err, retry):
-        payload = serialization.error_payload(err)
+        payload = errors.encode(err)
         return (call.task_id, [(oid, ERROR, payload) for oid in call.return_ids], None, retry)
 
     def complete(self, call, result, err):

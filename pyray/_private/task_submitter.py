@@ -24,7 +24,7 @@ import sys
 import time
 
 from pyray import exceptions as exc
-from pyray._private import serialization
+from pyray._private import errors
 from pyray._private.ids import TASK_ID_SIZE
 from pyray._private.lease_policy import (answered_fast, inflight_limit, lease_requests_to_send,
                                          pick_lease)
@@ -309,7 +309,7 @@ class TaskSubmitter:
         for _oid, kind, payload in results:
             if kind == ERROR:
                 try:
-                    err = serialization.loads_inline(payload)
+                    err = errors.decode(payload)
                 except Exception:  # noqa: BLE001
                     return False
                 cause = getattr(err, "cause", err)
