@@ -74,7 +74,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 if name in resources:
                     raise ValueError(f"Use the num_{name.lower()}s argument of init() instead "
                                      f"of resources={{'{name}': ...}}.")
-            from pyray.raylet.resources import validate_shape
+            from pyray._private.resources import validate_shape
             validate_shape(resources, "cluster")
         for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
                      ("object_store_memory", object_store_memory)):
