@@ -1,12 +1,13 @@
 """The shared resource vocabulary (pyray._private.resources) without
 processes: one tolerance for every fit, the placement-group state names in
-one place."""
+one place, and the default `memory` resource of a node."""
 import ast
 from pathlib import Path
 
 import pytest
 
 import pyray
+from pyray._private import node as node_mod
 from pyray._private import placement_group as client_pg
 from pyray._private import resources as vocab
 from pyray.raylet import resources as node_resources
@@ -68,3 +69,44 @@ def test_a_shape_fits_a_bundle_with_the_shared_tolerance():
     with pytest.raises(ValueError, match="cannot fit"):
         client_pg.place(pg, -1, False, {"CPU": 0.31}, "task")
 
+
+# ---------------------------------------------------------------------------
+# a node's memory resource
+# ---------------------------------------------------------------------------
+def test_available_memory_is_what_psutil_reports():
+    psutil = pytest.importorskip("psutil")
+    got = node_mod.available_memory()
+    want = psutil.virtual_memory().available
+    assert got > 0
+    # MemAvailable moves while the test runs; a cgroup limit can only lower it
+    assert got <= want * 1.1 + (64 << 20)
+
+
+def test_default_memory_is_the_available_memory_less_the_store(monkeypatch):
+    monkeypatch.setattr(node_mod, "available_memory", lambda: 10 << 30)
+    assert node_mod.default_memory(3 << 30) == 7 << 30
+    # a store as large as the free memory still leaves the node some
+    assert node_mod.default_memory(20 << 30) == (10 << 30) // 10
+
+
+def test_a_cgroup_limit_lowers_the_available_memory(monkeypatch, tmp_path):
+    limit, usage, stat = tmp_path / "memory.max", tmp_path / "memory.current", \
+        tmp_path / "memory.stat"
+    limit.write_text(f"{2 << 30}\n")
+    usage.write_text(f"{1 << 30}\n")
+    stat.write_text(f"anon 1\ninactive_file {256 << 20}\nactive_file 5\n")
+    monkeypatch.setattr(node_mod, "_CGROUP_MEMORY",
+                        ((str(limit), str(usage), str(stat), b"inactive_file "),))
+    # the limit less what is used, the reclaimable page cache not counted
+    assert node_mod.available_memory() == min((2 << 30) - (1 << 30) + (256 << 20),
+                                               _meminfo_available())
+    limit.write_text("max\n")
+    assert node_mod.available_memory() == pytest.approx(_meminfo_available(), rel=0.1)
+
+
+def _meminfo_available():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no MemAvailable in /proc/meminfo")
