@@ -36,7 +36,7 @@ _DEFAULTS = {"num_cpus": 1, "num_gpus": 0, "object_store_memory": 150 * 1024 * 1
 _IGNORED = {"dashboard_port", "include_dashboard", "min_worker_port", "max_worker_port",
             "dashboard_agent_listen_port", "node_manager_port", "object_manager_port",
             "redis_port", "enable_object_reconstruction", "labels", "node_name", "env_vars",
-            "ray_client_server_port", "runtime_env_agent_port", "memory"}
+            "ray_client_server_port", "runtime_env_agent_port"}
 
 
 class ClusterNode:
@@ -243,7 +243,7 @@ class Cluster:
 
 
 def _node_args(kw, head):
-    unknown = set(kw) - set(_DEFAULTS) - _IGNORED - {"resources", "_system_config"}
+    unknown = set(kw) - set(_DEFAULTS) - _IGNORED - {"resources", "memory", "_system_config"}
     if unknown:
         raise TypeError(f"add_node() got unexpected keyword argument(s): {sorted(unknown)}")
     if not head and kw.get("_system_config"):
@@ -252,15 +252,22 @@ def _node_args(kw, head):
     for k, v in out.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
             raise ValueError(f"{k} must be a non-negative number, got {v!r}")
+    # the node's memory resource: by default, as for pyray.init()'s node
+    out["memory"] = kw.get("memory")
+    if out["memory"] is not None and (isinstance(out["memory"], bool) or
+                                      not isinstance(out["memory"], (int, float)) or
+                                      out["memory"] < 0):
+        raise ValueError(f"memory must be a non-negative number, got {out['memory']!r}")
     if out["object_store_memory"] < 1 << 20:
         raise ValueError(f"object_store_memory must be at least 1 MiB, got "
                          f"{out['object_store_memory']}")
     res = kw.get("resources") or {}
     if not isinstance(res, dict):
         raise TypeError(f"resources must be a dict, got {type(res).__name__}")
-    for name in ("CPU", "GPU"):
+    for name in ("CPU", "GPU", "memory"):
         if name in res:
-            raise ValueError(f"Use the num_{name.lower()}s argument of add_node() instead of "
+            arg = "memory" if name == "memory" else f"num_{name.lower()}s"
+            raise ValueError(f"Use the {arg} argument of add_node() instead of "
                              f"resources={{'{name}': ...}}.")
     from pyray._private.resources import validate_shape
     validate_shape(res, "node")

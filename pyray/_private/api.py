@@ -52,7 +52,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
          object_store_memory=None, namespace=None, ignore_reinit_error=False,
          local_mode=False, include_dashboard=None, log_to_driver=True, runtime_env=None,
          logging_level=logging.INFO, configure_logging=True, _system_config=None,
-         _token=None, **kwargs):
+         _token=None, _memory=None, **kwargs):
     with ctx.lock:
         if ctx.core_worker is not None:
             if ctx.mode == "worker":
@@ -74,10 +74,13 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 if name in resources:
                     raise ValueError(f"Use the num_{name.lower()}s argument of init() instead "
                                      f"of resources={{'{name}': ...}}.")
-            from pyray.raylet.resources import validate_shape
+            if "memory" in resources:
+                raise ValueError("Use the _memory argument of init() instead of "
+                                 "resources={'memory': ...}.")
+            from pyray._private.resources import validate_shape
             validate_shape(resources, "cluster")
         for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
-                     ("object_store_memory", object_store_memory)):
+                     ("object_store_memory", object_store_memory), ("_memory", _memory)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise ValueError(f"{k} must be a non-negative number, got {v!r}")
         config = Config.from_env(**(_system_config or {}))
@@ -87,13 +90,15 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             if address in ("", "local"):
                 address = None
         if address is None:
-            cluster = _start_local(num_cpus, num_gpus, resources, object_store_memory, config)
+            cluster = _start_local(num_cpus, num_gpus, resources, object_store_memory, config,
+                                   _memory)
             node = cluster.node
         else:
             if num_cpus is not None or num_gpus is not None or resources is not None or \
-                    object_store_memory is not None:
+                    object_store_memory is not None or _memory is not None:
                 raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus, "
-                                 "resources and object_store_memory must not be provided.")
+                                 "resources, object_store_memory and _memory must not be "
+                                 "provided.")
             cluster = None
             node = _find_node(address, config, _token)
         try:
@@ -106,7 +111,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         return RayContext(_address_info())
 
 
-def _start_local(num_cpus, num_gpus, resources, object_store_memory, config):
+def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, memory=None):
     if num_cpus is None:
         num_cpus = os.cpu_count() or 1
     if num_gpus is None:
@@ -117,7 +122,7 @@ def _start_local(num_cpus, num_gpus, resources, object_store_memory, config):
         raise ValueError(f"object_store_memory must be at least 1 MiB, got {object_store_memory}")
     return node_mod.LocalCluster(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                  object_store_memory=object_store_memory, config=config,
-                                 while_starting=_import_driver_modules)
+                                 memory=memory, while_starting=_import_driver_modules)
 
 
 def _import_driver_modules():

@@ -57,6 +57,64 @@ def default_object_store_memory(fraction):
     return int(total * fraction)
 
 
+# cgroup v2, then v1: the limit, the usage, and the memory.stat line of the
+# page cache the kernel can reclaim (it does not count as used)
+_CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current",
+                   "/sys/fs/cgroup/memory.stat", b"inactive_file "),
+                  ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                   "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+                   "/sys/fs/cgroup/memory/memory.stat", b"total_inactive_file "))
+
+
+def available_memory():
+    """Bytes of memory free for new work on this machine: what psutil calls
+    available (the kernel's MemAvailable), or what this process's cgroup
+    limit leaves when that is less.  Read from /proc, not psutil: importing
+    psutil costs init() tens of milliseconds."""
+    avail = None
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        import psutil
+        avail = psutil.virtual_memory().available
+    for limit_path, usage_path, stat_path, reclaimable in _CGROUP_MEMORY:
+        try:
+            with open(limit_path, "rb") as f:
+                limit = f.read().strip()
+            with open(usage_path, "rb") as f:
+                used = int(f.read())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit():
+            try:
+                with open(stat_path, "rb") as f:
+                    for line in f:
+                        if line.startswith(reclaimable):
+                            used -= int(line.split()[1])
+                            break
+            except (OSError, ValueError, IndexError):
+                pass
+            avail = min(avail, max(0, int(limit) - max(0, used)))
+        break
+    return avail
+
+
+def default_memory(object_store_memory):
+    """A node's ``memory`` resource when none is given (as in Ray): the
+    memory available now less the object store's, so about 70% of it with
+    the default store size.  A store as large as the free memory still
+    leaves the node a tenth of it, so that work asking for some memory can
+    run there."""
+    avail = available_memory()
+    return int(max(avail - object_store_memory, avail // 10))
+
+
 def local_ip_for(host=None):
     """This machine's address on the route to `host` (a name or an address;
     by default the route out of the machine), or 127.0.0.1 where there is
@@ -157,14 +215,15 @@ class LocalCluster:
     def __init__(self, *, num_cpus, num_gpus, resources, object_store_memory, config,
                  die_with_parent=True, head=True, gcs_address=None, session_dir=None,
                  node_ip="127.0.0.1", gcs_listen=None, raylet_name="raylet",
-                 while_starting=None, token=None, tcp=False, gcs_bind=None):
+                 while_starting=None, token=None, tcp=False, gcs_bind=None, memory=None):
         """`while_starting`, if given, is called once the processes are
         spawned and before waiting for them (the driver imports its own
         modules meanwhile).  `token`: the cluster token (docs/cluster.md,
         "Security"); a new GCS gets a new one unless given, a node joining
         one uses the token this process knows for it.  `tcp`: the node's
         processes listen on tcp at `node_ip` (nodes on other machines reach
-        them) instead of ipc sockets in the session directory."""
+        them) instead of ipc sockets in the session directory.  `memory`: the
+        node's ``memory`` resource in bytes (default_memory() if None)."""
         self.config = config
         self.session_dir = session_dir or new_session_dir()
         env = dict(os.environ)
@@ -192,6 +251,8 @@ class LocalCluster:
             args = ["--session-dir", self.session_dir, "--gcs-address", self.gcs_address,
                     "--num-cpus", str(num_cpus), "--num-gpus", str(num_gpus),
                     "--object-store-memory", str(int(object_store_memory)),
+                    "--memory", str(int(default_memory(object_store_memory) if memory is None
+                                        else memory)),
                     "--resources", json.dumps(resources or {}), "--node-ip", node_ip]
             if head:
                 args.append("--head")

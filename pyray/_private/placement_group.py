@@ -7,7 +7,7 @@ are in pyray.util.placement_group, which checks their arguments and calls
 this module.  The GCS keeps the table and picks the nodes
 (pyray.gcs.placement_groups); raylets turn reserved bundles into group
 resources (``CPU_group_<id>``...) that placed work asks for instead of
-``CPU`` (pyray.raylet.resources).  See docs/placement_groups.md.
+``CPU`` (pyray._private.resources).  See docs/placement_groups.md.
 """
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ import threading
 import time
 
 from pyray.exceptions import TaskPlacementGroupRemoved
-from pyray.raylet.resources import PgShape, group_shape
-
-PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
+from pyray._private.resources import (CREATED, PENDING, REMOVED, RESCHEDULING, PgShape,
+                                      fits, group_shape)
 
 
 class PlacementGroupID(bytes):
@@ -216,8 +215,7 @@ def place(pg, index, capture, shape, what):
             raise ValueError(f"placement group bundle index {index} is invalid. Valid "
                              f"placement group indexes: -1 (any) and 0-{len(bundles) - 1}")
         candidates = bundles if index < 0 else [bundles[index]]
-        if not any(all(b.get(k, 0.0) + 1e-9 >= v for k, v in shape.items() if v > 0)
-                   for b in candidates):
+        if not any(fits(b, shape) for b in candidates):
             where = "any bundle" if index < 0 else f"bundle {index}"
             raise ValueError(f"Cannot schedule {what} with the placement group because the "
                              f"resource request {shape} cannot fit into {where} of the "
@@ -386,7 +384,7 @@ class PlacementGroupClient:
                 t.warned = True
                 print(f"(pyray) Warning: {message}", file=sys.stderr, flush=True)
             return
-        if state == "RESCHEDULING":
+        if state == RESCHEDULING:
             # bundles lost with a node are placed again: a group that was
             # ready stays so (as in Ray); a new waiter waits for CREATED
             return

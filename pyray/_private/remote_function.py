@@ -8,7 +8,7 @@ from pyray._private import ids, serialization
 from pyray._private.context import ctx
 from pyray._private.object_ref import ObjectRef
 from pyray._private.task_spec import FunctionDescriptor, TaskSpec
-from pyray.raylet.resources import validate_shape
+from pyray._private.resources import validate_shape
 
 TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "num_returns", "max_retries",
                 "retry_exceptions", "scheduling_strategy", "name", "memory", "runtime_env",

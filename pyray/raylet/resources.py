@@ -7,19 +7,10 @@ quantities; GPUs are also given ids (whole GPUs get whole devices, a
 fraction shares one device with other fractions)."""
 from __future__ import annotations
 
-from pyray._private.resources import EPS
-from pyray._private.resources import (bundle_resources, fits, group_resource, pg_of_shape,
-                                      take)
-# re-exported for modules that still import them from here (the vocabulary
-# moved to pyray._private.resources)
-from pyray._private.resources import (BUNDLE_MARKER, BUNDLE_MARKER_REQUEST,  # noqa: F401
-                                      BUNDLE_MARKER_TOTAL, PgShape, group_shape,
-                                      validate_shape)
+from pyray._private.resources import (EPS, bundle_resources, fits, group_resource,
+                                      pg_of_shape, take)
 
-__all__ = ["NodeResources", "Bundle",
-           # re-exports (see above)
-           "BUNDLE_MARKER", "BUNDLE_MARKER_REQUEST", "BUNDLE_MARKER_TOTAL", "PgShape",
-           "bundle_resources", "group_resource", "group_shape", "pg_of_shape", "validate_shape"]
+__all__ = ["NodeResources", "Bundle"]
 
 
 class NodeResources:

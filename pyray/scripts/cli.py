@@ -166,8 +166,12 @@ def _node_options(args, config):
         ip = node_mod.local_ip_for(host)
     elif not node_mod.is_local_ip(ip):
         sys.exit(f"pyray start: --node-ip-address {ip} is not an address of this machine.")
+    if "memory" in resources:
+        sys.exit("pyray start: use --memory, not --resources '{\"memory\": ...}'")
+    if args.memory is not None and args.memory < 0:
+        sys.exit(f"pyray start: --memory must be >= 0, got {args.memory}")
     return {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
-            "object_store_memory": osm, "node_ip": ip}
+            "object_store_memory": osm, "node_ip": ip, "memory": args.memory}
 
 
 def _join(args):
@@ -314,6 +318,9 @@ def main(argv=None):
     st.add_argument("--num-gpus", type=float, default=None)
     st.add_argument("--resources", default=None, help="JSON, e.g. '{\"custom\": 4}'")
     st.add_argument("--object-store-memory", type=int, default=None)
+    st.add_argument("--memory", type=int, default=None,
+                    help="the node's memory resource in bytes (default: the memory "
+                         "available less the object store's)")
     st.add_argument("--token", default=None, help=_TOKEN_HELP)
     st.set_defaults(fn=start)
     sp = sub.add_parser("stop", help="stop this machine's pyray processes")

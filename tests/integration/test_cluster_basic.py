@@ -28,7 +28,8 @@ class Where:
 def test_nodes_are_separate_raylets_with_their_own_stores(make_cluster, leaks):
     cluster = make_cluster(head={"num_cpus": 2},
                            nodes=[{"num_cpus": 1, "resources": {"b": 2}},
-                                  {"num_cpus": 1, "object_store_memory": 64 * MiB}])
+                                  {"num_cpus": 1, "object_store_memory": 64 * MiB,
+                                   "memory": 1 << 50}])
     nodes = cluster.list_all_nodes()
     assert len({n.node_id for n in nodes}) == 3
     assert len({n.pid for n in nodes}) == 3
@@ -39,6 +40,10 @@ def test_nodes_are_separate_raylets_with_their_own_stores(make_cluster, leaks):
     assert listed[cluster.head_node.node_id]["IsHead"]
     assert listed[nodes[1].node_id]["Resources"]["b"] == 2
     assert listed[nodes[2].node_id]["Resources"]["object_store_memory"] == 64 * MiB
+    # a node is given the memory it is started with, the others a default
+    assert listed[nodes[2].node_id]["Resources"]["memory"] == 1 << 50
+    assert 0 < listed[nodes[1].node_id]["Resources"]["memory"] < 1 << 50
+    assert pyray.get(node_id.options(memory=1 << 49).remote(), timeout=30) == nodes[2].node_id
     total = pyray.cluster_resources()
     assert total["CPU"] == 4 and total["b"] == 2
     # every node runs its own workers
@@ -98,6 +103,10 @@ def test_bad_node_arguments():
         cluster.add_node(resources={"GPU": 1})
     with pytest.raises(TypeError, match="bogus"):
         cluster.add_node(bogus=1)
+    with pytest.raises(ValueError, match="memory"):
+        cluster.add_node(memory=-1)
+    with pytest.raises(ValueError, match="the memory argument"):
+        cluster.add_node(resources={"memory": 1 << 30})
     with pytest.raises(ValueError):
         Cluster(connect=True)
     assert cluster.list_all_nodes() == [] and cluster.session_dir is None

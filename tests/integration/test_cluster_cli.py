@@ -67,12 +67,16 @@ def test_start_a_head_add_a_node_status_and_stop(cli_env):
     assert printed.endswith(f":{port}") and f"--address {printed} --token" in out
     token = re.search(r"--token ([0-9a-f]{32})", out).group(1)
     out = pyray_cmd(cli_env, "start", "--address", address, "--num-cpus", "2",
-                    "--resources", '{"b": 1}', "--object-store-memory", str(96 * MiB)).stdout
+                    "--resources", '{"b": 1}', "--object-store-memory", str(96 * MiB),
+                    "--memory", str(3 << 30)).stdout
     joined = re.search(r"node ([0-9a-f]{32}) joined", out).group(1)
     try:
         # this process's TMPDIR holds no record of the cluster: it needs the token
         pyray.init(address=address, _token=token)
         assert pyray.get(node_id.options(resources={"b": 1}).remote(), timeout=30) == joined
+        memory = {n["NodeID"]: n["Resources"].get("memory") for n in pyray.nodes()}
+        assert memory.pop(joined) == 3 << 30          # --memory
+        assert list(memory.values())[0] > 0           # the head's default
         held = pyray.put(np.ones(10 * MiB, np.uint8))          # in the head's store
         status = pyray_cmd(cli_env, "status", "--address", address).stdout
         assert "2 live node(s)" in status

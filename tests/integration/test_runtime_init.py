@@ -139,7 +139,10 @@ def test_default_namespace_is_anonymous(ray_init):
     {"object_store_memory": -5},
     {"resources": {"CPU": 2}},
     {"resources": {"custom": -1}},
-], ids=["neg-cpus", "neg-gpus", "neg-store", "cpu-in-resources", "neg-custom"])
+    {"_memory": -1},
+    {"resources": {"memory": 1 << 30}},
+], ids=["neg-cpus", "neg-gpus", "neg-store", "cpu-in-resources", "neg-custom", "neg-memory",
+        "memory-in-resources"])
 def test_init_rejects_bad_arguments(ray_init, kwargs):
     with pytest.raises(ValueError):
         ray_init(**kwargs)

@@ -159,6 +159,18 @@ def test_infeasible_cpu_request_warns_and_does_not_hang(ray_start, capfd):
     pyray.cancel(ref)
 
 
+def test_infeasible_memory_request(ray_start, capfd):
+    # more memory than the node was given: reported as any infeasible shape
+    too_much = int(pyray.cluster_resources()["memory"]) * 2
+    ref = interval.options(memory=too_much).remote(0)
+    with pytest.raises(GetTimeoutError):
+        pyray.get(ref, timeout=1)
+    seen = _read_until(capfd, INFEASIBLE_WORDS + r".*memory")
+    assert re.search(INFEASIBLE_WORDS + r".*memory", seen, re.I | re.S), seen
+    assert pyray.get(interval.remote(0), timeout=30)
+    pyray.cancel(ref)
+
+
 def test_infeasible_custom_resource(ray_start, capfd):
     ref = interval.options(resources={"no_such_thing": 1}).remote(0)
     with pytest.raises(GetTimeoutError):
@@ -176,6 +188,36 @@ def test_cluster_resources(ray_start):
     assert res["CPU"] == 2 and res["GPU"] == 2
     assert res["custom"] == 1 and res["pool"] == 4
     assert "object_store_memory" in res
+
+
+def test_a_node_has_memory_by_default(ray_start):
+    # as in Ray: the memory available on the machine less the object store's
+    memory = pyray.cluster_resources()["memory"]
+    assert memory > 0 and memory == int(memory)
+    assert pyray.nodes()[0]["Resources"]["memory"] == memory
+
+
+@pyray.remote
+def free_memory_while_held(expected, timeout=10.0):
+    """The node's free memory as this task sees it, polled until it is
+    `expected` (the node's report follows the lease a moment later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        free = pyray.available_resources().get("memory", 0)
+        if free == expected or time.monotonic() > deadline:
+            return free, pyray.get_runtime_context().get_assigned_resources()
+        time.sleep(0.05)
+
+
+def test_memory_option_holds_memory(ray_start, wait_for):
+    total = pyray.cluster_resources()["memory"]
+    wait_for(lambda: pyray.available_resources().get("memory") == total, what="memory free")
+    free, assigned = pyray.get(
+        free_memory_while_held.options(memory=1 << 30).remote(total - (1 << 30)), timeout=30)
+    assert assigned == {"CPU": 1, "memory": 1 << 30}
+    assert free == total - (1 << 30)
+    wait_for(lambda: pyray.available_resources().get("memory") == total,
+             what="the memory back after the task")
 
 
 def test_available_resources_follow_running_tasks(ray_start, wait_for, release):

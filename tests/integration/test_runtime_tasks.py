@@ -18,9 +18,9 @@ from pyray.exceptions import GetTimeoutError
 
 pytestmark = pytest.mark.timeout(60)
 
-# one (fake) GPU, one "foo" and some memory (a node has none unless given):
+# one (fake) GPU, one "foo" and 1 GiB of memory (the node's memory resource):
 # tasks that ask for them can be told apart
-RAY_INIT_ARGS = {"num_cpus": 2, "num_gpus": 1, "resources": {"foo": 1, "memory": 1 << 30},
+RAY_INIT_ARGS = {"num_cpus": 2, "num_gpus": 1, "resources": {"foo": 1}, "_memory": 1 << 30,
                  "object_store_memory": 1 << 30}
 
 
@@ -63,12 +63,13 @@ def _inside(until_free=None, timeout=10.0):
     """Run inside a task: its name, what it was given (resources, GPUs) and
     what its node has left while it runs.  The node's free resources reach
     the GCS a moment after a lease is granted, so they are polled (bounded)
-    until they equal `until_free`; the last reading is returned either way."""
+    until they equal `until_free` (on its keys, by default CPU, GPU and foo);
+    the last reading is returned either way."""
     rc = pyray.get_runtime_context()
     deadline = time.monotonic() + timeout
     while True:
         avail = pyray.available_resources()
-        free = {k: avail.get(k, 0) for k in ("CPU", "GPU", "foo")}
+        free = {k: avail.get(k, 0) for k in (until_free or ("CPU", "GPU", "foo"))}
         if until_free is None or free == until_free or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -92,13 +93,15 @@ def test_remote_with_options_at_decoration(ray_start):
     @pyray.remote(num_cpus=2, num_gpus=1, resources={"foo": 1}, memory=1 << 20,
                   max_retries=2, retry_exceptions=False, scheduling_strategy="DEFAULT")
     def takes_the_node():
-        return _inside(until_free={"CPU": 0, "GPU": 0, "foo": 0})
+        return _inside(until_free={"CPU": 0, "GPU": 0, "foo": 0,
+                                   "memory": (1 << 30) - (1 << 20)})
 
     got = pyray.get(takes_the_node.remote(), timeout=30)
     assert got["assigned"] == {"CPU": 2, "GPU": 1, "foo": 1, "memory": 1 << 20}
     assert got["gpu_ids"] == [0] and got["cuda"] == "0"
-    # while it ran the node had nothing left of what it holds
-    assert got["free"] == {"CPU": 0, "GPU": 0, "foo": 0}
+    # while it ran the node had nothing left of what it holds (and of its
+    # memory, what it did not take)
+    assert got["free"] == {"CPU": 0, "GPU": 0, "foo": 0, "memory": (1 << 30) - (1 << 20)}
 
 
 def test_num_cpus_option_keeps_other_tasks_out(ray_start, release):

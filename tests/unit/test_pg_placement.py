@@ -8,8 +8,8 @@ import random
 import pytest
 
 from pyray.gcs.placement_groups import STRATEGIES, place_bundles
-from pyray.raylet.resources import (NodeResources, PgShape, bundle_resources, group_shape,
-                                    pg_of_shape)
+from pyray._private.resources import PgShape, bundle_resources, group_shape, pg_of_shape
+from pyray.raylet.resources import NodeResources
 
 pytestmark = pytest.mark.timeout(60)
 
