@@ -10,7 +10,7 @@ import zmq
 
 from pyray._private import node as node_mod
 from pyray._private import transport
-from pyray._private.protocol import Op
+from pyray._private.protocol import RESPONSE, Op, definition
 from pyray._private.transport import bind_inbox, dumps, loads
 
 _NEEDS_TOKEN = ("pass the token `pyray start --head` printed: `--token`, "
@@ -112,7 +112,7 @@ def request(gcs_addr, op, *args, timeout=5.0):
         # tells apart a cluster that drops our messages (a wrong token) from none
         monitor = out.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED) if tcp else None
         out.connect(transport.endpoint(gcs_addr))
-        data = dumps((op, 1, reply_to) + args)
+        data = dumps(definition(op).make(1, reply_to, *args))
         try:
             out.send_multipart([transport.mac(key, [data]), data] if key else [data])
         except zmq.Again:
@@ -132,7 +132,7 @@ def request(gcs_addr, op, *args, timeout=5.0):
                 raise ConnectionError(f"the answer from {gcs_addr} was not signed with the "
                                       f"cluster token")
         msg = loads(frames[0].buffer)
-        _, _, ok, payload = msg
+        _, _, ok, payload = RESPONSE.parse(msg)
         if not ok:
             raise ConnectionError(f"the cluster at {gcs_addr} refused the request: {payload}")
         return payload

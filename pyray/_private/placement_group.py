@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from pyray._private.protocol import PG_CREATE, PG_REMOVE, PG_STATE, PG_SUBSCRIBE, Op
 from pyray.exceptions import TaskPlacementGroupRemoved
 from pyray._private.resources import (CREATED, PENDING, REMOVED, RESCHEDULING, PgShape,
                                       fits, group_shape)
@@ -110,13 +111,13 @@ def create(bundles, strategy, name, detached):
     if name:
         # a name can be taken: wait for the answer
         try:
-            cw.rpc(cw.gcs_addr, _op().PG_CREATE, spec)
+            cw.rpc(cw.gcs_addr, Op.PG_CREATE, spec)
         except BaseException:
             client.forget(pg.id)
             raise
     else:
         # a fresh id cannot collide: the answer is not awaited
-        cw.out.send(cw.gcs_addr, (_op().PG_CREATE, 0, cw.addr, spec))
+        cw.out.send(cw.gcs_addr, PG_CREATE.make(0, cw.addr, spec))
     return pg
 
 
@@ -124,7 +125,7 @@ def remove(pg):
     """Asks the GCS to remove the group; its ``ready()`` refs here fail."""
     client = _client()
     cw = client.cw
-    cw.out.send(cw.gcs_addr, (_op().PG_REMOVE, bytes(pg.id), cw.addr))
+    cw.out.send(cw.gcs_addr, PG_REMOVE.make(bytes(pg.id), cw.addr))
     client.removed_here(pg.id)
 
 
@@ -132,7 +133,7 @@ def named(name):
     """The live group called ``name`` in the current namespace, or None."""
     from pyray._private.context import ctx
     cw = _client().cw
-    found = cw.rpc(cw.gcs_addr, _op().PG_GET_NAMED, name, ctx.namespace)
+    found = cw.rpc(cw.gcs_addr, Op.PG_GET_NAMED, name, ctx.namespace)
     if found is None:
         return None
     return PlacementGroup(found["pg_id"], found["bundles"])
@@ -142,7 +143,7 @@ def table(pg_id=None):
     """The GCS's record of the group ``pg_id`` (``{}`` if unknown), or of
     all groups keyed by hex id when ``pg_id`` is None."""
     cw = _client().cw
-    return cw.rpc(cw.gcs_addr, _op().PG_TABLE, pg_id)
+    return cw.rpc(cw.gcs_addr, Op.PG_TABLE, pg_id)
 
 
 def current():
@@ -263,7 +264,7 @@ def current_placement(cw):
         return None
     cache = _actor_placements
     if actor.actor_id not in cache:
-        cache[actor.actor_id] = cw.rpc(cw.gcs_addr, _op().PG_OF_ACTOR, actor.actor_id)
+        cache[actor.actor_id] = cw.rpc(cw.gcs_addr, Op.PG_OF_ACTOR, actor.actor_id)
     return cache[actor.actor_id]
 
 
@@ -297,7 +298,6 @@ class PlacementGroupClient:
     resolves ``ready()`` refs and wakes ``wait()``."""
 
     def __init__(self, cw):
-        from pyray._private.protocol import Op
         self.cw = cw
         self.groups = {}              # pg id (bytes) -> _Tracked
         cw.extra_handlers[Op.PG_STATE] = self._h_state
@@ -317,7 +317,7 @@ class PlacementGroupClient:
         if t is None:
             t = self.groups[pg_id] = _Tracked()
             cw = self.cw
-            cw.out.send(cw.gcs_addr, (_op().PG_SUBSCRIBE, pg_id, cw.addr))
+            cw.out.send(cw.gcs_addr, PG_SUBSCRIBE.make(pg_id, cw.addr))
         return t
 
     def ready(self, pg):
@@ -375,7 +375,7 @@ class PlacementGroupClient:
 
     def _h_state(self, msg, frames):
         """I/O thread, lock held."""
-        _, pg_id, state, message = msg
+        _, pg_id, state, message = PG_STATE.parse(msg)
         t = self.groups.get(pg_id)
         if t is None:
             return
@@ -412,8 +412,3 @@ def _client():
             if client is None:
                 client = cw.pg_client = PlacementGroupClient(cw)
     return client
-
-
-def _op():
-    from pyray._private.protocol import Op
-    return Op

@@ -11,9 +11,10 @@ dropped: the loop never dies of a message.  ``stopping`` (or, for a server
 that ``obeys_signals``, a SIGTERM: pyray._private.daemon) ends the loop,
 then ``close()`` runs.
 
-Requests, ``(op, req_id, reply_to, *args)``, are answered
-``(RESPONSE, req_id, ok, payload)``; ``request(fn)`` turns a function of the
-args that returns the payload into such a handler.
+Requests, ``(op, req_id, reply_to, *fields)``, are answered
+``RESPONSE(req_id, ok, payload)``; ``request(fn)`` turns a function of the
+request's fields (called by their names in pyray._private.protocol) that
+returns the payload into such a handler.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import time
 import zmq
 
 from pyray._private import daemon
-from pyray._private.protocol import Op
+from pyray._private.protocol import RESPONSE, ProtocolError, definition
 from pyray._private.transport import recv_msg
 
 log = logging.getLogger("pyray.server")
@@ -73,8 +74,10 @@ class Server:
         """Runs once the loop has ended."""
 
     def request(self, fn):
-        """A handler for a request: calls ``fn(*args)`` and answers with its
-        result, or with the error it raised."""
+        """A handler for a request: parses it with its definition, calls
+        ``fn(**fields)`` (the fields after req_id and reply_to) and answers
+        with its result, or with the error it raised.  A request with the
+        wrong fields is refused (logged, and answered as an error)."""
         out = self.out
 
         def handle(msg, frames):
@@ -82,7 +85,13 @@ class Server:
                 log.warning("dropped a request without a reply address (op %r)", msg[0])
                 return
             try:
-                payload, ok = fn(*msg[3:]), True
+                try:
+                    fields = definition(msg[0]).parse(msg)._asdict()
+                except ProtocolError as err:
+                    log.warning("refused a request: %s", err)
+                    raise
+                del fields["op"], fields["req_id"], fields["reply_to"]
+                payload, ok = fn(**fields), True
             except Exception as err:  # noqa: BLE001 - reported to the caller
                 # Plain user errors (a taken name, an unknown actor) travel as
                 # themselves so the caller raises the type Ray raises.
@@ -91,7 +100,8 @@ class Server:
                 else:
                     payload = f"{type(err).__name__}: {err}"
                 ok = False
-            out.send(msg[2], (Op.RESPONSE, msg[1], ok, payload))
+            out.send(msg[2], RESPONSE.make(msg[1], ok, payload))
+        handle.fn = fn             # for the check that fn takes the request's fields
         return handle
 
     # ---- the loop ---------------------------------------------------------

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import pickle
 
-from pyray._private.protocol import (ERROR, LEASE_GRANTED, PUSH_TASK, TASK_REPLIES, WORKER_DIED,
-                                     Op)
+from pyray._private.protocol import (ACTOR_EXITING, ACTOR_STATE, CANCEL_LEASE_REQUEST, ERROR,
+                                     KILL_WORKER, LEASE_GRANTED, PUSH_TASK, REQUEST_LEASE,
+                                     RETURN_LEASE, TASK_REPLIES, WORKER_DIED)
 
 log = logging.getLogger("pyray.gcs.actors")
 
@@ -162,17 +163,17 @@ class ActorManager:
             e.no_restart = True
             self._save(e)
         if e.worker is not None and e.state == ALIVE:
-            self.out.send(e.raylet_addr, (Op.KILL_WORKER, e.worker[0]))
+            self.out.send(e.raylet_addr, KILL_WORKER.make(e.worker[0]))
         elif e.state in (PENDING, RESTARTING):
             if no_restart or e.worker is None:
                 self._cancel_lease_req(e)
                 if e.worker is not None:
-                    self.out.send(e.raylet_addr, (Op.KILL_WORKER, e.worker[0]))
+                    self.out.send(e.raylet_addr, KILL_WORKER.make(e.worker[0]))
                 self._dead(e, "The actor was killed by pyray.kill() before it started.")
         return True
 
     def h_exiting(self, msg, frames):
-        e = self.actors.get(msg[1])
+        e = self.actors.get(ACTOR_EXITING.parse(msg).actor_id)
         if e is not None:
             e.exiting = True
             self._save(e)
@@ -197,9 +198,10 @@ class ActorManager:
         # A raylet stops a job's workers when its driver exits; a detached
         # actor's worker belongs to no job so that it outlives its driver.
         job_id = None if spec.get("detached") else spec["job_id"]
-        self.out.send(node["raylet_addr"], (Op.REQUEST_LEASE, rid, self.server.address,
-                                            spec["shape"], job_id, spec["driver_addr"],
-                                            ("actor", entry.actor_id)))
+        self.out.send(node["raylet_addr"], REQUEST_LEASE.make(rid, self.server.address,
+                                                              spec["shape"], job_id,
+                                                              spec["driver_addr"],
+                                                              ("actor", entry.actor_id)))
 
     def reschedule_pending(self):
         for e in self.actors.values():
@@ -210,7 +212,7 @@ class ActorManager:
         if e.lease_req is not None:
             raylet, rid = e.lease_req
             self.lease_reqs.pop(rid, None)
-            self.out.send(raylet, (Op.CANCEL_LEASE_REQUEST, rid))
+            self.out.send(raylet, CANCEL_LEASE_REQUEST.make(rid))
             e.lease_req = None
 
     def on_lease_granted(self, msg, frames=None):
@@ -224,7 +226,7 @@ class ActorManager:
         if e is None or e.state == DEAD or raylet is None:
             src = raylet or self.server.any_raylet()
             if src:
-                self.out.send(src, (Op.RETURN_LEASE, lease_id, True))
+                self.out.send(src, RETURN_LEASE.make(lease_id, True))
             return
         e.lease_req = None
         e.lease_id = lease_id
@@ -258,7 +260,7 @@ class ActorManager:
             if failed:
                 e.cause = failed[0][2]
                 e.no_restart = True
-                self.out.send(e.raylet_addr, (Op.KILL_WORKER, worker_id))
+                self.out.send(e.raylet_addr, KILL_WORKER.make(worker_id))
                 self._dead(e, None)
             elif e.state != DEAD:
                 e.state = ALIVE
@@ -300,9 +302,10 @@ class ActorManager:
 
     def _state_msg(self, e):
         w = e.worker
-        return (Op.ACTOR_STATE, e.actor_id, e.state,
-                (w[1], w[2], w[0], w[3], w[4]) if (w and e.state == ALIVE) else None,
-                e.cause, e.restarts)
+        return ACTOR_STATE.make(e.actor_id, e.state,
+                                (w[1], w[2], w[0], w[3], w[4]) if (w and e.state == ALIVE)
+                                else None,
+                                e.cause, e.restarts)
 
     def _publish(self, e):
         """Tells the subscribers of a change of state (and stores it)."""

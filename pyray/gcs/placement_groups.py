@@ -22,7 +22,8 @@ import time
 
 import zmq
 
-from pyray._private.protocol import Op
+from pyray._private.protocol import (PG_REMOVE, PG_RESERVE, PG_RETURN, PG_STATE, PG_SUBSCRIBE,
+                                     RESPONSE)
 from pyray._private.resources import (CREATED, EPS, PENDING, REMOVED, RESCHEDULING,
                                       bundle_resources, fits, pg_of_shape, take,
                                       validate_shape)
@@ -245,7 +246,7 @@ class PlacementGroupManager:
                 kept = set(e.nodes)
                 for n in self.server.state.nodes.values():
                     if n.alive and n.info["node_id"] not in kept:
-                        self.out.send(n.info["raylet_addr"], (Op.PG_RETURN, pg_id, False))
+                        self.out.send(n.info["raylet_addr"], PG_RETURN.make(pg_id, False))
                 if e.state == RESCHEDULING:
                     e.lost = [i for i, nid in enumerate(e.nodes) if nid is None]
                     for i, nid in enumerate(e.nodes):
@@ -299,13 +300,15 @@ class PlacementGroupManager:
 
     # ---- one-way messages (handler(msg, frames), pyray._private.server) ----
     def h_remove(self, msg, frames):
-        self.remove(msg[1], msg[2] if len(msg) > 2 else None)
+        _, pg_id, remover = PG_REMOVE.parse(msg)
+        self.remove(pg_id, remover)
 
     def h_subscribe(self, msg, frames):
-        self.subscribe(msg[1], msg[2])
+        _, pg_id, subscriber = PG_SUBSCRIBE.parse(msg)
+        self.subscribe(pg_id, subscriber)
 
     def h_response(self, msg, frames):
-        _, rid, ok, payload = msg
+        _, rid, ok, payload = RESPONSE.parse(msg)
         self.on_response(rid, ok, payload)
 
     def remove(self, pg_id, remover=None):
@@ -325,7 +328,7 @@ class PlacementGroupManager:
         # for it
         for n in self.server.state.nodes.values():
             if n.alive:
-                self.out.send(n.info["raylet_addr"], (Op.PG_RETURN, pg_id, True))
+                self.out.send(n.info["raylet_addr"], PG_RETURN.make(pg_id, True))
         if e.had_actors:
             self._kill_actors(e)
         self._publish(e, None, skip=remover)
@@ -352,7 +355,7 @@ class PlacementGroupManager:
             e.subscribers.add(subscriber)
             self._save(e)
         if e.state != PENDING:
-            self._send(subscriber, (Op.PG_STATE, pg_id, e.state, None))
+            self._send(subscriber, PG_STATE.make(pg_id, e.state, None))
 
     def get_table(self, pg_id=None):
         if pg_id is None:
@@ -425,8 +428,8 @@ class PlacementGroupManager:
                                              [e.bundles[i] for i in indices], commit, now)
             self._inflight_add(nid, r.bundles, 1)
             raylet = self.server.state.nodes[nid].info["raylet_addr"]
-            self.out.send(raylet, (Op.PG_RESERVE, rid, self.server.address, e.pg_id,
-                                   [(i, e.bundles[i]) for i in indices], commit))
+            self.out.send(raylet, PG_RESERVE.make(rid, self.server.address, e.pg_id,
+                                                  [(i, e.bundles[i]) for i in indices], commit))
         return True
 
     def _infeasible(self, e):
@@ -473,8 +476,8 @@ class PlacementGroupManager:
                 e.nodes[i] = nid
             if multi:
                 raylet = self.server.state.nodes[nid].info["raylet_addr"]
-                self.out.send(raylet, (Op.PG_RESERVE, ("pg", 0), self.server.address,
-                                       e.pg_id, None, True))
+                self.out.send(raylet, PG_RESERVE.make(("pg", 0), self.server.address,
+                                                      e.pg_id, None, True))
                 self._view_commit(nid, e, indices)
         e.trying.clear()
         if e.lost is None:
@@ -501,7 +504,7 @@ class PlacementGroupManager:
         for nid, indices in e.trying.items():
             n = self.server.state.nodes.get(nid)
             if n is not None:
-                self.out.send(n.info["raylet_addr"], (Op.PG_RETURN, e.pg_id, False))
+                self.out.send(n.info["raylet_addr"], PG_RETURN.make(e.pg_id, False))
             self._view_release(nid, e, indices, committed=False)
         e.trying.clear()
         e.refused = None
@@ -623,7 +626,7 @@ class PlacementGroupManager:
     def _publish(self, e, message, skip=None):
         """Tells the subscribers of a change (and stores the group)."""
         self._save(e)
-        msg = (Op.PG_STATE, e.pg_id, e.state, message)
+        msg = PG_STATE.make(e.pg_id, e.state, message)
         for sub in list(e.subscribers):
             if sub != skip and not self._send(sub, msg):
                 e.subscribers.discard(sub)
@@ -678,6 +681,6 @@ class PlacementGroupManager:
             if now - since > UNKNOWN_GROUP_WAIT_S:
                 del self.early[pg_id]
                 for sub in subs:
-                    self._send(sub, (Op.PG_STATE, pg_id, REMOVED,
-                                     f"The placement group {pg_id.hex()} is not known to "
-                                     "the cluster (never created, or removed long ago)."))
+                    self._send(sub, PG_STATE.make(
+                        pg_id, REMOVED, f"The placement group {pg_id.hex()} is not known to "
+                        "the cluster (never created, or removed long ago)."))

@@ -16,7 +16,9 @@ import zmq
 
 from pyray._private import daemon
 from pyray._private.config import Config
-from pyray._private.protocol import Op
+from pyray._private.protocol import (ACTOR_STATE, CLUSTER_VIEW, DRIVER_EXIT, GET_ACTOR_INFO,
+                                     LEASE_INFEASIBLE, NODE_DEAD, NODE_RESOURCES, UNREGISTER_NODE,
+                                     Op)
 from pyray._private.resources import fits
 from pyray._private.server import Server
 from pyray._private.transport import Outbox, bind_inbox
@@ -184,7 +186,7 @@ class GcsServer(Server):
         self.actors = am = ActorManager(self)
         self.pgs = pgs = PlacementGroupManager(self)
         s = self.state
-        req = self.request          # requests: (op, req_id, reply_to, *args) -> RESPONSE
+        req = self.request          # requests: fn(**fields) -> RESPONSE (pyray._private.server)
         self.handlers = {
             Op.REGISTER_NODE: req(self._register_node),
             Op.GET_NODES: req(s.get_nodes),
@@ -270,7 +272,7 @@ class GcsServer(Server):
         old = self.state.nodes.get(info.get("node_id"))
         if old is not None and not old.alive:
             # a node declared dead (e.g. while this GCS restarted) stops
-            self.out.send(old.info["raylet_addr"], (Op.NODE_DEAD, old.info["node_id"]))
+            self.out.send(old.info["raylet_addr"], NODE_DEAD.make(old.info["node_id"]))
             raise ValueError(f"node {info['node_id'].hex()} was declared dead")
         self.state.register_node(info)
         self.actors.reschedule_pending()
@@ -278,12 +280,12 @@ class GcsServer(Server):
         return {"incarnation": self.incarnation}
 
     def h_actor_info(self, msg, frames):
-        _, actor_id, subscriber = msg
+        _, actor_id, subscriber = GET_ACTOR_INFO.parse(msg)
         from pyray.gcs.actor_manager import DEAD
         msg = self.actors.info(actor_id, subscriber)
         if msg is None:
-            msg = (Op.ACTOR_STATE, actor_id, DEAD, None,
-                   f"Actor {actor_id.hex()} is not known to the cluster.", 0)
+            msg = ACTOR_STATE.make(actor_id, DEAD, None,
+                                   f"Actor {actor_id.hex()} is not known to the cluster.", 0)
         self.out.send(subscriber, msg)
 
     def pick_node(self, shape, strategy=None):
@@ -313,25 +315,24 @@ class GcsServer(Server):
         return None
 
     def h_lease_infeasible(self, msg, frames):
-        log.warning("actor: %s", msg[2])
+        log.warning("actor: %s", LEASE_INFEASIBLE.parse(msg).message)
 
     def h_ignore(self, msg, frames):
         pass
 
     # ---- nodes ---------------------------------------------------------
     def h_node_resources(self, msg, frames):
-        node_id, available = msg[1], msg[2]
-        total = msg[3] if len(msg) > 3 else None
+        _, node_id, available, total = NODE_RESOURCES.parse(msg)
         if not isinstance(available, dict):
             raise ValueError(f"bad resource report {available!r}")
         if not self.state.node_resources(node_id, available, total):
             n = self.state.nodes[node_id]
-            self.out.send(n.info["raylet_addr"], (Op.NODE_DEAD, node_id))
+            self.out.send(n.info["raylet_addr"], NODE_DEAD.make(node_id))
         elif self.pgs.pending:
             self.pgs.retry_pending()
 
     def h_unregister_node(self, msg, frames):
-        node_id = msg[1]
+        node_id = UNREGISTER_NODE.parse(msg).node_id
         if self.state.unregister_node(node_id):
             self.on_nodes_dead([node_id])
 
@@ -340,7 +341,7 @@ class GcsServer(Server):
         or die; their pending actor leases are asked again elsewhere."""
         infos = [self.state.nodes[nid].info for nid in dead]
         for nid in dead:
-            msg = (Op.NODE_DEAD, nid)
+            msg = NODE_DEAD.make(nid)
             for n in self.state.nodes.values():
                 if n.alive:
                     self.out.send(n.info["raylet_addr"], msg)
@@ -371,7 +372,7 @@ class GcsServer(Server):
         self.last_view_sent = time.monotonic()
         if len(st.nodes) < 2:
             return
-        msg = (Op.CLUSTER_VIEW, st.get_nodes())
+        msg = CLUSTER_VIEW.make(st.get_nodes())
         for n in st.nodes.values():
             if n.alive:
                 self.out.send(n.info["raylet_addr"], msg)
@@ -397,7 +398,7 @@ class GcsServer(Server):
         self.stopping = True
 
     def h_driver_exit(self, msg, frames):
-        self.on_driver_exit(msg[1])
+        self.on_driver_exit(DRIVER_EXIT.parse(msg).job_id)
 
     def on_driver_exit(self, job_id):
         self.actors.driver_exit(job_id)
@@ -406,7 +407,7 @@ class GcsServer(Server):
             # every node stops the job's workers (the driver told its own)
             for n in self.state.nodes.values():
                 if n.alive:
-                    self.out.send(n.info["raylet_addr"], (Op.DRIVER_EXIT, job_id))
+                    self.out.send(n.info["raylet_addr"], DRIVER_EXIT.make(job_id))
         job = self.state.jobs.get(job_id)
         if job is not None:
             job["end_time"] = job.get("end_time") or __import__("time").time()

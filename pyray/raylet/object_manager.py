@@ -26,7 +26,8 @@ import logging
 import threading
 import time
 
-from pyray._private.protocol import Op
+from pyray._private.protocol import (FETCH_CHUNKS, FREE_OBJECTS, NODE_DEAD, OBJECT_CHUNK,
+                                     OBJECT_MANAGER_STATS, PING, PULL_OBJECT, RESPONSE, Op)
 from pyray._private.server import Server
 from pyray._private.transport import Outbox, bind_node_inbox
 
@@ -85,7 +86,7 @@ class ObjectManager(Server):
             Op.FREE_OBJECTS: self.h_free,
             Op.NODE_DEAD: self.h_node_dead,
             Op.OBJECT_MANAGER_STATS: self.h_stats,
-            Op.PING: lambda msg, frames: self._respond(msg, True, "pong"),
+            Op.PING: lambda msg, frames: self._respond(PING.parse(msg), True, "pong"),
             Op.RESPONSE: lambda msg, frames: None,
         }
         self.every(1.0, self._check_stalled)
@@ -97,22 +98,24 @@ class ObjectManager(Server):
 
     def stop(self):
         self.stopping = True
-        self.out.send(self.addr, (Op.RESPONSE, 0, True, None))     # wakes the loop
+        self.out.send(self.addr, RESPONSE.make(0, True, None))     # wakes the loop
         if self.thread.ident is not None:
             self.thread.join(timeout=5)
 
     # ------------------------------------------------------------------
-    def _respond(self, msg, ok, payload):
-        if len(msg) >= 3 and isinstance(msg[2], str):
-            self.out.send(msg[2], (Op.RESPONSE, msg[1], ok, payload))
+    def _respond(self, m, ok, payload):
+        """Answers the request `m` (parsed)."""
+        if isinstance(m.reply_to, str):
+            self.out.send(m.reply_to, RESPONSE.make(m.req_id, ok, payload))
 
     def h_stats(self, msg, frames):
-        self._respond(msg, True, dict(self.stats, active=len(self.pulls)))
+        self._respond(OBJECT_MANAGER_STATS.parse(msg), True,
+                      dict(self.stats, active=len(self.pulls)))
 
     def h_pull(self, msg, frames):
-        _, req_id, reply_to, oid, source = msg
+        _, req_id, reply_to, oid, source = PULL_OBJECT.parse(msg)
         if self.client.contains(oid):
-            self.out.send(reply_to, (Op.RESPONSE, req_id, True, None))
+            self.out.send(reply_to, RESPONSE.make(req_id, True, None))
             return
         p = self.pulls.get(oid)
         if p is not None:
@@ -121,7 +124,7 @@ class ObjectManager(Server):
             return
         if source == self.node_id:
             why = f"missing: it is not in the store of node {self.node_id.hex()}"
-            self.out.send(reply_to, (Op.RESPONSE, req_id, False, why))
+            self.out.send(reply_to, RESPONSE.make(req_id, False, why))
             return
         p = self.pulls[oid] = Pull(oid, source)
         p.waiters.append((reply_to, req_id))
@@ -140,7 +143,7 @@ class ObjectManager(Server):
         self.active += 1
         p.view = False                  # started; the buffer comes with the first chunk
         p.started = p.last_progress = time.monotonic()
-        self.out.send(peer.om_addr, (Op.FETCH_CHUNKS, p.oid, 0, 1, self.addr, self.chunk))
+        self.out.send(peer.om_addr, FETCH_CHUNKS.make(p.oid, 0, 1, self.addr, self.chunk))
 
     def _done(self, p):
         """A pull ends (either way): its turn goes to the next one waiting."""
@@ -154,21 +157,21 @@ class ObjectManager(Server):
 
     def h_fetch(self, msg, frames):
         """Serves chunks [first, first + count) of a local object."""
-        _, oid, first, count, reply_to, chunk = msg
+        _, oid, first, count, reply_to, chunk = FETCH_CHUNKS.parse(msg)
         if not isinstance(chunk, int) or chunk < 1:
             raise ValueError(f"bad chunk size {chunk!r}")
         plasma = self.plasma
         try:
             buf = self.client.get(oid, timeout=0)
         except (plasma.ObjectNotFoundError, plasma.GetTimeoutError):
-            self.out.send(reply_to, (Op.OBJECT_CHUNK, oid, first, -1, None,
-                                     f"missing: it is not in the store of node "
-                                     f"{self.node_id.hex()}"))
+            self.out.send(reply_to, OBJECT_CHUNK.make(oid, first, -1, None,
+                                                      f"missing: it is not in the store of node "
+                                                      f"{self.node_id.hex()}"))
             return
         except plasma.PlasmaError as err:
             # a spilled copy that cannot be read back, or no room to restore it
-            self.out.send(reply_to, (Op.OBJECT_CHUNK, oid, first, -1, None,
-                                     f"lost: node {self.node_id.hex()} cannot read it: {err}"))
+            self.out.send(reply_to, OBJECT_CHUNK.make(
+                oid, first, -1, None, f"lost: node {self.node_id.hex()} cannot read it: {err}"))
             return
         if first == 0:
             self.served_to.setdefault(oid, set()).add(reply_to)
@@ -180,13 +183,13 @@ class ObjectManager(Server):
         nchunks = max(1, -(-size // chunk))
         for i in range(first, min(first + count, nchunks)):
             piece = mv[i * chunk:(i + 1) * chunk]
-            self.out.send(reply_to, (Op.OBJECT_CHUNK, oid, i, size, meta, None), [piece])
+            self.out.send(reply_to, OBJECT_CHUNK.make(oid, i, size, meta, None), [piece])
             meta = None
             self.stats["served_chunks"] += 1
             self.stats["served_bytes"] += piece.nbytes
 
     def h_chunk(self, msg, frames):
-        _, oid, index, size, meta, err = msg
+        _, oid, index, size, meta, err = OBJECT_CHUNK.parse(msg)
         p = self.pulls.get(oid)
         if p is None or p.view is None:
             return                      # a transfer that failed or finished
@@ -223,8 +226,8 @@ class ObjectManager(Server):
                 self._fail(p, f"dead: node {p.source.hex()} died during the transfer")
                 return
             count = min(want, p.nchunks - p.next_index)
-            self.out.send(peer.om_addr, (Op.FETCH_CHUNKS, oid, p.next_index, count, self.addr,
-                                         self.chunk))
+            self.out.send(peer.om_addr, FETCH_CHUNKS.make(oid, p.next_index, count, self.addr,
+                                                          self.chunk))
             p.next_index += count
 
     def _begin(self, p, size, meta):
@@ -250,7 +253,7 @@ class ObjectManager(Server):
             self.stats["pulled_bytes"] += p.size
         p.view = None
         for reply_to, req_id in p.waiters:
-            self.out.send(reply_to, (Op.RESPONSE, req_id, True, None))
+            self.out.send(reply_to, RESPONSE.make(req_id, True, None))
 
     def _fail(self, p, why):
         self._done(p)
@@ -263,12 +266,12 @@ class ObjectManager(Server):
                 log.debug("abort of %s failed: %s", p.oid.hex(), err)
         p.view = None
         for reply_to, req_id in p.waiters:
-            self.out.send(reply_to, (Op.RESPONSE, req_id, False, why))
+            self.out.send(reply_to, RESPONSE.make(req_id, False, why))
 
     def h_free(self, msg, frames):
         """Deletes objects here; the holder's copy (node_id) and the copies
         pulled from it go too."""
-        _, node_id, oids = msg
+        _, node_id, oids = FREE_OBJECTS.parse(msg)
         if node_id != self.node_id:
             peer = self.get_peers().get(node_id)
             if peer is not None and peer.om_addr:
@@ -279,7 +282,7 @@ class ObjectManager(Server):
                 for addr in self.served_to.pop(oid, ()):
                     pulled.setdefault(addr, []).append(oid)
             for addr, some in pulled.items():
-                self.out.send(addr, (Op.FREE_OBJECTS, None, some))
+                self.out.send(addr, FREE_OBJECTS.make(None, some))
         for oid in oids:
             try:
                 self.client.delete(oid)
@@ -289,7 +292,7 @@ class ObjectManager(Server):
                 log.debug("delete of %s failed: %s", oid.hex(), err)
 
     def h_node_dead(self, msg, frames):
-        node_id = msg[1]
+        node_id = NODE_DEAD.parse(msg).node_id
         for p in [p for p in self.pulls.values() if p.source == node_id]:
             self._fail(p, f"dead: node {node_id.hex()} that held it died")
 

@@ -14,7 +14,14 @@ import time
 
 from pyray._private import daemon, ids  # noqa: F401  (imports before the zygote fork)
 from pyray._private.config import Config
-from pyray._private.protocol import LEASE_GRANTED, PROTOCOL_VERSION, WORKER_DIED, Op
+from pyray._private.protocol import (CANCEL_LEASE_REQUEST, CLUSTER_VIEW, DRIVER_EXIT, GET_NODES,
+                                     KILL_WORKER, LEASE_FAILED, LEASE_GRANTED, LEASE_INFEASIBLE,
+                                     LEASE_PG_REMOVED, LEASE_SPILLBACK, NODE_DEAD, NODE_HEARTBEAT,
+                                     NODE_RESOURCES, OWNER_DIED, PG_RESERVE, PG_RETURN, PING,
+                                     PROTOCOL_VERSION, RAYLET_INFO, RECLAIM_LEASE, REGISTER_NODE,
+                                     REGISTER_WORKER, REQUEST_LEASE, REQUEST_LEASE_SPILLED,
+                                     RESPONSE, RETURN_LEASE, SHUTDOWN, UNREGISTER_NODE,
+                                     WORKER_BLOCKED, WORKER_DIED, WORKER_UNBLOCKED, Op)
 from pyray._private.resources import BUNDLE_MARKER, group_resource, validate_shape
 from pyray._private.server import Server
 from pyray.raylet import cluster_view as cv
@@ -131,21 +138,21 @@ class Raylet(Server):
     # ------------------------------------------------------------------
 
     def respond(self, addr, req_id, payload, ok=True):
-        self.out.send(addr, (Op.RESPONSE, req_id, ok, payload))
+        self.out.send(addr, RESPONSE.make(req_id, ok, payload))
 
     def h_ping(self, msg, frames):
-        _, req_id, reply_to = msg[:3]
+        _, req_id, reply_to = PING.parse(msg)
         self.respond(reply_to, req_id, "pong")
 
     def h_info(self, msg, frames):
-        _, req_id, reply_to = msg[:3]
+        _, req_id, reply_to = RAYLET_INFO.parse(msg)
         self.respond(reply_to, req_id, {"node": self.node, "total": dict(self.res.total),
                                         "available": self.res.snapshot(),
                                         "store": self.store.stats(),
                                         "num_workers": len(self.pool)})
 
     def h_register_worker(self, msg, frames):
-        _, version, wid, pid, task_addr, ctl_addr, chan_path = msg
+        _, version, wid, pid, task_addr, ctl_addr, chan_path = REGISTER_WORKER.parse(msg)
         if version != PROTOCOL_VERSION or self.pool.get(wid) is None:
             log.warning("refused worker %s (protocol %s)", wid.hex(), version)
             return
@@ -153,7 +160,7 @@ class Raylet(Server):
         self.schedule()
 
     def h_request_lease(self, msg, frames):
-        req_id, owner, shape, job_id, driver_addr, key = msg[1:7]
+        _, req_id, owner, shape, job_id, driver_addr, key = REQUEST_LEASE.parse(msg)
         check_request(owner, shape, key)
         req = Request(req_id, owner, shape, job_id, driver_addr, key)
         route = cv.parse_key(key)
@@ -165,7 +172,8 @@ class Raylet(Server):
 
     def h_request_spilled(self, msg, frames):
         """A lease request another raylet sent here (spillback)."""
-        _, origin, mode, req_id, owner, shape, job_id, driver_addr, key = msg[:9]
+        _, origin, mode, req_id, owner, shape, job_id, driver_addr, key = \
+            REQUEST_LEASE_SPILLED.parse(msg)
         check_request(owner, shape, key)
         req = Request(req_id, owner, shape, job_id, driver_addr, key)
         req.route = cv.parse_key(key) or (None, None)
@@ -176,15 +184,15 @@ class Raylet(Server):
         self.schedule()
 
     def h_cancel_request(self, msg, frames):
-        req_id = msg[1]
-        if len(msg) > 2:
-            self.requests.pop((msg[2], req_id), None)
+        _, req_id, owner = CANCEL_LEASE_REQUEST.parse(msg)
+        if owner is not None:
+            self.requests.pop((owner, req_id), None)
             return
         for k in [k for k in self.requests if k[1] == req_id]:
             del self.requests[k]
 
     def h_return_lease(self, msg, frames):
-        _, lease_id, disconnect = msg
+        _, lease_id, disconnect = RETURN_LEASE.parse(msg)
         lease = self.leases.pop(lease_id, None)
         if lease is None:
             return
@@ -205,7 +213,7 @@ class Raylet(Server):
         self.res_dirty = True
 
     def h_blocked(self, msg, frames):
-        w = self.pool.get(msg[1])
+        w = self.pool.get(WORKER_BLOCKED.parse(msg).worker_id)
         lease = self.leases.get(w.lease_id) if w is not None else None
         if lease is not None and not lease.blocked:
             lease.blocked = True
@@ -213,30 +221,31 @@ class Raylet(Server):
             self.schedule()
 
     def h_unblocked(self, msg, frames):
-        w = self.pool.get(msg[1])
+        w = self.pool.get(WORKER_UNBLOCKED.parse(msg).worker_id)
         lease = self.leases.get(w.lease_id) if w is not None else None
         if lease is not None and lease.blocked:
             lease.blocked = False
             self.res.unlend(lease.shape)
 
     def h_kill_worker(self, msg, frames):
-        w = self.pool.get(msg[1])
+        w = self.pool.get(KILL_WORKER.parse(msg).worker_id)
         if w is not None:
             self.pool.kill(w)
 
     def h_driver_exit(self, msg, frames):
-        self.pool.kill_job(msg[1])
+        self.pool.kill_job(DRIVER_EXIT.parse(msg).job_id)
 
     def h_shutdown(self, msg, frames):
         self.stopping = True
-        if len(msg) >= 3 and isinstance(msg[2], str):
-            self.respond(msg[2], msg[1], True)
+        m = SHUTDOWN.parse(msg)
+        if isinstance(m.reply_to, str):
+            self.respond(m.reply_to, m.req_id, True)
 
     # ---- placement groups (docs/placement_groups.md) ----------------------
     def h_pg_reserve(self, msg, frames):
         """Takes bundles out of the free pool for a group (bundles None:
         commits the ones taken earlier)."""
-        _, req_id, reply_to, pg_id, bundles, commit = msg
+        _, req_id, reply_to, pg_id, bundles, commit = PG_RESERVE.parse(msg)
         pg_hex = pg_id.hex()
         if bundles is None:
             err = None
@@ -258,12 +267,12 @@ class Raylet(Server):
         for lease in self.leases.values():
             if not lease.reclaim_sent:
                 lease.reclaim_sent = True
-                self.out.send(lease.owner, (Op.RECLAIM_LEASE, lease.lease_id))
+                self.out.send(lease.owner, RECLAIM_LEASE.make(lease.lease_id))
 
     def h_pg_return(self, msg, frames):
         """A group's bundles go back to the free pool.  If the group was
         removed, the work running in it is killed and requests for it fail."""
-        _, pg_id, removed = msg
+        _, pg_id, removed = PG_RETURN.parse(msg)
         pg_hex = pg_id.hex()
         self.res.return_bundles(pg_hex)
         self.res_dirty = True
@@ -294,28 +303,28 @@ class Raylet(Server):
                 self._grant(req, arg, extra)
             elif code == sched.SPILL:
                 del requests[key]
-                send(req.owner, (Op.LEASE_SPILLBACK, req.req_id, arg.raylet_addr, arg.node_id,
-                                 extra))
+                send(req.owner, LEASE_SPILLBACK.make(req.req_id, arg.raylet_addr, arg.node_id,
+                                                     extra))
             elif code == sched.REJECT:
                 del requests[key]
-                send(req.owner, (Op.LEASE_SPILLBACK, req.req_id, None, None, None))
+                send(req.owner, LEASE_SPILLBACK.make(req.req_id, None, None, None))
             elif code == sched.FAIL:
                 del requests[key]
-                send(req.owner, (Op.LEASE_FAILED, req.req_id, arg))
+                send(req.owner, LEASE_FAILED.make(req.req_id, arg))
             elif code == sched.PG_REMOVED:
                 del requests[key]
-                send(req.owner, (Op.LEASE_PG_REMOVED, req.req_id,
-                                 f"The placement group {arg} of this task was removed."))
+                send(req.owner, LEASE_PG_REMOVED.make(
+                    req.req_id, f"The placement group {arg} of this task was removed."))
             elif code == sched.INFEASIBLE:
-                send(req.owner, (Op.LEASE_INFEASIBLE, req.req_id,
-                                 sched.infeasible_message(req.shape, self.res.total)))
+                send(req.owner, LEASE_INFEASIBLE.make(
+                    req.req_id, sched.infeasible_message(req.shape, self.res.total)))
             elif code == sched.REFRESH:
                 self._refresh_view()
         if spawn:
             self.pool.spawn_more(spawn)
         if blocked:
             for lease in sched.reclaim(blocked, self.leases.values()):
-                send(lease.owner, (Op.RECLAIM_LEASE, lease.lease_id))
+                send(lease.owner, RECLAIM_LEASE.make(lease.lease_id))
 
     def _grant(self, req, w, gpu_ids):
         self.lease_counter += 1
@@ -333,7 +342,7 @@ class Raylet(Server):
         if self.view_refresh is None:
             self.lease_counter += 1      # a request id no other request uses
             self.view_refresh = (self.lease_counter, time.monotonic())
-            self.out.send(self.node["gcs_addr"], (Op.GET_NODES, self.lease_counter, self.addr))
+            self.out.send(self.node["gcs_addr"], GET_NODES.make(self.lease_counter, self.addr))
 
     # ---- the GCS: registration and heartbeats (docs/cluster.md) ----------
     def _register(self, ready_fd=None):
@@ -342,8 +351,8 @@ class Raylet(Server):
         self.lease_counter += 1
         self.registration = (self.lease_counter, ready_fd, time.monotonic())
         info = dict(self.node, resources=dict(self.res.total))
-        self.out.send(self.node["gcs_addr"], (Op.REGISTER_NODE, self.lease_counter, self.addr,
-                                              info))
+        self.out.send(self.node["gcs_addr"], REGISTER_NODE.make(self.lease_counter, self.addr,
+                                                                info))
         self.report_resources(time.monotonic(), force=True)
 
     def _gcs_tick(self, now):
@@ -356,8 +365,8 @@ class Raylet(Server):
                 self._register(self.registration[1])
         else:
             self.hb_counter += 1
-            self.out.send(self.node["gcs_addr"], (Op.NODE_HEARTBEAT, ("hb", self.hb_counter),
-                                                  self.addr, self.node_id))
+            self.out.send(self.node["gcs_addr"], NODE_HEARTBEAT.make(("hb", self.hb_counter),
+                                                                     self.addr, self.node_id))
         silent = now - self.gcs_answered
         if not self.gcs_silent and silent > 3 * hb + 0.5:
             self.gcs_silent = True
@@ -381,17 +390,18 @@ class Raylet(Server):
             self._register()
 
     def h_response(self, msg, frames):
-        if isinstance(msg[1], tuple) and msg[1][:1] == ("hb",):
-            if msg[2]:
-                self._gcs_answered(msg[3])
+        _, req_id, ok, payload = RESPONSE.parse(msg)
+        if isinstance(req_id, tuple) and req_id[:1] == ("hb",):
+            if ok:
+                self._gcs_answered(payload)
             return
-        if self.registration is not None and msg[1] == self.registration[0]:
+        if self.registration is not None and req_id == self.registration[0]:
             ready_fd, self.registration = self.registration[1], None
-            if not msg[2]:
-                log.error("the GCS refused this node's registration: %s", msg[3])
+            if not ok:
+                log.error("the GCS refused this node's registration: %s", payload)
                 return
-            if isinstance(msg[3], dict):
-                self.gcs_incarnation = msg[3].get("incarnation")
+            if isinstance(payload, dict):
+                self.gcs_incarnation = payload.get("incarnation")
             self.gcs_answered = time.monotonic()
             if ready_fd is not None:
                 os.write(ready_fd, (json.dumps({"raylet_addr": self.addr,
@@ -399,17 +409,18 @@ class Raylet(Server):
                                                 "node_id": self.node_id.hex(),
                                                 "store_name": self.store.name}) + "\n").encode())
                 os.close(ready_fd)
-        elif self.view_refresh is not None and msg[1] == self.view_refresh[0]:
+        elif self.view_refresh is not None and req_id == self.view_refresh[0]:
             self.view_refresh = None
-            if msg[2] and isinstance(msg[3], list):
-                self._update_view(msg[3])
+            if ok and isinstance(payload, list):
+                self._update_view(payload)
             else:
                 self.view.seq += 1
             self.schedule()
 
     def h_cluster_view(self, msg, frames):
-        if isinstance(msg[1], list):
-            self._update_view(msg[1])
+        nodes = CLUSTER_VIEW.parse(msg).nodes
+        if isinstance(nodes, list):
+            self._update_view(nodes)
             self.schedule()
 
     def _update_view(self, nodes):
@@ -420,7 +431,7 @@ class Raylet(Server):
                 self._on_node_dead(node_id)
 
     def h_node_dead(self, msg, frames):
-        node_id = msg[1]
+        node_id = NODE_DEAD.parse(msg).node_id
         if node_id == self.node_id:
             self._declared_dead()
         elif node_id not in self.view.dead:
@@ -436,7 +447,7 @@ class Raylet(Server):
     def _on_node_dead(self, node_id):
         """Another node died: our workers (owners) hear of it, leases and
         requests of owners that lived there are dropped."""
-        msg = (Op.NODE_DEAD, node_id)
+        msg = NODE_DEAD.make(node_id)
         self.out.send(self.objects.addr, msg)
         for w in self.pool.values():
             if w.ctl_addr is not None:
@@ -467,7 +478,7 @@ class Raylet(Server):
         if w.ctl_addr is not None:
             self._owner_gone(w.ctl_addr)
             for peer in self.view.peers.values():
-                self.out.send(peer.raylet_addr, (Op.OWNER_DIED, w.ctl_addr))
+                self.out.send(peer.raylet_addr, OWNER_DIED.make(w.ctl_addr))
         self.schedule()
 
     def _owner_gone(self, owner):
@@ -489,20 +500,21 @@ class Raylet(Server):
             del self.requests[k]
 
     def h_owner_died(self, msg, frames):
-        if isinstance(msg[1], str):
-            self._owner_gone(msg[1])
+        owner = OWNER_DIED.parse(msg).owner
+        if isinstance(owner, str):
+            self._owner_gone(owner)
             self.schedule()
 
     def report_resources(self, now, force=False):
         if (self.res_dirty and now - self.last_res_sent > 0.05) or force:
             self.res_dirty = False
             self.last_res_sent = now
-            msg = (Op.NODE_RESOURCES, self.node_id, self.res.snapshot())
+            total = None
             if self.res.total != self.last_total_sent:
                 # placement-group bundles add and remove resources
-                self.last_total_sent = dict(self.res.total)
-                msg += (self.last_total_sent,)
-            self.out.send(self.node["gcs_addr"], msg)
+                total = self.last_total_sent = dict(self.res.total)
+            self.out.send(self.node["gcs_addr"],
+                          NODE_RESOURCES.make(self.node_id, self.res.snapshot(), total))
 
     # ------------------------------------------------------------------
     def tick(self, now):
@@ -529,7 +541,7 @@ class Raylet(Server):
         self.pool.stop()
         self.objects.stop()
         try:
-            self.out.send(self.node["gcs_addr"], (Op.UNREGISTER_NODE, self.node_id))
+            self.out.send(self.node["gcs_addr"], UNREGISTER_NODE.make(self.node_id))
         except Exception:  # noqa: BLE001
             pass
         self.out.close()

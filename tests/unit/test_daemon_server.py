@@ -27,7 +27,7 @@ class Echo(Server):
         self.ticks = 0
         self.closed = False
         self.handlers = {
-            Op.PING: self.request(lambda word: word.upper()),
+            Op.KV_GET: self.request(lambda key: key.upper()),
             Op.WAKE: lambda msg, frames: self.seen.append((msg, [bytes(f) for f in frames])),
             Op.KILL_WORKER: self.h_boom,
             Op.SHUTDOWN: self.h_stop,
@@ -65,15 +65,15 @@ def test_one_loop_dispatches_answers_and_survives_bad_messages(tmp_path):
         raw.send(pickle.dumps(("no", "op")))            # not an op tuple: dropped
         out.send(addr, (12345,))                        # unknown op: dropped
         out.send(addr, (Op.KILL_WORKER,))               # the handler raises: logged
-        out.send(addr, (Op.PING, 7))                    # a request without reply address
-        out.send(addr, (Op.PING, 8, reply_addr, "hi"))
-        out.send(addr, (Op.PING, 9, reply_addr))        # wrong arity: answered as an error
+        out.send(addr, (Op.KV_GET, 7))                  # a request without reply address
+        out.send(addr, (Op.KV_GET, 8, reply_addr, "hi"))
+        out.send(addr, (Op.KV_GET, 9, reply_addr))      # wrong arity: refused, as an error
         out.send(addr, (Op.WAKE, "x"), [b"frame"])
         assert replies.poll(5000)
         assert pickle.loads(replies.recv()) == (Op.RESPONSE, 8, True, "HI")
         assert replies.poll(5000)
         rid, ok, payload = pickle.loads(replies.recv())[1:]
-        assert rid == 9 and not ok and isinstance(payload, TypeError)
+        assert rid == 9 and not ok and payload.startswith("ProtocolError: KV_GET")
         deadline = time.monotonic() + 5
         while not srv.seen and time.monotonic() < deadline:
             time.sleep(0.01)
