@@ -88,20 +88,17 @@ class ActorSubmitter:
         self._send_task(ac.channel, ac.task_addr, msg, bufs)
 
     def _actor_error(self, ac):
-        cause = ac.cause
-        if isinstance(cause, tuple):
-            try:
-                err = errors.decode(cause)
-            except Exception as e:  # noqa: BLE001
-                err = e
+        err = errors.decode(ac.cause) if ac.cause is not None else None
+        if isinstance(err, exc.RayActorError):
+            return err                  # what happened to it (errors.actor_died)
+        if err is not None:             # its creation task failed
             if isinstance(err, exc.RayTaskError):
                 # `except ValueError` on err.cause works as it does for a task
                 err = err.as_instanceof_cause()
             return exc.ActorDiedError(err, (
                 "The actor died because of an error raised in its creation task: "
                 f"{err}"), ac.actor_id)
-        return exc.ActorDiedError(None, f"The actor {ac.actor_id.hex()} is dead: {cause}",
-                                  ac.actor_id)
+        return exc.ActorDiedError(None, f"The actor {ac.actor_id.hex()} is dead.", ac.actor_id)
 
     def _h_actor_state(self, msg, frames):
         _, actor_id, state, addr, cause, restarts = ACTOR_STATE.parse(msg)
@@ -133,7 +130,7 @@ class ActorSubmitter:
                     self.fail_task(spec, self._actor_error(ac) if state == "DEAD" else
                                    exc.ActorDiedError(None, (
                                        f"The actor died while running {spec.name} (cause: "
-                                       f"{cause}); the call was not retried "
+                                       f"{_why(cause)}); the call was not retried "
                                        "(max_task_retries).")))
             ac.queue.extendleft(reversed(retry))
             if state == "DEAD":
@@ -151,7 +148,7 @@ class ActorSubmitter:
             if ac.state == "DEAD":
                 return
             ac.state = "DEAD"
-            ac.cause = "The actor was killed by pyray.kill()."
+            ac.cause = errors.actor_died(actor_id, "The actor was killed by pyray.kill().")
             err = self._actor_error(ac)
             while ac.queue:
                 self.fail_task(ac.queue.popleft(), err)
@@ -214,3 +211,7 @@ class ActorSubmitter:
             if ac.queue and ac.state in ("PENDING", "RESTARTING"):
                 self.out.send(self.gcs_addr, GET_ACTOR_INFO.make(ac.actor_id, self.addr))
 
+
+def _why(cause):
+    """The text of an actor's cause of death (None while it restarts)."""
+    return None if cause is None else errors.decode(cause)

@@ -8,6 +8,7 @@ import tempfile
 
 import zmq
 
+from pyray._private import errors
 from pyray._private import node as node_mod
 from pyray._private import transport
 from pyray._private.protocol import RESPONSE, Op, definition
@@ -134,7 +135,8 @@ def request(gcs_addr, op, *args, timeout=5.0):
         msg = loads(frames[0].buffer)
         _, _, ok, payload = RESPONSE.parse(msg)
         if not ok:
-            raise ConnectionError(f"the cluster at {gcs_addr} refused the request: {payload}")
+            raise ConnectionError(f"the cluster at {gcs_addr} refused the request: "
+                                  f"{errors.decode(payload)}")
         return payload
     finally:
         transport.forget_inbox(inbox)

@@ -133,8 +133,8 @@ class ClusterClient:
                 raise exc.ObjectFetchTimedOutError(ref.hex(), ref._owner or "", msg=(
                     f"Fetching object {ref.hex()} from node {node.hex()} timed out "
                     f"after {_PULL_TIMEOUT_S:.0f}s.")) from None
-            except exc.RaySystemError as err:
-                kind, payload = self._relocate(ref, node, str(err))
+            except exc.RayError as err:     # the pull failed: NodeDiedError, ObjectLostError, ...
+                kind, payload = self._relocate(ref, node, err)
                 if kind != IN_STORE:
                     return cw.materialize(ref, kind, payload)
                 node = payload
@@ -174,14 +174,14 @@ class ClusterClient:
             e.copies.add(node_id)
 
     def _relocate(self, ref, node, why):
-        """Where the object is now, after a pull from `node` failed (`why`
-        starts with the object manager's code word)."""
+        """Where the object is now, after a pull from `node` failed with the
+        error `why` (from the object manager)."""
         cw = self.cw
-        code, _, detail = why.partition(": ")
-        if code == "full":
+        detail = str(why)
+        if isinstance(why, exc.ObjectStoreFullError):
             raise exc.ObjectStoreFullError(
                 f"Object {ref.hex()} does not fit in this node's store: {detail}")
-        node_gone = code == "dead"
+        node_gone = isinstance(why, exc.NodeDiedError)
         limit = cw.config.heartbeat_interval_s * cw.config.num_heartbeats_timeout
         deadline = time.monotonic() + 3 * limit + 10.0
         oid = ref._id

@@ -27,7 +27,7 @@ import time
 import zmq
 
 from pyray import exceptions as exc
-from pyray._private import serialization
+from pyray._private import errors, serialization
 from pyray._private.channel import Channel, ChannelClosed
 from pyray._private.protocol import LOG_LINES, RESPONSE, WAKE, Op, definition
 from pyray._private.transport import inbox_key as _inbox_key, unsign
@@ -98,7 +98,7 @@ class IoLoop:
                 f"no answer from {addr} to request {op} within {timeout}s; is the cluster up?")
         ok, payload = slot[1], slot[2]
         if not ok:
-            raise payload if isinstance(payload, BaseException) else exc.RaySystemError(payload)
+            raise errors.decode(payload)
         return payload
 
     def _h_response(self, msg, frames):

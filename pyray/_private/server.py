@@ -23,7 +23,7 @@ import time
 
 import zmq
 
-from pyray._private import daemon
+from pyray._private import daemon, errors
 from pyray._private.protocol import RESPONSE, ProtocolError, definition
 from pyray._private.transport import recv_msg
 
@@ -93,13 +93,7 @@ class Server:
                 del fields["op"], fields["req_id"], fields["reply_to"]
                 payload, ok = fn(**fields), True
             except Exception as err:  # noqa: BLE001 - reported to the caller
-                # Plain user errors (a taken name, an unknown actor) travel as
-                # themselves so the caller raises the type Ray raises.
-                if type(err) in (ValueError, TypeError, KeyError):
-                    payload = err
-                else:
-                    payload = f"{type(err).__name__}: {err}"
-                ok = False
+                payload, ok = errors.request_failed(err), False
             out.send(msg[2], RESPONSE.make(msg[1], ok, payload))
         handle.fn = fn             # for the check that fn takes the request's fields
         return handle

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import pickle
 
+from pyray._private import errors
 from pyray._private.protocol import (ACTOR_EXITING, ACTOR_STATE, CANCEL_LEASE_REQUEST, ERROR,
                                      KILL_WORKER, LEASE_GRANTED, PUSH_TASK, REQUEST_LEASE,
                                      RETURN_LEASE, TASK_REPLIES, WORKER_DIED)
@@ -33,7 +34,7 @@ class ActorEntry:
         self.lease_id = None
         self.raylet_addr = None
         self.lease_req = None
-        self.cause = None                # payload of the error that killed it
+        self.cause = None                # error payload (pyray._private.errors) of why it died
         self.subscribers = set()
         self.no_restart = False
         self.exiting = False
@@ -296,7 +297,7 @@ class ActorManager:
     def _dead(self, e, message):
         e.state = DEAD
         if e.cause is None:
-            e.cause = message
+            e.cause = errors.actor_died(e.actor_id, message)
         self._cancel_lease_req(e)
         self._publish(e)
 

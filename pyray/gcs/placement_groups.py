@@ -22,6 +22,7 @@ import time
 
 import zmq
 
+from pyray._private import errors
 from pyray._private.protocol import (PG_REMOVE, PG_RESERVE, PG_RETURN, PG_STATE, PG_SUBSCRIBE,
                                      RESPONSE)
 from pyray._private.resources import (CREATED, EPS, PENDING, REMOVED, RESCHEDULING,
@@ -619,7 +620,7 @@ class PlacementGroupManager:
             pg = a.spec.get("placement_group")
             if pg is not None and pg[0] == e.pg_id and a.state != "DEAD":
                 if a.cause is None:
-                    a.cause = why
+                    a.cause = errors.actor_died(a.actor_id, why)
                 am.kill(aid, True)
 
     # ---- reports ----------------------------------------------------------

@@ -14,6 +14,7 @@ import time
 
 import zmq
 
+from pyray._private import errors
 from pyray._private import daemon
 from pyray._private.config import Config
 from pyray._private.protocol import (ACTOR_STATE, CLUSTER_VIEW, DRIVER_EXIT, GET_ACTOR_INFO,
@@ -284,8 +285,8 @@ class GcsServer(Server):
         from pyray.gcs.actor_manager import DEAD
         msg = self.actors.info(actor_id, subscriber)
         if msg is None:
-            msg = ACTOR_STATE.make(actor_id, DEAD, None,
-                                   f"Actor {actor_id.hex()} is not known to the cluster.", 0)
+            msg = ACTOR_STATE.make(actor_id, DEAD, None, errors.actor_died(
+                actor_id, f"Actor {actor_id.hex()} is not known to the cluster."), 0)
         self.out.send(subscriber, msg)
 
     def pick_node(self, shape, strategy=None):

@@ -16,8 +16,9 @@ the store may evict them under pressure (the primary copy stays on the node
 that made the object), and the holder remembers who fetched from it, so
 that freeing the object frees the copies too.  A pull fails when the source
 node dies or stops sending for ``stall_timeout`` seconds; the reply says why
-with a code word: ``dead:`` (the source is gone), ``missing:`` (the source
-does not have it), ``full:`` (no room here), ``stopping:``.
+with an error (pyray._private.errors): NodeDiedError (the source is gone or
+silent), ObjectLostError (the source does not have it, or cannot read it),
+ObjectStoreFullError (no room here), RaySystemError (this node is stopping).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ import logging
 import threading
 import time
 
+from pyray import exceptions as exc
+from pyray._private import errors
 from pyray._private.protocol import (FETCH_CHUNKS, FREE_OBJECTS, NODE_DEAD, OBJECT_CHUNK,
                                      OBJECT_MANAGER_STATS, PING, PULL_OBJECT, RESPONSE, Op)
 from pyray._private.server import Server
@@ -123,8 +126,8 @@ class ObjectManager(Server):
             p.waiters.append((reply_to, req_id))
             return
         if source == self.node_id:
-            why = f"missing: it is not in the store of node {self.node_id.hex()}"
-            self.out.send(reply_to, RESPONSE.make(req_id, False, why))
+            why = self._missing(oid)
+            self.out.send(reply_to, RESPONSE.make(req_id, False, errors.encode(why)))
             return
         p = self.pulls[oid] = Pull(oid, source)
         p.waiters.append((reply_to, req_id))
@@ -138,7 +141,7 @@ class ObjectManager(Server):
         peer = self.get_peers().get(p.source)
         if peer is None or not peer.om_addr:
             src = p.source.hex() if isinstance(p.source, bytes) else repr(p.source)
-            self._fail(p, f"dead: node {src} that holds it is dead or unknown")
+            self._fail(p, exc.NodeDiedError(f"node {src} that holds it is dead or unknown"))
             return
         self.active += 1
         p.view = False                  # started; the buffer comes with the first chunk
@@ -165,13 +168,13 @@ class ObjectManager(Server):
             buf = self.client.get(oid, timeout=0)
         except (plasma.ObjectNotFoundError, plasma.GetTimeoutError):
             self.out.send(reply_to, OBJECT_CHUNK.make(oid, first, -1, None,
-                                                      f"missing: it is not in the store of node "
-                                                      f"{self.node_id.hex()}"))
+                                                      errors.encode(self._missing(oid))))
             return
         except plasma.PlasmaError as err:
             # a spilled copy that cannot be read back, or no room to restore it
-            self.out.send(reply_to, OBJECT_CHUNK.make(
-                oid, first, -1, None, f"lost: node {self.node_id.hex()} cannot read it: {err}"))
+            lost = exc.ObjectLostError(oid.hex(), msg=(
+                f"node {self.node_id.hex()} cannot read it: {err}"))
+            self.out.send(reply_to, OBJECT_CHUNK.make(oid, first, -1, None, errors.encode(lost)))
             return
         if first == 0:
             self.served_to.setdefault(oid, set()).add(reply_to)
@@ -194,7 +197,7 @@ class ObjectManager(Server):
         if p is None or p.view is None:
             return                      # a transfer that failed or finished
         if err is not None:
-            self._fail(p, err)
+            self._fail(p, errors.decode(err))
             return
         if p.view is False:
             if not self._begin(p, size, meta):
@@ -223,7 +226,8 @@ class ObjectManager(Server):
             want = self.window if p.received == 1 else 1
             peer = self.get_peers().get(p.source)
             if peer is None:
-                self._fail(p, f"dead: node {p.source.hex()} died during the transfer")
+                self._fail(p, exc.NodeDiedError(
+                    f"node {p.source.hex()} died during the transfer"))
                 return
             count = min(want, p.nchunks - p.next_index)
             self.out.send(peer.om_addr, FETCH_CHUNKS.make(oid, p.next_index, count, self.addr,
@@ -239,7 +243,7 @@ class ObjectManager(Server):
             self._finish(p, created=False)
             return False
         except plasma.ObjectStoreFullError as err:
-            self._fail(p, f"full: {err}")
+            self._fail(p, exc.ObjectStoreFullError(str(err)))
             return False
         p.size = size
         p.nchunks = max(1, -(-size // self.chunk))
@@ -255,7 +259,12 @@ class ObjectManager(Server):
         for reply_to, req_id in p.waiters:
             self.out.send(reply_to, RESPONSE.make(req_id, True, None))
 
+    def _missing(self, oid):
+        return exc.ObjectLostError(oid.hex(), msg=(
+            f"it is not in the store of node {self.node_id.hex()}"))
+
     def _fail(self, p, why):
+        """The pull failed: `why` (an exception) goes to everyone waiting."""
         self._done(p)
         self.stats["pull_failures"] += 1
         if p.view:
@@ -265,8 +274,9 @@ class ObjectManager(Server):
             except Exception as err:  # noqa: BLE001 - the failure is reported anyway
                 log.debug("abort of %s failed: %s", p.oid.hex(), err)
         p.view = None
+        payload = errors.encode(why)
         for reply_to, req_id in p.waiters:
-            self.out.send(reply_to, RESPONSE.make(req_id, False, why))
+            self.out.send(reply_to, RESPONSE.make(req_id, False, payload))
 
     def h_free(self, msg, frames):
         """Deletes objects here; the holder's copy (node_id) and the copies
@@ -294,19 +304,19 @@ class ObjectManager(Server):
     def h_node_dead(self, msg, frames):
         node_id = NODE_DEAD.parse(msg).node_id
         for p in [p for p in self.pulls.values() if p.source == node_id]:
-            self._fail(p, f"dead: node {node_id.hex()} that held it died")
+            self._fail(p, exc.NodeDiedError(f"node {node_id.hex()} that held it died"))
 
     def _check_stalled(self, now):
         if not self.pulls:
             return
         for p in list(self.pulls.values()):
             if p.view is not None and now - p.last_progress > self.stall_timeout:
-                self._fail(p, f"dead: node {p.source.hex()} sent nothing for "
-                              f"{self.stall_timeout:.0f}s")
+                self._fail(p, exc.NodeDiedError(f"node {p.source.hex()} sent nothing for "
+                                                f"{self.stall_timeout:.0f}s"))
 
     def close(self):
         for p in list(self.pulls.values()):
-            self._fail(p, "stopping: the node is shutting down")
+            self._fail(p, exc.RaySystemError("the node is shutting down"))
         self.out.close()
         self.inbox.close(0)
         try:

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 
-from pyray._private import daemon, ids  # noqa: F401  (imports before the zygote fork)
+from pyray._private import daemon, errors, ids  # noqa: F401  (imports before the zygote fork)
 from pyray._private.config import Config
 from pyray._private.protocol import (CANCEL_LEASE_REQUEST, CLUSTER_VIEW, DRIVER_EXIT, GET_NODES,
                                      KILL_WORKER, LEASE_FAILED, LEASE_GRANTED, LEASE_INFEASIBLE,
@@ -398,7 +398,7 @@ class Raylet(Server):
         if self.registration is not None and req_id == self.registration[0]:
             ready_fd, self.registration = self.registration[1], None
             if not ok:
-                log.error("the GCS refused this node's registration: %s", payload)
+                log.error("the GCS refused this node's registration: %s", errors.decode(payload))
                 return
             if isinstance(payload, dict):
                 self.gcs_incarnation = payload.get("incarnation")

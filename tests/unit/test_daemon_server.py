@@ -9,6 +9,8 @@ import time
 
 import zmq
 
+from pyray._private import errors
+from pyray.exceptions import RaySystemError
 from pyray._private.procs import stop_processes
 from pyray._private.protocol import Op
 from pyray._private.server import Server
@@ -73,7 +75,9 @@ def test_one_loop_dispatches_answers_and_survives_bad_messages(tmp_path):
         assert pickle.loads(replies.recv()) == (Op.RESPONSE, 8, True, "HI")
         assert replies.poll(5000)
         rid, ok, payload = pickle.loads(replies.recv())[1:]
-        assert rid == 9 and not ok and payload.startswith("ProtocolError: KV_GET")
+        err = errors.decode(payload)
+        assert rid == 9 and not ok and isinstance(err, RaySystemError)
+        assert str(err).startswith("ProtocolError: KV_GET")
         deadline = time.monotonic() + 5
         while not srv.seen and time.monotonic() < deadline:
             time.sleep(0.01)
