@@ -73,6 +73,14 @@ class Server:
     def close(self):
         """Runs once the loop has ended."""
 
+    def close_sockets(self, ctx=None):
+        """Closes the outbox and the inbox, then `ctx` (the zmq context) when
+        the server owns one."""
+        self.out.close()
+        self.inbox.close(0)
+        if ctx is not None:
+            ctx.term()
+
     def request(self, fn):
         """A handler for a request: parses it with its definition, calls
         ``fn(**fields)`` (the fields after req_id and reply_to) and answers

@@ -446,9 +446,7 @@ class GcsServer(Server):
 
     def close(self):
         self.flush()
-        self.out.close()
-        self.inbox.close(0)
-        self.ctx.term()
+        self.close_sockets(self.ctx)
         self.storage.close()
 
 

@@ -317,8 +317,7 @@ class ObjectManager(Server):
     def close(self):
         for p in list(self.pulls.values()):
             self._fail(p, exc.RaySystemError("the node is shutting down"))
-        self.out.close()
-        self.inbox.close(0)
+        self.close_sockets()
         try:
             self.client.close()
         except Exception:  # noqa: BLE001

@@ -544,9 +544,7 @@ class Raylet(Server):
             self.out.send(self.node["gcs_addr"], UNREGISTER_NODE.make(self.node_id))
         except Exception:  # noqa: BLE001
             pass
-        self.out.close()
-        self.inbox.close(0)
-        self.ctx.term()
+        self.close_sockets(self.ctx)
         self.store.close()
 
 
