@@ -43,6 +43,7 @@ raylet_of_lease, cancel_request, forget_request.
 """
 from __future__ import annotations
 
+import collections
 import threading
 import time
 
@@ -58,6 +59,7 @@ from pyray.raylet.cluster_view import lease_id_base
 # bounds the wait if the local raylet itself is gone
 _PULL_TIMEOUT_S = 600.0
 _FETCH_ATTEMPTS = 20
+_WAIT_PULLERS = 8        # threads pulling for wait(fetch_local=True) at once
 
 
 def addr_suffix(node_id):
@@ -72,7 +74,9 @@ class ClusterClient:
         self.targets = {}            # lease request id -> (raylet addr, node id) it was sent to
         self.raylet_of_prefix = {}   # lease id >> 32 -> that node's raylet address
         self.dead = set()            # node ids we were told died
-        self.pulls_for_wait = {}     # oid -> a pull wait() started: False running, True failed
+        self.pulls_for_wait = {}
+        self.wait_pull_queue = collections.deque()   # (ref, node) for the pullers below
+        self.wait_pullers = 0     # oid -> a pull wait() started: False running, True failed
 
     # ------------------------------------------------------------------
     # leases
@@ -249,9 +253,23 @@ class ClusterClient:
             except Exception:  # noqa: BLE001 - get() will find out
                 return True
             self.pulls_for_wait[oid] = False
-            threading.Thread(target=self._pull_for_wait, args=(ref, node),
-                             name="pyray-wait-pull", daemon=True).start()
+            self.wait_pull_queue.append((ref, node))
+            if self.wait_pullers < _WAIT_PULLERS:
+                self.wait_pullers += 1
+                threading.Thread(target=self._wait_puller, name="pyray-wait-pull",
+                                 daemon=True).start()
         return False
+
+    def _wait_puller(self):
+        """Runs the pulls wait() asked for, a few at a time."""
+        cw = self.cw
+        while True:
+            with cw.lock:
+                if not self.wait_pull_queue:
+                    self.wait_pullers -= 1
+                    return
+                ref, node = self.wait_pull_queue.popleft()
+            self._pull_for_wait(ref, node)
 
     def _pull_for_wait(self, ref, node):
         cw = self.cw

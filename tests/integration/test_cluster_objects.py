@@ -109,6 +109,19 @@ def test_wait_fetch_local(make_cluster):
     assert pyray.get(made, timeout=30)[1][-1] == 2
 
 
+def test_wait_fetch_local_on_more_objects_than_pullers(make_cluster):
+    cluster = make_cluster(nodes=[{"num_cpus": 1}])
+    head, far = cluster.list_all_nodes()
+    made = [filled.options(scheduling_strategy=on(far)).remote(256 * 1024, i) for i in range(20)]
+    assert pyray.wait(made, num_returns=20, timeout=30, fetch_local=False) == (made, [])
+    before = om_stats(head)
+    ready, rest = pyray.wait(made, num_returns=20, timeout=60)
+    assert set(ready) == set(made) and rest == []
+    after = om_stats(head)
+    assert after["pulls"] - before["pulls"] == 20                # each one copied here
+    assert store_stats(head)["used"] >= 20 * 256 * 1024
+
+
 def test_large_task_arguments_reach_a_remote_worker(make_cluster):
     cluster = make_cluster(nodes=[{"num_cpus": 1}])
     far = cluster.worker_nodes[0]
