@@ -103,7 +103,7 @@ class ActorClass:
         max_conc = o.get("max_concurrency")
         if max_conc is None:
             max_conc = 1000 if meta["is_async"] else 1
-        actor_id = ids.random_id(16)
+        actor_id = ids.random_id()
         options = {"max_restarts": o.get("max_restarts", 0) or 0,
                    "max_concurrency": max_conc, "is_async": meta["is_async"],
                    "max_task_retries": o.get("max_task_retries", 0) or 0}

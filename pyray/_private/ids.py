@@ -7,7 +7,9 @@ import itertools
 import os
 
 TASK_ID_SIZE = 16                       # 8 random bytes + an 8-byte counter
-OBJECT_ID_SIZE = TASK_ID_SIZE + 4       # + the return index
+INDEX_SIZE = 4                          # an object's return index
+OBJECT_ID_SIZE = TASK_ID_SIZE + INDEX_SIZE
+UNIQUE_ID_SIZE = 16                     # random ids: nodes, workers, actors, functions
 
 _prefix = os.urandom(8)
 _counter = itertools.count(1)
@@ -28,7 +30,7 @@ def new_task_id() -> bytes:
 
 
 def object_id(task_id: bytes, index: int) -> bytes:
-    return task_id + index.to_bytes(4, "little")
+    return task_id + index.to_bytes(INDEX_SIZE, "little")
 
 
 def new_put_id() -> bytes:
@@ -36,5 +38,5 @@ def new_put_id() -> bytes:
     return _prefix + next(_counter).to_bytes(8, "little") + b"\xff\xff\xff\xff"
 
 
-def random_id(n=TASK_ID_SIZE) -> bytes:
+def random_id(n=UNIQUE_ID_SIZE) -> bytes:
     return os.urandom(n)

@@ -98,7 +98,7 @@ def export_function(fn, name):
         raise TypeError(f"Could not serialize the function {name}: {err}. Functions "
                         "sent to workers must be picklable (no open files, locks or "
                         "sockets captured in their closure).") from err
-    return FunctionDescriptor(ids.random_id(16), data, name, getattr(fn, "__module__", None))
+    return FunctionDescriptor(ids.random_id(), data, name, getattr(fn, "__module__", None))
 
 
 def _source_file(obj):
@@ -142,7 +142,7 @@ def build_spec(cw, desc, name, args, kwargs, num_returns, shape, key, max_retrie
     """Makes the TaskSpec and the refs it returns.  Hot path."""
     ser = serialize_args(args, kwargs, name)
     task_id = ids.new_task_id()
-    return_ids = [task_id + (i + 1).to_bytes(4, "little") for i in range(num_returns)]
+    return_ids = [ids.object_id(task_id, i + 1) for i in range(num_returns)]
     arg_refs = ser.refs
     if ser.nbytes > cw.config.max_inline_bytes and cw.plasma is not None:
         holder = cw.put_serialized(ser)      # args travel through the store

@@ -59,7 +59,7 @@ class Raylet(Server):
         super().__init__()
         self.config = config
         self.session_dir = args.session_dir
-        self.node_id = bytes.fromhex(args.node_id) if args.node_id else ids.random_id(16)
+        self.node_id = bytes.fromhex(args.node_id) if args.node_id else ids.random_id()
         total = {"CPU": args.num_cpus, "GPU": args.num_gpus,
                  "memory": args.memory, "object_store_memory": args.object_store_memory}
         total.update(json.loads(args.resources or "{}"))

@@ -53,7 +53,7 @@ class WorkerPool:
             self.spawn()
 
     def spawn(self):
-        wid = ids.random_id(16)
+        wid = ids.random_id()
         self.workers[wid] = WorkerInfo(wid)
         self.starting += 1
         self.zygote.spawn(wid)
