@@ -9,7 +9,7 @@ from pyray._private.context import ctx
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import Op
 from pyray._private.remote_function import (TASK_OPTIONS, build_spec, ensure_initialized,
-                                            export_function, make_shape, serialize_args,
+                                            export_function, make_shape, returned, serialize_args,
                                             strategy_key, validate_options)
 
 ACTOR_OPTIONS = (TASK_OPTIONS - {"num_returns", "max_retries", "retry_exceptions"}) | {
@@ -174,12 +174,7 @@ class ActorMethod:
                                 None, None, self._retries, False)
         spec.actor = h._actor_id
         cw.submit_actor_task(spec)
-        n = self._num_returns
-        if n == 1:
-            return refs[0]
-        if n == 0:
-            return None
-        return refs
+        return returned(refs, self._num_returns)
 
 
 class _MethodDesc:

@@ -137,6 +137,15 @@ def serialize_args(args, kwargs, name):
         raise TypeError(f"Could not serialize the arguments of {name}: {err}") from err
 
 
+def returned(refs, num_returns):
+    """What `.remote()` gives back: one ref, None, or the list of refs."""
+    if num_returns == 1:
+        return refs[0]
+    if num_returns == 0:
+        return None
+    return refs
+
+
 def build_spec(cw, desc, name, args, kwargs, num_returns, shape, key, max_retries,
                retry_exceptions):
     """Makes the TaskSpec and the refs it returns.  Hot path."""
@@ -267,12 +276,7 @@ class RemoteFunction:
                                 self._num_returns, self._shape, self._key, mr,
                                 self._retry_exceptions)
         cw.submit(spec)
-        n = self._num_returns
-        if n == 1:
-            return refs[0]
-        if n == 0:
-            return None
-        return refs
+        return returned(refs, self._num_returns)
 
     def bind(self, *args, **kwargs):
         raise NotImplementedError("DAG building (bind) is not supported by pyray")
