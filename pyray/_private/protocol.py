@@ -41,9 +41,13 @@ class Message:
 
     Fields after the first one with a default (``"total=None"``) may be left
     out by the sender; ``parse`` fills them in.
+
+    ``make``, ``parse`` and ``view`` are built the first time they are used:
+    a process pays only for the messages it sends and reads (every process
+    imports this module, and building all of them costs milliseconds).
     """
 
-    __slots__ = ("op", "name", "fields", "request", "make", "parse", "view", "doc")
+    __slots__ = ("op", "name", "fields", "request", "defaults", "make", "parse", "view", "doc")
 
     def __init__(self, op, name, fields, doc="", request=False):
         names, defaults = [], []
@@ -61,10 +65,18 @@ class Message:
         self.fields = tuple(names)
         self.request = request
         self.doc = doc
-        self.view = namedtuple(name.title().replace("_", ""), ("op",) + self.fields,
+        self.defaults = tuple(defaults)
+
+    def __getattr__(self, attr):
+        # only reached while a slot is unset: build make, parse and view once
+        if attr not in ("make", "parse", "view"):
+            raise AttributeError(attr)
+        names, defaults = list(self.fields), list(self.defaults)
+        self.view = namedtuple(self.name.title().replace("_", ""), ("op",) + self.fields,
                                defaults=defaults or None)
-        self.make = _maker(op, name, names, defaults)
+        self.make = _maker(self.op, self.name, names, defaults)
         self.parse = _parser(self, len(names) - len(defaults), len(names))
+        return getattr(self, attr)
 
     def __repr__(self):
         return f"<message {self.name}={self.op} ({', '.join(self.fields)})>"
