@@ -158,7 +158,10 @@ class Raylet(Server):
         self.respond(reply_to, req_id, {"node": self.node, "total": dict(self.res.total),
                                         "available": self.res.snapshot(),
                                         "store": self.store.stats(),
-                                        "num_workers": len(self.pool)})
+                                        "num_workers": len(self.pool),
+                                        "memory_usage": mm.node_memory(),
+                                        "memory_usage_threshold":
+                                            self.config.memory_usage_threshold})
 
     def h_register_worker(self, msg, frames):
         _, version, wid, pid, task_addr, ctl_addr, chan_path = REGISTER_WORKER.parse(msg)
