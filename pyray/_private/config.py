@@ -40,12 +40,24 @@ class Config:
     object_transfer_window: int = 4
     # stream worker stdout/stderr to the driver
     log_to_driver: bool = True
+    # the memory monitor (docs/memory.md): when the node's memory in use
+    # passes this fraction, the raylet kills the newest retriable task's
+    # worker (1.0: never).  Ray's RAY_memory_usage_threshold is honoured too.
+    memory_usage_threshold: float = 0.95
+    # how often the raylet samples the node's memory; 0 disables the monitor
+    memory_monitor_refresh_ms: int = 250
+    # where a node spills objects (default: the session directory's spill/)
+    object_spilling_directory: str = ""
 
     @classmethod
     def from_env(cls, **overrides) -> "Config":
         cfg = cls()
         for f in dataclasses.fields(cls):
             env = os.environ.get("PYRAY_" + f.name.upper())
+            if env is None:
+                env = os.environ.get("PYRAY_" + f.name)
+            if env is None and f.name in _RAY_ENV:
+                env = os.environ.get("RAY_" + f.name)
             if env is not None:
                 setattr(cfg, f.name, _parse(f.type, env, f.name))
         for k, v in overrides.items():
@@ -60,6 +72,10 @@ class Config:
         """Environment for child processes so they see the same config."""
         return {"PYRAY_" + f.name.upper(): str(getattr(self, f.name))
                 for f in dataclasses.fields(self)}
+
+
+# tunables Ray reads from RAY_<name> that mean the same here
+_RAY_ENV = frozenset({"memory_usage_threshold", "memory_monitor_refresh_ms"})
 
 
 def _parse(typ, text, name):

@@ -33,10 +33,13 @@ def write_private(path, text):
         f.write(text)
 
 
-def new_session_dir():
-    os.makedirs(SESSION_ROOT, exist_ok=True)
+def new_session_dir(root=None):
+    """A new session directory under `root` (default SESSION_ROOT;
+    `pyray start --temp-dir` names another)."""
+    root = root or SESSION_ROOT
+    os.makedirs(root, exist_ok=True)
     name = time.strftime("session_%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}_{os.urandom(2).hex()}"
-    path = os.path.join(SESSION_ROOT, name)
+    path = os.path.join(root, name)
     for sub in ("sockets", "logs", "spill"):
         os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
     return path
@@ -156,7 +159,7 @@ class ProcessHandle:
         self.info = None
 
 
-def _spawn(name, module, args, session_dir, env, die_with_parent):
+def _spawn(name, module, args, session_dir, env, die_with_parent, own_session=None):
     r, w = os.pipe()
     log = open(os.path.join(session_dir, "logs", f"{name}.log"), "ab")
     cmd = [sys.executable, "-m", module, "--ready-fd", str(w)] + args
@@ -168,7 +171,8 @@ def _spawn(name, module, args, session_dir, env, die_with_parent):
         p = subprocess.Popen(cmd, pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=log,
                              stderr=subprocess.STDOUT, env=env, close_fds=True,
                              cwd=session_dir,
-                             start_new_session=not die_with_parent)
+                             start_new_session=(not die_with_parent if own_session is None
+                                                else own_session))
     finally:
         os.close(w)
         log.close()
@@ -215,7 +219,8 @@ class LocalCluster:
     def __init__(self, *, num_cpus, num_gpus, resources, object_store_memory, config,
                  die_with_parent=True, head=True, gcs_address=None, session_dir=None,
                  node_ip="127.0.0.1", gcs_listen=None, raylet_name="raylet",
-                 while_starting=None, token=None, tcp=False, gcs_bind=None, memory=None):
+                 while_starting=None, token=None, tcp=False, gcs_bind=None, memory=None,
+                 own_session=None):
         """`while_starting`, if given, is called once the processes are
         spawned and before waiting for them (the driver imports its own
         modules meanwhile).  `token`: the cluster token (docs/cluster.md,
@@ -223,7 +228,10 @@ class LocalCluster:
         one uses the token this process knows for it.  `tcp`: the node's
         processes listen on tcp at `node_ip` (nodes on other machines reach
         them) instead of ipc sockets in the session directory.  `memory`: the
-        node's ``memory`` resource in bytes (default_memory() if None)."""
+        node's ``memory`` resource in bytes (default_memory() if None).
+        `own_session`: start the processes in a session of their own, so a
+        terminal's Ctrl-C reaches only this process (default: when they do
+        not die with it; `pyray start --block` wants both)."""
         self.config = config
         self.session_dir = session_dir or new_session_dir()
         env = dict(os.environ)
@@ -245,6 +253,7 @@ class LocalCluster:
         self.gcs_storage = os.path.join(self.session_dir, "gcs", "state.db")
         self._gcs_start = (["--address", self.gcs_address, "--storage", self.gcs_storage]
                            + (["--listen", gcs_bind] if gcs_bind else []), env, die_with_parent)
+        self._own_session = own_session
         try:
             if gcs_address is None:
                 self.start_gcs(wait=False)
@@ -259,7 +268,7 @@ class LocalCluster:
             if tcp:
                 args.append("--tcp")
             self.raylet = _spawn(raylet_name, "pyray.raylet.raylet", args, self.session_dir, env,
-                                 die_with_parent)
+                                 die_with_parent, own_session)
             self.procs.append(self.raylet)
             if while_starting is not None:
                 while_starting()
@@ -279,7 +288,7 @@ class LocalCluster:
         args, env, die_with_parent = self._gcs_start
         old = self.gcs
         self.gcs = _spawn("gcs", "pyray.gcs.server", args, self.session_dir, env,
-                          die_with_parent)
+                          die_with_parent, self._own_session)
         self.procs = [self.gcs] + [h for h in self.procs if h is not old]
         if wait:
             _wait_ready([self.gcs], self.config.start_timeout_s, self.session_dir)

@@ -181,7 +181,9 @@ _def(32, "LEASE_GRANTED", "req_id lease_id worker_id task_addr ctl_addr gpu_ids 
      "raylet -> owner")
 _def(33, "RETURN_LEASE", "lease_id disconnect", "owner -> raylet; disconnect: the worker must not be reused")
 _def(34, "CANCEL_LEASE_REQUEST", "req_id owner=None", "owner -> raylet")
-_def(35, "WORKER_DIED", "lease_id worker_id reason", "raylet -> owner: the leased worker exited")
+_def(35, "WORKER_DIED", "lease_id worker_id reason kind=None",
+     "raylet -> owner: the leased worker exited; kind: why, for the owner to decide on "
+     "(None: it crashed; \"oom\": the memory monitor killed it, pyray.raylet.memory_monitor)")
 _def(36, "LEASE_INFEASIBLE", "req_id message", "raylet -> owner: no node can ever run this shape (yet)")
 _def(37, "WORKER_BLOCKED", "worker_id", "worker -> raylet: blocked in get(); its CPU is lent out")
 _def(38, "WORKER_UNBLOCKED", "worker_id", "worker -> raylet")

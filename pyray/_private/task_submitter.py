@@ -360,10 +360,10 @@ class TaskSubmitter:
             self._return_lease(lease)
 
     def _h_worker_died(self, msg, frames):
-        _, lease_id, worker_id, reason = WORKER_DIED.parse(msg)
-        self.worker_died(lease_id, worker_id, reason)
+        _, lease_id, worker_id, reason, kind = WORKER_DIED.parse(msg)
+        self.worker_died(lease_id, worker_id, reason, kind)
 
-    def worker_died(self, lease_id, worker_id, reason):
+    def worker_died(self, lease_id, worker_id, reason, kind=None):
         """The worker of a lease died (its raylet says so, or its node
         died): its tasks retry elsewhere or fail."""
         lease = self.leases.get(lease_id)
@@ -374,13 +374,14 @@ class TaskSubmitter:
         ks = self.keys.get(lease.key)
         if ks is not None:
             ks.leases.pop(lease_id, None)
-        self._on_worker_lost(lease, reason)
+        self._on_worker_lost(lease, reason, kind)
         if ks is not None and ks.queue:
             self._request_leases(lease.key, ks)
         self.cv.notify_all()
 
-    def _on_worker_lost(self, lease, reason):
-        """Tasks that were running on a dead worker: retry or fail."""
+    def _on_worker_lost(self, lease, reason, kind=None):
+        """Tasks that were running on a dead worker: retry or fail (a
+        worker the memory monitor killed: OutOfMemoryError, as in Ray)."""
         ks = self.keys.get(lease.key)
         for spec in list(lease.inflight.values()):
             if spec.cancelled:
@@ -388,6 +389,10 @@ class TaskSubmitter:
             elif spec.retries_left != 0 and ks is not None:
                 spec.retries_left -= 1
                 ks.queue.appendleft(spec)
+            elif kind == "oom":
+                self.fail_task(spec, exc.OutOfMemoryError(
+                    f"Task {spec.name} failed: {reason} It was not retried because its "
+                    "retries are used up (max_retries)."))
             else:
                 self.fail_task(spec, exc.WorkerCrashedError(
                     f"The worker running task {spec.name} died unexpectedly ({reason}); "

@@ -25,6 +25,7 @@ from pyray._private.protocol import (CANCEL_LEASE_REQUEST, CLUSTER_VIEW, DRIVER_
 from pyray._private.resources import BUNDLE_MARKER, group_resource, validate_shape
 from pyray._private.server import Server
 from pyray.raylet import cluster_view as cv
+from pyray.raylet import memory_monitor as mm
 from pyray.raylet import scheduler as sched
 from pyray.raylet.resources import NodeResources
 from pyray.raylet.scheduler import Request, check_request
@@ -67,7 +68,10 @@ class Raylet(Server):
         if args.head:
             total["node:__internal_head__"] = 1.0
         self.res = NodeResources(total)
-        spill_dir = os.path.join(self.session_dir, "spill", self.node_id.hex()[:12])
+        spill_dir = os.path.join(config.object_spilling_directory or
+                                 os.path.join(self.session_dir, "spill"),
+                                 self.node_id.hex()[:12])
+        self.spill_dir = spill_dir
         os.makedirs(spill_dir, exist_ok=True)
         self.store = plasma.Store.create(capacity=args.object_store_memory, spill_dir=spill_dir)
         self.addr = f"ipc://{self.session_dir}/sockets/raylet-{self.node_id.hex()[:12]}"
@@ -133,6 +137,11 @@ class Raylet(Server):
         }
         self.watch(self.pool.fd, self.on_zygote_events)
         self.every(config.heartbeat_interval_s, self.tick, first=0.0)
+        self.oom_killed = {}        # worker id -> why the memory monitor killed it
+        self.oom_pending = None     # (worker id, when) of the last one, until it exits
+        self.oom_idle_warned = 0.0
+        if config.memory_monitor_refresh_ms > 0 and config.memory_usage_threshold < 1.0:
+            self.every(config.memory_monitor_refresh_ms / 1000.0, self.check_memory)
         self.pool.fill()
 
     # ------------------------------------------------------------------
@@ -149,7 +158,10 @@ class Raylet(Server):
         self.respond(reply_to, req_id, {"node": self.node, "total": dict(self.res.total),
                                         "available": self.res.snapshot(),
                                         "store": self.store.stats(),
-                                        "num_workers": len(self.pool)})
+                                        "num_workers": len(self.pool),
+                                        "memory_usage": mm.node_memory(),
+                                        "memory_usage_threshold":
+                                            self.config.memory_usage_threshold})
 
     def h_register_worker(self, msg, frames):
         _, version, wid, pid, task_addr, ctl_addr, chan_path = REGISTER_WORKER.parse(msg)
@@ -468,11 +480,15 @@ class Raylet(Server):
         """A worker is gone: the lease it held goes back (its owner hears
         why), and so do the leases it held as an owner."""
         wid = w.worker_id
+        oom = self.oom_killed.pop(wid, None)
+        if self.oom_pending is not None and self.oom_pending[0] == wid:
+            self.oom_pending = None
         if w.lease_id is not None:
             lease = self.leases.pop(w.lease_id, None)
             if lease is not None:
                 self._release(lease)
-                self.out.send(lease.owner, WORKER_DIED.make(lease.lease_id, wid, reason))
+                self.out.send(lease.owner, WORKER_DIED.make(
+                    lease.lease_id, wid, oom or reason, None if oom is None else mm.OOM))
         # leases this worker held as an owner are given back, here and on
         # the other nodes (tasks it pushed there die with it, as in Ray)
         if w.ctl_addr is not None:
@@ -516,6 +532,42 @@ class Raylet(Server):
             self.out.send(self.node["gcs_addr"],
                           NODE_RESOURCES.make(self.node_id, self.res.snapshot(), total))
 
+    # ---- the memory monitor (pyray.raylet.memory_monitor) ---------------
+    def check_memory(self, now):
+        """A timer: samples the node's memory and, past the threshold,
+        kills the worker the monitor's policy picks."""
+        sample = mm.node_memory()
+        threshold = self.config.memory_usage_threshold
+        if sample is None or not mm.over_threshold(sample[0], sample[1], threshold):
+            return
+        used, total = sample
+        candidates = []
+        for lease in self.leases.values():
+            w = self.pool.get(lease.worker_id)
+            if w is None or w.pid is None:
+                continue
+            key = lease.key
+            is_actor = isinstance(key, tuple) and key[:1] == ("actor",)
+            # lease ids grow: the largest is the newest.  The raylet does not
+            # see a task's max_retries, so task leases count as retriable
+            candidates.append(mm.Candidate(w.worker_id, w.pid, lease.lease_id, not is_actor,
+                                           is_actor))
+        victim = mm.decide(used, total, threshold, candidates, self.oom_pending, now)
+        if victim is None:
+            if not candidates and now - self.oom_idle_warned > 10.0:
+                self.oom_idle_warned = now
+                log.warning("memory use on this node is %.1f%%, above memory_usage_threshold "
+                            "(%s), but no worker here runs work to stop", 100 * used / total,
+                            threshold)
+            return
+        why = mm.message(f"worker ID: {victim.worker_id.hex()}, pid={victim.pid}", used, total,
+                         threshold, self.node["node_ip"], self.node_id.hex(),
+                         _rss(victim.pid), victim.retriable)
+        log.warning("%s", why)
+        self.oom_killed[victim.worker_id] = why
+        self.oom_pending = (victim.worker_id, now)
+        self.pool.kill(self.pool.get(victim.worker_id))
+
     # ------------------------------------------------------------------
     def tick(self, now):
         """Once a heartbeat (pyray._private.server runs it)."""
@@ -540,12 +592,24 @@ class Raylet(Server):
     def close(self):
         self.pool.stop()
         self.objects.stop()
+        if self.config.object_spilling_directory:
+            import shutil
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
         try:
             self.out.send(self.node["gcs_addr"], UNREGISTER_NODE.make(self.node_id))
         except Exception:  # noqa: BLE001
             pass
         self.close_sockets(self.ctx)
         self.store.close()
+
+
+def _rss(pid):
+    """A process's resident memory in bytes, or None."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def main(argv=None):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -102,15 +103,13 @@ def microbenchmark(args):
 
 
 def start(args):
-    import os
-
     from pyray._private import node as node_mod
-    from pyray._private.config import Config
+    config = _start_config(args)
+    if not args.head and not args.address:
+        sys.exit("pyray start: pass --head to start a cluster, or --address HOST:PORT "
+                 "to add a node to one.")
     if not args.head:
-        if not args.address:
-            sys.exit("pyray start: pass --head to start a cluster, or --address HOST:PORT "
-                     "to add a node to one.")
-        return _join(args)
+        return _join(args, config)
     from pyray._private import bootstrap
     if os.path.exists(node_mod.CURRENT_CLUSTER_FILE):
         try:
@@ -121,13 +120,14 @@ def start(args):
                      "stop it first with `pyray stop`.")
         except ConnectionError:
             pass
-    config = Config.from_env()
     options = _node_options(args, config)
     ip = options["node_ip"]
     # the GCS listens on every interface; the node's other processes on its address
-    cluster = node_mod.LocalCluster(**options, config=config, die_with_parent=False,
-                                    gcs_listen=f"tcp://{ip}:{args.port}", tcp=True,
-                                    gcs_bind=f"tcp://0.0.0.0:{args.port}")
+    cluster = node_mod.LocalCluster(**options, config=config, die_with_parent=args.block,
+                                    own_session=True, gcs_listen=f"tcp://{ip}:{args.port}",
+                                    tcp=True, gcs_bind=f"tcp://0.0.0.0:{args.port}",
+                                    session_dir=_session_dir(args))
+    os.makedirs(os.path.dirname(node_mod.CURRENT_CLUSTER_FILE), exist_ok=True)  # --temp-dir
     bootstrap.record_current_cluster(cluster.gcs_address, cluster.token)
     address = f"{ip}:{args.port}"
     print(f"pyray runtime started (session {cluster.session_dir}).\n"
@@ -137,12 +137,191 @@ def start(args):
           f"  To connect from Python: pyray.init(address='{address}', "
           f"_token='{cluster.token}')\n"
           f"    (or set PYRAY_TOKEN; on this machine pyray.init(address='auto') needs neither)\n"
-          f"  To stop it: pyray stop --address {address}")
+          f"  To stop it: pyray stop --address {address}"
+          + ("\n  --block: this command runs until the node's processes exit, or until "
+             "Ctrl-C / SIGTERM stops them." if args.block else ""), flush=True)
+    if args.block:
+        return _block(cluster, cluster.gcs_address)
+
+
+def _session_dir(args):
+    """The node's session directory: under --temp-dir if given."""
+    from pyray._private import node as node_mod
+    if not args.temp_dir:
+        return None
+    try:
+        return node_mod.new_session_dir(os.path.abspath(args.temp_dir))
+    except OSError as err:
+        sys.exit(f"pyray start: --temp-dir {args.temp_dir}: {err}")
+
+
+def _block(cluster, gcs):
+    """pyray start --block: stays in the foreground until one of the node's
+    processes exits (the others are then stopped: exit code 1) or SIGINT /
+    SIGTERM arrives (all are stopped: exit code 0), as `ray start --block`."""
+    import signal
+
+    from pyray._private import bootstrap
+    from pyray._private import node as node_mod
+    got = []
+
+    def on_signal(signum, _frame):
+        got.append(signum)
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        dead = []
+        while not got and not dead:
+            time.sleep(0.1)
+            dead = [h for h in cluster.procs if h.popen.poll() is not None]
+        if got:
+            print(f"pyray: {signal.Signals(got[0]).name} received; stopping this node.",
+                  flush=True)
+        for h in dead:
+            print(f"pyray: the {h.name} process exited (code {h.popen.returncode}); "
+                  "stopping the others.", file=sys.stderr, flush=True)
+        cluster.stop(remove_session=True)
+        rec = bootstrap.current_cluster()
+        if rec and bootstrap.same_gcs(rec[0], gcs):
+            try:
+                os.remove(node_mod.CURRENT_CLUSTER_FILE)
+            except OSError:
+                pass
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return 1 if dead and not got else 0
+
+
+# Ray's `ray start` flags pyray has no counterpart for, and why: each gives
+# one clear line and exit code 2 (never a usage dump)
+_UNSUPPORTED = {
+    "--plasma-directory": "the object store is an anonymous memory file (memfd), never a "
+                          "file in a directory; size it with --object-store-memory",
+    "--storage": "there is no cluster storage URI; write results to a path or a bucket "
+                 "from the tasks themselves",
+    "--labels": "node labels (label scheduling); use custom resources (--resources) to "
+                "steer work to nodes",
+    "--node-manager-port": "a node's raylet listens on a port the kernel picks "
+                           "(docs/cluster.md); only the GCS port (--port) is fixed",
+    "--object-manager-port": "a node's object manager listens on a port the kernel picks "
+                             "(docs/cluster.md); only the GCS port (--port) is fixed",
+    "--min-worker-port": "workers listen on ports the kernel picks (docs/cluster.md); "
+                         "only the GCS port (--port) is fixed",
+    "--max-worker-port": "workers listen on ports the kernel picks (docs/cluster.md); "
+                         "only the GCS port (--port) is fixed",
+    "--worker-port-list": "workers listen on ports the kernel picks (docs/cluster.md); "
+                          "only the GCS port (--port) is fixed",
+}
+
+# Ray's flags for processes pyray does not run: accepted, a note says so
+_IGNORED = {
+    "--dashboard-host": "pyray has no dashboard",
+    "--dashboard-port": "pyray has no dashboard",
+    "--dashboard-agent-listen-port": "pyray has no dashboard agent",
+    "--dashboard-agent-grpc-port": "pyray has no dashboard agent",
+    "--ray-client-server-port": "pyray has no Ray Client server (ray:// addresses); drivers "
+                                "run on a machine with a node",
+    "--runtime-env-agent-port": "pyray runs no runtime-env agent process",
+    "--metrics-export-port": "pyray exports no Prometheus metrics",
+}
+
+
+def _flag_dest(flag):
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _unsupported(flag, why):
+    print(f"pyray start: pyray does not support {flag}: {why}.", file=sys.stderr)
+    sys.exit(2)
+
+
+def _start_config(args):
+    """The node's Config: the environment (PYRAY_*, and Ray's RAY_* names
+    where they mean the same), then --system-config, then the flags.  Ray's
+    flags pyray has no counterpart for stop here (exit code 2)."""
+    import json
+
+    from pyray._private.config import Config
+    for flag, why in _UNSUPPORTED.items():
+        if getattr(args, _flag_dest(flag)) is not None:
+            _unsupported(flag, why)
+    if args.include_dashboard is not None and \
+            args.include_dashboard.strip().lower() in ("true", "1", "yes", "on"):
+        _unsupported("--include-dashboard true", "pyray has no dashboard; `pyray status` shows "
+                     "the nodes, their resources and store use")
+    for flag, why in _IGNORED.items():
+        if getattr(args, _flag_dest(flag)) is not None:
+            print(f"pyray start: note: {flag} is ignored: {why}.", file=sys.stderr)
+    overrides = {}
+    if args.system_config:
+        try:
+            system = json.loads(args.system_config)
+        except ValueError as err:
+            sys.exit(f"pyray start: --system-config must be a JSON object: {err}")
+        if not isinstance(system, dict):
+            sys.exit("pyray start: --system-config must be a JSON object, e.g. "
+                     "'{\"memory_usage_threshold\": 0.9}'")
+        known = {f for f in Config.__dataclass_fields__}
+        for key, value in system.items():
+            if key == "object_spilling_config":
+                overrides["object_spilling_directory"] = _spill_dir_of(value)
+            elif key in known:
+                overrides[key] = _system_value(Config, key, value)
+            else:
+                _unsupported(f"--system-config key {key!r}", "the keys pyray has are "
+                             + ", ".join(sorted(known)) + " (and object_spilling_config of "
+                             "type filesystem)")
+    if args.object_spilling_directory:
+        overrides["object_spilling_directory"] = os.path.abspath(args.object_spilling_directory)
+    try:
+        config = Config.from_env(**overrides)
+    except (TypeError, ValueError) as err:
+        sys.exit(f"pyray start: {err}")
+    if not 0.0 <= float(config.memory_usage_threshold) <= 1.0:
+        sys.exit(f"pyray start: memory_usage_threshold must be between 0 and 1, got "
+                 f"{config.memory_usage_threshold}")
+    if config.object_spilling_directory:
+        try:
+            os.makedirs(config.object_spilling_directory, exist_ok=True)
+        except OSError as err:
+            sys.exit(f"pyray start: the spill directory: {err}")
+    if args.verbose:
+        print(f"pyray start: config {config}", file=sys.stderr)
+    return config
+
+
+def _system_value(config_cls, key, value):
+    """A --system-config value as the field's type (JSON may give "0.9")."""
+    from pyray._private.config import _parse
+    if isinstance(value, str):
+        try:
+            return _parse(config_cls.__dataclass_fields__[key].type, value, key)
+        except ValueError as err:
+            sys.exit(f"pyray start: --system-config {key}: {err}")
+    return value
+
+
+def _spill_dir_of(value):
+    """The directory of Ray's object_spilling_config (a JSON string or an
+    object) when its type is filesystem."""
+    import json
+    try:
+        spec = json.loads(value) if isinstance(value, str) else value
+        params = spec.get("params", {}) if spec.get("type") == "filesystem" else None
+        path = params.get("directory_path") if params is not None else None
+    except (ValueError, AttributeError):
+        path = None
+    if isinstance(path, list) and path:
+        path = path[0]
+    if not isinstance(path, str) or not path:
+        _unsupported("this object_spilling_config", "objects spill to a local directory only: "
+                     "'{\"type\": \"filesystem\", \"params\": {\"directory_path\": "
+                     "\"/path\"}}' or --object-spilling-directory")
+    return os.path.abspath(path)
 
 
 def _node_options(args, config):
     import json
-    import os
 
     from pyray._private import node as node_mod
     try:
@@ -174,13 +353,11 @@ def _node_options(args, config):
             "object_store_memory": osm, "node_ip": ip, "memory": args.memory}
 
 
-def _join(args):
+def _join(args, config):
     """pyray start --address: a raylet on this machine joins a running GCS."""
     from pyray._private import bootstrap
     from pyray._private import node as node_mod
-    from pyray._private.config import Config
     from pyray._private.protocol import Op
-    config = Config.from_env()
     options = _node_options(args, config)
     try:
         gcs = bootstrap.gcs_address_of(args.address)
@@ -188,28 +365,29 @@ def _join(args):
         bootstrap.request(gcs, Op.GET_NODES, timeout=5.0)
     except (ConnectionError, ValueError) as err:
         sys.exit(f"pyray start: {err}")
-    node = node_mod.LocalCluster(**options, config=config, die_with_parent=False, head=False,
-                                 gcs_address=gcs, tcp=True)
+    node = node_mod.LocalCluster(**options, config=config, die_with_parent=args.block,
+                                 own_session=True, head=False, gcs_address=gcs, tcp=True,
+                                 session_dir=_session_dir(args))
     # pyray.init(address="auto") on this machine finds the cluster, as on the head
+    os.makedirs(os.path.dirname(node_mod.CURRENT_CLUSTER_FILE), exist_ok=True)  # --temp-dir
     bootstrap.record_current_cluster(gcs, node.token or "")
     print(f"pyray node {node.node['node_id'].hex()} joined the cluster at {gcs} "
           f"(session {node.session_dir}).\n"
           f"  To see the cluster: pyray status --address {args.address}\n"
           f"  To connect from Python on this machine: pyray.init(address='auto')\n"
-          f"  To stop this machine's pyray processes: pyray stop")
+          f"  To stop this machine's pyray processes: pyray stop", flush=True)
+    if args.block:
+        return _block(node, gcs)
 
 
 def _stop_cluster(args):
     """pyray stop --address: only the GCS and raylets of that cluster."""
-    import os
     import shutil
-    import signal
 
     import psutil
 
     from pyray._private import bootstrap
     from pyray._private import node as node_mod
-    from pyray._private.procs import stop_processes
     try:
         gcs = bootstrap.gcs_address_of(args.address)
     except ValueError as err:
@@ -222,7 +400,7 @@ def _stop_cluster(args):
             procs.append(p)
             if "--session-dir" in cmd:
                 sessions.add(cmd[cmd.index("--session-dir") + 1])
-    stop_processes(procs, signal.SIGTERM, timeout=args.grace)
+    _stop_them(procs, args)
     for path in sessions:
         if os.path.basename(path).startswith("session_"):
             shutil.rmtree(path, ignore_errors=True)
@@ -236,33 +414,52 @@ def _stop_cluster(args):
 
 
 def stop(args):
-    import os
     import shutil
-    import signal
 
     import psutil
 
     from pyray._private import node as node_mod
-    from pyray._private.procs import stop_processes
     if args.address:
         return _stop_cluster(args)
-    mine = []
+    mine, sessions = [], set()
     for p in psutil.process_iter(["pid", "cmdline", "uids"]):
-        cmd = " ".join(p.info.get("cmdline") or [])
+        argv = p.info.get("cmdline") or []
+        cmd = " ".join(argv)
         if ("pyray.raylet.raylet" in cmd or "pyray.gcs.server" in cmd) and \
                 p.info["uids"] and p.info["uids"].real == os.getuid() and p.pid != os.getpid():
             mine.append(p)
-    stop_processes(mine, signal.SIGTERM, timeout=args.grace)
+            # a node started with --temp-dir keeps its session elsewhere
+            if "--session-dir" in argv[:-1]:
+                sessions.add(argv[argv.index("--session-dir") + 1])
+    _stop_them(mine, args)
     try:
         os.remove(node_mod.CURRENT_CLUSTER_FILE)
     except OSError:
         pass
     root = node_mod.SESSION_ROOT
     if os.path.isdir(root):
-        for name in os.listdir(root):
-            if name.startswith("session_"):
-                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        sessions.update(os.path.join(root, name) for name in os.listdir(root))
+    for path in sessions:
+        if os.path.basename(path).startswith("session_"):
+            shutil.rmtree(path, ignore_errors=True)
     print(f"Stopped {len(mine)} pyray process(es).")
+
+
+def _stop_them(procs, args):
+    """SIGTERM, then SIGKILL after the grace period; --force: SIGKILL."""
+    import signal
+
+    from pyray._private.procs import stop_processes
+    if args.verbose:
+        for p in procs:
+            try:
+                print(f"  stopping {p.pid}: {' '.join(p.cmdline()[:4])}")
+            except Exception:  # noqa: BLE001  (it may be gone already)
+                pass
+    if args.force:
+        stop_processes(procs, signal.SIGKILL, timeout=5.0)
+    else:
+        stop_processes(procs, signal.SIGTERM, timeout=max(0.0, args.grace))
 
 
 def status(args):
@@ -274,29 +471,109 @@ def status(args):
         nodes = bootstrap.request(gcs, Op.GET_NODES, timeout=3.0)
     except (ConnectionError, ValueError) as err:
         sys.exit(f"pyray status: {err}")
-    print(f"Cluster at {gcs}: {sum(1 for n in nodes if n.get('alive'))} live node(s)")
-    for n in nodes:
-        state = "ALIVE" if n.get("alive") else "DEAD"
-        print(f"\nnode {n['node_id'].hex()} {state}{' (head)' if n.get('head') else ''}")
+    alive = [n for n in nodes if n.get("alive")]
+    print(f"Cluster at {gcs}: {len(alive)} live node(s)")
+    rule = "-" * 60
+    print(f"\nNode status\n{rule}\nActive:")
+    for n in alive:
+        print(f" node {n['node_id'].hex()}{' (head)' if n.get('head') else ''} "
+              f"{n.get('node_ip', '')}")
+    dead = [n for n in nodes if not n.get("alive")]
+    if dead:
+        print("Dead:")
+        for n in dead:
+            print(f" node {n['node_id'].hex()} {n.get('node_ip', '')}")
+    print(f"\nResources\n{rule}\nUsage:")
+    totals, used = {}, {}
+    for n in alive:
         total, avail = n.get("resources", {}), n.get("available", {})
-        for k in sorted(total):
-            if k.startswith("node:"):
-                continue
-            used = total[k] - avail.get(k, 0.0)
-            if k in ("memory", "object_store_memory"):
-                print(f"  {k:<22} {used / 2**30:8.2f} / {total[k] / 2**30:.2f} GiB")
-            else:
-                print(f"  {k:<22} {used:8.1f} / {total[k]:.1f}")
-        if n.get("alive"):
-            try:
-                info = bootstrap.request(n["raylet_addr"], Op.RAYLET_INFO, timeout=3.0)
-                st = info["store"]
-                print(f"  object store: {st.get('used', 0) / 2**20:.1f} MiB used of "
-                      f"{st.get('capacity', 0) / 2**20:.1f} MiB, {st.get('num_objects', 0)} "
-                      f"objects, {st.get('spilled_objects', 0)} spilled; "
-                      f"{info['num_workers']} workers")
-            except ConnectionError:
-                print("  (raylet did not answer)")
+        for k, v in total.items():
+            if not k.startswith("node:"):
+                totals[k] = totals.get(k, 0.0) + v
+                used[k] = used.get(k, 0.0) + v - avail.get(k, 0.0)
+    for k in sorted(totals):
+        print(" " + _usage(k, used[k], totals[k]).strip())
+    if args.verbose:
+        print(f"\nNode details\n{rule}")
+        for n in nodes:
+            _node_detail(n)
+
+
+def _usage(k, used, total):
+    if k in ("memory", "object_store_memory"):
+        return f"{used / 2**30:8.2f}/{total / 2**30:.2f} GiB {k}"
+    return f"{used:8.1f}/{total:.1f} {k}"
+
+
+def _node_detail(n):
+    """pyray status -v: one node's resources, memory, store and workers."""
+    from pyray._private import bootstrap
+    from pyray._private.protocol import Op
+    state = "ALIVE" if n.get("alive") else "DEAD"
+    print(f"\nnode {n['node_id'].hex()} {state}{' (head)' if n.get('head') else ''}")
+    print(f"  address {n.get('node_ip', '?')}, raylet {n.get('raylet_addr', '?')}")
+    total, avail = n.get("resources", {}), n.get("available", {})
+    for k in sorted(total):
+        if k.startswith("node:"):
+            continue
+        used = total[k] - avail.get(k, 0.0)
+        if k in ("memory", "object_store_memory"):
+            print(f"  {k:<22} {used / 2**30:8.2f} / {total[k] / 2**30:.2f} GiB")
+        else:
+            print(f"  {k:<22} {used:8.1f} / {total[k]:.1f}")
+    if not n.get("alive"):
+        return
+    try:
+        info = bootstrap.request(n["raylet_addr"], Op.RAYLET_INFO, timeout=3.0)
+    except ConnectionError:
+        print("  (raylet did not answer)")
+        return
+    st = info["store"]
+    print(f"  object store: {st.get('used', 0) / 2**20:.1f} MiB used of "
+          f"{st.get('capacity', 0) / 2**20:.1f} MiB, {st.get('num_objects', 0)} "
+          f"objects, {st.get('spilled_objects', 0)} spilled; "
+          f"{info['num_workers']} workers")
+    mem, threshold = info.get("memory_usage"), info.get("memory_usage_threshold")
+    if mem:
+        print(f"  host memory: {mem[0] / 2**30:.2f} / {mem[1] / 2**30:.2f} GiB in use "
+              f"({mem[0] / mem[1]:.1%}); the memory monitor acts above "
+              f"{threshold if threshold is not None else '?'}")
+    session = info.get("node", {}).get("session_dir")
+    if session:
+        print(f"  session directory: {session}")
+
+
+def _add_ray_start_flags(st):
+    """The other flags of Ray's `ray start` that scripts pass."""
+    st.add_argument("--block", action="store_true",
+                    help="stay in the foreground until the node's processes exit, or until "
+                         "Ctrl-C / SIGTERM, which stops them (exit code 1 when one exited "
+                         "by itself)")
+    st.add_argument("--temp-dir", default=None,
+                    help="the root of the node's session directory (sockets, logs, spill "
+                         "files); default $TMPDIR/pyray")
+    st.add_argument("--object-spilling-directory", default=None,
+                    help="where the node's store spills objects (default: the session "
+                         "directory)")
+    st.add_argument("--system-config", default=None,
+                    help="JSON object of pyray config values (pyray/_private/config.py), "
+                         "e.g. '{\"memory_usage_threshold\": 0.9}'; Ray's "
+                         "object_spilling_config of type filesystem sets the spill directory")
+    st.add_argument("--include-dashboard", default=None, metavar="BOOL",
+                    help="false is accepted; pyray has no dashboard, so true is an error")
+    st.add_argument("--disable-usage-stats", action="store_true",
+                    help="accepted; does nothing: pyray collects no usage statistics")
+    st.add_argument("--verbose", action="store_true",
+                    help="print the node's configuration")
+    st.add_argument("--log-style", default=None, choices=("auto", "record", "pretty"),
+                    help="accepted; pyray's output is plain text whatever the style")
+    st.add_argument("--log-color", default=None, choices=("auto", "false", "true"),
+                    help="accepted; pyray's output has no colours")
+    for flag, why in _IGNORED.items():
+        st.add_argument(flag, default=None, metavar="VALUE", help=f"accepted and ignored: {why}")
+    for flag, why in _UNSUPPORTED.items():
+        st.add_argument(flag, default=None, metavar="VALUE",
+                        help=f"Ray's flag; not supported (an error): {why}")
 
 
 _TOKEN_HELP = ("the cluster token `pyray start --head` printed (default: the one it recorded "
@@ -304,7 +581,9 @@ _TOKEN_HELP = ("the cluster token `pyray start --head` printed (default: the one
 
 
 def main(argv=None):
+    from pyray._version import __version__
     ap = argparse.ArgumentParser(prog="pyray", description="pyray command line")
+    ap.add_argument("--version", action="version", version=f"pyray, version {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     st = sub.add_parser("start", help="start a cluster (--head) or add a node to one "
                                       "(--address HOST:PORT)")
@@ -322,15 +601,23 @@ def main(argv=None):
                     help="the node's memory resource in bytes (default: the memory "
                          "available less the object store's)")
     st.add_argument("--token", default=None, help=_TOKEN_HELP)
+    _add_ray_start_flags(st)
     st.set_defaults(fn=start)
     sp = sub.add_parser("stop", help="stop this machine's pyray processes")
-    sp.add_argument("--grace", type=float, default=5.0)
+    sp.add_argument("--grace-period", "--grace", dest="grace", type=float, default=5.0,
+                    help="seconds the processes get to stop after SIGTERM before they are "
+                         "killed (SIGKILL); default 5")
+    sp.add_argument("-f", "--force", action="store_true",
+                    help="kill the processes at once (SIGKILL)")
     sp.add_argument("--address", default=None,
                     help="only the processes of the cluster at this address")
+    sp.add_argument("-v", "--verbose", action="store_true", help="name each process stopped")
     sp.set_defaults(fn=stop)
     ss = sub.add_parser("status", help="nodes, resources and store usage")
     ss.add_argument("--address", default="auto")
     ss.add_argument("--token", default=None, help=_TOKEN_HELP)
+    ss.add_argument("-v", "--verbose", action="store_true",
+                    help="each node's resources, object store and workers")
     ss.set_defaults(fn=status)
     mb = sub.add_parser("microbenchmark", help="run the core microbenchmarks")
     mb.add_argument("--num-cpus", type=int, default=2)
