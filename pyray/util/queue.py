@@ -179,9 +179,18 @@ class Queue:
         if force:
             pyray.kill(actor, no_restart=True)
             return
-        done = actor.stop.remote()
-        ready, _ = pyray.wait([done], timeout=max(0.0, float(grace_period_s)))
-        if not ready:
+        grace = max(0.0, float(grace_period_s))
+        # the actor waits (at most the grace period) for its blocked callers,
+        # then leaves; one that does not answer in time is killed
+        done = actor.stop.remote(grace)
+        ready, _ = pyray.wait([done], timeout=grace + 1.0)
+        drained = False
+        if ready:
+            try:
+                drained = pyray.get(done) is not False
+            except Exception:  # noqa: BLE001 - it left: that is the answer
+                drained = True
+        if not drained:
             pyray.kill(actor, no_restart=True)
 
 
@@ -202,6 +211,7 @@ class _QueueActor:
     def __init__(self, maxsize):
         self.maxsize = maxsize
         self._queue = None
+        self.waiting = 0            # puts and gets blocked in the queue
 
     @property
     def queue(self):
@@ -222,18 +232,25 @@ class _QueueActor:
     async def put(self, item, timeout=None):
         q = self.queue
         if timeout is None:
-            await q.put(item)
+            self.waiting += 1
+            try:
+                await q.put(item)
+            finally:
+                self.waiting -= 1
             return True
         if not q.full():
             q.put_nowait(item)
             return True
         if timeout == 0:
             return False
+        self.waiting += 1
         try:
             await asyncio.wait_for(q.put(item), timeout)
             return True
         except asyncio.TimeoutError:
             return False
+        finally:
+            self.waiting -= 1
 
     async def put_nowait(self, item):
         try:
@@ -254,15 +271,22 @@ class _QueueActor:
     async def get(self, timeout=None):
         q = self.queue
         if timeout is None:
-            return True, await q.get()
+            self.waiting += 1
+            try:
+                return True, await q.get()
+            finally:
+                self.waiting -= 1
         if not q.empty():
             return True, q.get_nowait()
         if timeout == 0:
             return False, None
+        self.waiting += 1
         try:
             return True, await asyncio.wait_for(q.get(), timeout)
         except asyncio.TimeoutError:
             return False, None
+        finally:
+            self.waiting -= 1
 
     async def get_nowait(self):
         try:
@@ -276,7 +300,15 @@ class _QueueActor:
             return False, f"Cannot get {num_items} items from queue of size {q.qsize()}."
         return True, [q.get_nowait() for _ in range(num_items)]
 
-    async def stop(self):
+    async def stop(self, grace_period_s=0.0):
+        """Leaves once no caller is blocked in put or get; False when some
+        still are after ``grace_period_s`` (the caller then kills it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_period_s
+        while self.waiting and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self.waiting:
+            return False
         exit_actor()
 
 
