@@ -257,10 +257,13 @@ class RuntimeContext:
         return a.handle()
 
     @property
-    def was_current_actor_reconstructed(self) -> bool:
+    def was_current_actor_reconstructed(self):
+        """Whether this actor was restarted.  A property as in Ray; the value
+        can also be called (``was_current_actor_reconstructed()``), the form
+        earlier pyray code used."""
         a = _actor()
         assert a is not None, "This method shouldn't be called inside tasks."
-        return bool(a.restarts)
+        return _CallableBool(bool(a.restarts))
 
     # -- all of it ----------------------------------------------------------
     def get(self):
@@ -275,6 +278,24 @@ class RuntimeContext:
             if actor_id is not None:
                 out["actor_id"] = actor_id
         return out
+
+
+class _CallableBool(int):
+    """A bool that can also be called (returns the plain bool)."""
+
+    def __new__(cls, value):
+        return int.__new__(cls, bool(value))
+
+    def __call__(self):
+        return bool(self)
+
+    def __repr__(self):
+        return repr(bool(self))
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return (bool, (bool(self),))
 
 
 _EXECUTORS = ("task_executor.py", "actor_executor.py")

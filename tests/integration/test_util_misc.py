@@ -214,7 +214,7 @@ def test_runtime_context_in_actor(ray_start):
     assert info["name"] == "ctx-actor"
     assert info["task_name"] == "Ctx.info"
     assert info["fn"] == f"{__name__}.Ctx.info"
-    assert info["reconstructed"] is False
+    assert info["reconstructed"] is False          # a plain bool once returned
     me = pyray.get(a.me.remote(), timeout=30)
     assert me._actor_id == a._actor_id
     b = Ctx.remote()
