@@ -35,7 +35,7 @@ _API = {
     "get_actor": "pyray.actor",
     "kill": "pyray.actor",
 }
-_SUBMODULES = {"actor", "exceptions", "util"}
+_SUBMODULES = {"actor", "cloudpickle", "exceptions", "job_config", "types", "util"}
 
 __all__ = ["__version__"] + sorted(_API) + sorted(_SUBMODULES)
 

@@ -67,6 +67,16 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                                  "storage", "_enable_object_reconstruction", "_redis_password"}
         if unknown:
             raise TypeError(f"init() got unexpected keyword argument(s): {sorted(unknown)}")
+        job_config = kwargs.get("job_config")
+        if job_config is not None:
+            from pyray.job_config import JobConfig
+            if not isinstance(job_config, JobConfig):
+                raise TypeError(f"job_config must be a pyray.job_config.JobConfig, got "
+                                f"{type(job_config).__name__}")
+            if namespace is None:
+                namespace = job_config.ray_namespace
+            if runtime_env is None:
+                runtime_env = job_config.runtime_env
         if resources is not None:
             if not isinstance(resources, dict):
                 raise TypeError(f"resources must be a dict, got {type(resources).__name__}")
@@ -102,7 +112,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             cluster = None
             node = _find_node(address, config, _token)
         try:
-            _connect_driver(node, config, namespace)
+            _connect_driver(node, config, namespace, job_config)
         except BaseException:
             if cluster is not None:
                 cluster.stop()
@@ -137,7 +147,7 @@ def _find_node(address, config, token=None):
     return bootstrap.find_local_node(address, config, token)
 
 
-def _connect_driver(node, config, namespace):
+def _connect_driver(node, config, namespace, job_config=None):
     from pyray._private.core_worker import CoreWorker
     cw = CoreWorker(session_dir=node["session_dir"], node=node, job_id=None, config=config,
                     is_driver=True)
@@ -152,8 +162,13 @@ def _connect_driver(node, config, namespace):
         raise
     cw.job_id = job_id
     namespace = namespace or f"anon-{job_id.hex()}"
-    cw.job_config = {"job_id": job_id, "driver_addr": cw.addr, "sys_path": list(sys.path),
-                     "cwd": os.getcwd(), "namespace": namespace}
+    sys_path = list(sys.path)
+    if job_config is not None:
+        # the job's code_search_path goes first on its workers' sys.path
+        sys_path = list(job_config.code_search_path) + sys_path
+    cw.job_config = {"job_id": job_id, "driver_addr": cw.addr, "sys_path": sys_path,
+                     "cwd": os.getcwd(), "namespace": namespace,
+                     "job_config": job_config._to_dict() if job_config is not None else None}
     ctx.core_worker = cw
     ctx.mode = "driver"
     ctx.node = node

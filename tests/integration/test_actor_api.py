@@ -67,7 +67,7 @@ class Returns:
 class Context:
     def ids(self):
         rc = pyray.get_runtime_context()
-        return rc.get_actor_id(), rc.actor_id
+        return rc.get_actor_id(), rc.actor_id.hex()
 
     def me(self):
         return pyray.get_runtime_context().current_actor

@@ -189,9 +189,9 @@ def test_one_hundred_actors_alive_at_once(ray_start, wait_for):
 class Introspect:
     def context(self):
         rc = pyray.get_runtime_context()
-        return {"actor_id": rc.get_actor_id(), "prop": rc.actor_id,
+        return {"actor_id": rc.get_actor_id(), "prop": rc.actor_id.hex(),
                 "job_id": rc.get_job_id(), "namespace": rc.namespace,
-                "reconstructed": rc.was_current_actor_reconstructed()}
+                "reconstructed": rc.was_current_actor_reconstructed}
 
     def me(self):
         return pyray.get_runtime_context().current_actor
