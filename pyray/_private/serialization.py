@@ -25,6 +25,7 @@ _ALIGN = 64
 _COPY_WITH_NUMPY = 1 << 16
 
 _tls = threading.local()
+_MAIN = b"__main__"       # in a pickle stream that names something of the script
 
 
 class Serialized:
@@ -53,6 +54,10 @@ def serialize(value) -> Serialized:
     try:
         try:
             data = pickle.dumps(value, protocol=5, buffer_callback=_buffer_cb)
+            if _MAIN in data:
+                # a function or class of the user's script, which plain pickle
+                # names (__main__.f) and a worker cannot import: by value
+                raise pickle.PicklingError("refers to __main__")
         except (pickle.PicklingError, AttributeError, TypeError):
             del refs[:], bufs[:]
             import cloudpickle

@@ -315,3 +315,40 @@ def test_driver_exit_without_shutdown_leaves_nothing_behind(driver, leaks):
     procs = _live_processes(state["pids"])
     assert d.wait() == 0, d.text("stderr")
     leaks.Footprint(state["session_dir"], procs, shm_before).assert_clean(timeout=20)
+
+
+MAIN_OBJECTS_DRIVER = """
+    import os
+    import pyray
+
+    pyray.init(num_cpus=1, object_store_memory=128 << 20)
+
+    def plus_one(x):                 # a plain function of the script (__main__)
+        return x + 1
+
+    class Box:                       # a class of the script
+        def __init__(self, v):
+            self.v = v
+
+    @pyray.remote
+    def apply(fn, box, x):
+        return fn(x) + box.v, os.getpid()
+
+    @pyray.remote
+    def make_box(v):
+        return Box(v)
+
+    value, pid = pyray.get(apply.remote(plus_one, Box(10), 1), timeout=60)
+    back = pyray.get(make_box.remote(7), timeout=60)
+    print("RESULT", value, pid != os.getpid(), type(back).__name__, back.v, flush=True)
+    pyray.shutdown()
+"""
+
+
+def test_functions_and_classes_of_the_script_travel_by_value(driver):
+    """As in Ray: a function or class defined in the driver's script is sent
+    by value (a worker cannot import the script's __main__)."""
+    d = driver(MAIN_OBJECTS_DRIVER)
+    line = d.wait_for_line(lambda l: l.startswith("RESULT"), timeout=60)
+    assert line.split()[1:] == ["12", "True", "Box", "7"], d.text("stderr")
+    assert d.wait() == 0, d.text("stderr")
