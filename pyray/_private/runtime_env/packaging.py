@@ -241,6 +241,7 @@ def fetch_and_unpack(uri, dest_root, kv_get):
             parts.append(part)
         tmp = final + f".tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)            # an empty package is an empty folder
         with zipfile.ZipFile(io.BytesIO(b"".join(parts))) as z:
             z.extractall(tmp)
             for info in z.infolist():
