@@ -568,6 +568,8 @@ class Raylet(Server):
         self.report_resources(now, force=True)
         self._gcs_tick(now)
         self.pool.maintain(now)
+        if self.envs.envs and self.requests:
+            self.schedule()      # a runtime env's setup past its deadline fails its requests
         if self.view_refresh is not None and now - self.view_refresh[1] > 2.0:
             self.view_refresh = None     # the GCS did not answer: decide anyway
             self.view.seq += 1

@@ -219,3 +219,14 @@ def test_bad_envs_fail_with_the_reason(ray_init, tmp_path, monkeypatch):
     # excluding the large file makes it fit
     ok = {"working_dir": str(big), "excludes": ["*.bin"], "env_vars": {"OK": "1"}}
     assert pyray.get(getenv.options(runtime_env=ok).remote("OK")) == {"OK": "1"}
+
+
+def test_setup_timeout(ray_init, tmp_path):
+    # a requirement pip can never finish reading: a named pipe with no writer
+    fifo = str(tmp_path / "stuck-0.1-py3-none-any.whl")
+    os.mkfifo(fifo)
+    ray_init(num_cpus=1)
+    env = {"pip": [fifo], "config": RuntimeEnvConfig(setup_timeout_seconds=3)}
+    with pytest.raises(RuntimeEnvSetupError, match="setup_timeout_seconds"):
+        pyray.get(getenv.options(runtime_env=env).remote("A"), timeout=60)
+    assert pyray.get(getenv.remote("A"), timeout=30) == {"A": None}

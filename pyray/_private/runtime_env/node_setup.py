@@ -61,6 +61,7 @@ class EnvManager:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.outboxes = []
+        self.procs = set()              # setup commands running
 
     # ---- the raylet's loop ----------------------------------------------
     def state(self, marker):
@@ -113,6 +114,11 @@ class EnvManager:
             st.start_failures = 0
 
     def close(self):
+        import signal
+        with self.lock:
+            procs = list(self.procs)
+        for proc in procs:
+            _kill_group(proc, signal.SIGKILL)
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         for fd in (self.wake_r, self.wake_w):
@@ -150,8 +156,9 @@ class EnvManager:
             os.makedirs(self.log_dir, exist_ok=True)
             with open(st.log_path, "a") as logf:
                 ctx = self._build(st.definition, logf, self._timeout(st.definition))
-            st.context = ctx
-            st.status = READY
+            if st.status == PENDING:      # not failed meanwhile (its deadline passed)
+                st.context = ctx
+                st.status = READY
         except subprocess.TimeoutExpired as err:
             self._fail(st, f"setup timed out after {err.timeout:.0f}s (setup_timeout_seconds)")
         except exc.RuntimeEnvSetupError as err:
@@ -254,18 +261,45 @@ class EnvManager:
             _fix_paths(final, tmp)
         return python
 
-    @staticmethod
-    def _run(cmd, logf, deadline):
+    def _run(self, cmd, logf, deadline):
+        """Runs a setup command in a process group of its own (pip starts
+        children), killed whole at the deadline or when the raylet stops."""
+        import signal
         import subprocess
         left = None if deadline is None else max(1.0, deadline - time.monotonic())
         logf.write("$ " + " ".join(cmd) + "\n")
         logf.flush()
-        proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, timeout=left,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+        with self.lock:
+            self.procs.add(proc)
+        try:
+            code = proc.wait(timeout=left)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc, signal.SIGKILL)
+            proc.wait()
+            raise
+        finally:
+            with self.lock:
+                self.procs.discard(proc)
+            _kill_group(proc, signal.SIGKILL)     # what it left running
         logf.flush()
-        if proc.returncode != 0:
-            raise exc.RuntimeEnvSetupError(f"`{' '.join(cmd[:4])} ...` exited with code "
-                                           f"{proc.returncode}")
+        if code != 0:
+            raise exc.RuntimeEnvSetupError(f"`{' '.join(cmd[:4])} ...` exited with code {code}")
+
+
+def _die_with_parent():
+    import signal
+    from pyray._private.daemon import set_pdeathsig
+    set_pdeathsig(signal.SIGKILL)
+
+
+def _kill_group(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _link_parent_site(venv):
