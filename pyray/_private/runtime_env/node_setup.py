@@ -60,7 +60,6 @@ class EnvManager:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
-        self.outboxes = []
         self.procs = set()              # setup commands running
 
     # ---- the raylet's loop ----------------------------------------------
@@ -119,6 +118,12 @@ class EnvManager:
             procs = list(self.procs)
         for proc in procs:
             _kill_group(proc, signal.SIGKILL)
+        with self.lock:
+            waiting, self.waiting = list(self.waiting.values()), {}
+        from pyray._private import errors
+        for slot in waiting:            # setups waiting for the GCS stop now
+            slot[1], slot[2] = False, errors.encode(exc.RaySystemError("the raylet stopped"))
+            slot[0].set()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         for fd in (self.wake_r, self.wake_w):
@@ -154,6 +159,7 @@ class EnvManager:
         import subprocess
         try:
             os.makedirs(self.log_dir, exist_ok=True)
+            self.local.out = None
             with open(st.log_path, "a") as logf:
                 ctx = self._build(st.definition, logf, self._timeout(st.definition))
             if st.status == PENDING:      # not failed meanwhile (its deadline passed)
@@ -166,6 +172,9 @@ class EnvManager:
         except Exception as err:  # noqa: BLE001 - reported to the task's owner
             self._fail(st, f"{type(err).__name__}: {err}")
         finally:
+            out, self.local.out = getattr(self.local, "out", None), None
+            if out is not None:
+                out.close(linger_ms=0)  # this thread's sockets: none left at ctx.term()
             self._wake()
 
     def _kv_get(self, key, timeout=30.0):
@@ -173,7 +182,6 @@ class EnvManager:
         if out is None:
             from pyray._private.transport import Outbox
             out = self.local.out = Outbox(self.ctx)
-            self.outboxes.append(out)
         from pyray._private.protocol import KV_GET
         ev = threading.Event()
         slot = [ev, None, None]
