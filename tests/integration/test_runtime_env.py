@@ -74,6 +74,16 @@ def test_env_vars_task_level_and_default_workers_untouched(ray_init):
     assert pyray.get(a.get.remote("RTE_X")) == "actor"
 
 
+    @pyray.remote
+    def nested():
+        # a child task inherits its parent's env, and merges its own into it
+        return pyray.get([getenv.remote("RTE_X", "N"),
+                          getenv.options(runtime_env={"env_vars": {"N": "n"}})
+                          .remote("RTE_X", "N")])
+    assert pyray.get(nested.options(runtime_env={"env_vars": {"RTE_X": "p"}}).remote()) == [
+        {"RTE_X": "p", "N": None}, {"RTE_X": "p", "N": "n"}]
+
+
 def test_working_dir_import_cwd_and_excludes(ray_init, tmp_path):
     wd = _module_dir(str(tmp_path / "wd"), "rte_wd_mod", "from-wd",
                      {"skip.txt": "x", "data/keep.txt": "k", "data/big.bin": "b",
@@ -160,7 +170,6 @@ def _tiny_wheel(folder, name="rte_tiny", version="0.1", value="from-wheel"):
     return path
 
 
-@pytest.mark.slow
 def test_pip_env_from_a_local_wheel(ray_init, tmp_path):
     wheel = _tiny_wheel(str(tmp_path))
     ray_init(num_cpus=1)
@@ -230,3 +239,10 @@ def test_setup_timeout(ray_init, tmp_path):
     with pytest.raises(RuntimeEnvSetupError, match="setup_timeout_seconds"):
         pyray.get(getenv.options(runtime_env=env).remote("A"), timeout=60)
     assert pyray.get(getenv.remote("A"), timeout=30) == {"A": None}
+
+
+@pytest.mark.skipif(__import__("shutil").which("uv") is not None, reason="uv is installed")
+def test_uv_without_uv_installed(ray_init):
+    ray_init(num_cpus=1)
+    with pytest.raises(RuntimeEnvSetupError, match="uv tool, which is not installed"):
+        pyray.get(getenv.options(runtime_env={"uv": ["six"]}).remote("A"), timeout=60)
