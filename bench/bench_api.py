@@ -107,6 +107,14 @@ def test_tasks_async_1000(benchmark, cluster):
 
 
 @pytest.mark.benchmark(group="tasks")
+def test_runtime_env_task_start(benchmark, cluster):
+    # a round trip of a task in a cached runtime env (its worker is warm)
+    env = {"env_vars": {"A": "1"}}
+    ray.get(small_value.options(runtime_env=env).remote())
+    benchmark(lambda: ray.get(small_value.options(runtime_env=env).remote()))
+
+
+@pytest.mark.benchmark(group="tasks")
 def test_tasks_arg_1mb_100(benchmark, cluster):
     mb = ray.put(np.ones(1024 * 1024 // 8))
     benchmark(lambda: ray.get([takes_array.remote(mb) for _ in range(100)]))

@@ -47,6 +47,7 @@ METRICS = {
     "tasks_sync": ("tasks/s", True),
     "tasks_async": ("tasks/s", True),
     "tasks_arg_1mb": ("tasks/s", True),
+    "runtime_env_task": ("tasks/s", True),
     "actor_sync": ("calls/s", True),
     "actor_async": ("calls/s", True),
     "actor_concurrent": ("calls/s", True),
@@ -141,6 +142,12 @@ def run_ray_like(modname, wanted, seconds, num_cpus):
     if want("tasks_async"):
         _emit("tasks_async", _rate(
             lambda: ray.get([small_value.remote() for _ in range(1000)]), seconds, 1000))
+    if want("runtime_env_task"):
+        # a task in a cached runtime env (env_vars): the env's worker is warm
+        env = {"env_vars": {"A": "1"}}
+        ray.get(small_value.options(runtime_env=env).remote())
+        _emit("runtime_env_task", _rate(
+            lambda: ray.get(small_value.options(runtime_env=env).remote()), seconds))
     if want("tasks_arg_1mb"):
         mb = ray.put(np.ones(1024 * 1024 // 8))
         _emit("tasks_arg_1mb", _rate(

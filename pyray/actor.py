@@ -5,6 +5,7 @@ import inspect
 
 from pyray import exceptions as exc
 from pyray._private import ids
+from pyray._private import runtime_env as _rte
 from pyray._private.context import ctx
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import Op
@@ -119,6 +120,10 @@ class ActorClass:
             "strategy": strategy_key(o.get("scheduling_strategy")),
             "placement_group": placement,
         }
+        env = o.get("runtime_env")
+        if env is not None or _rte.parent is not None:
+            # the env's marker: it rides on the actor's lease key (docs/runtime_env.md)
+            spec["runtime_env"] = _rte.marker_for(_rte.validate(env), cw)
         reply = cw.rpc(cw.gcs_addr, Op.REGISTER_ACTOR, spec)
         aid = reply["actor_id"]
         # refs in the constructor's arguments must outlive the actor's (re)starts
@@ -131,6 +136,7 @@ class ActorClass:
 
 
 def _validate_actor_options(o):
+    _rte.validate(o.get("runtime_env"))
     mc = o.get("max_concurrency")
     if mc is not None and (isinstance(mc, bool) or not isinstance(mc, int) or mc < 1):
         raise ValueError(f"max_concurrency must be an integer >= 1, got {mc!r}")

@@ -91,6 +91,8 @@ class ActorSubmitter:
         err = errors.decode(ac.cause) if ac.cause is not None else None
         if isinstance(err, exc.RayActorError):
             return err                  # what happened to it (errors.actor_died)
+        if isinstance(err, exc.RuntimeEnvSetupError):
+            return err                  # its runtime env could not be set up (as Ray)
         if err is not None:             # its creation task failed
             if isinstance(err, exc.RayTaskError):
                 # `except ValueError` on err.cause works as it does for a task

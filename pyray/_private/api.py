@@ -93,6 +93,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                      ("object_store_memory", object_store_memory), ("_memory", _memory)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise ValueError(f"{k} must be a non-negative number, got {v!r}")
+        from pyray._private import runtime_env as rte
+        rte.parent = None
+        job_env = rte.validate(runtime_env)     # a bad key fails before anything starts
         config = Config.from_env(**(_system_config or {}))
         config.log_to_driver = bool(log_to_driver)
         if address is None:
@@ -118,6 +121,13 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 cluster.stop()
             raise
         ctx.cluster = cluster
+        if job_env:
+            try:
+                ctx.core_worker.job_config["runtime_env"] = rte.set_job_env(job_env,
+                                                                            ctx.core_worker)
+            except BaseException:
+                shutdown()
+                raise
         return RayContext(_address_info())
 
 

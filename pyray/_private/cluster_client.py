@@ -118,9 +118,10 @@ class ClusterClient:
 
     def h_lease_failed(self, msg, frames):
         """No node will ever grant the request: its queued tasks fail."""
-        _, req_id, message = LEASE_FAILED.parse(msg)
+        _, req_id, message, error = LEASE_FAILED.parse(msg)
         self.targets.pop(req_id, None)
-        self.cw.fail_lease_request(req_id, exc.TaskUnschedulableError(message))
+        err = exc.TaskUnschedulableError(message) if error is None else errors.decode(error)
+        self.cw.fail_lease_request(req_id, err)
 
     # ------------------------------------------------------------------
     # objects held by other nodes

@@ -239,7 +239,9 @@ _def(100, "LEASE_SPILLBACK", "req_id raylet_addr node_id mode",
      "raylet -> owner: ask that raylet (raylet_addr None: ask your own raylet again)")
 _def(101, "REQUEST_LEASE_SPILLED", "origin_node mode req_id owner shape job_id driver_addr key",
      "owner -> the raylet a request was spilled to")
-_def(102, "LEASE_FAILED", "req_id message", "raylet -> owner: the request can never be granted")
+_def(102, "LEASE_FAILED", "req_id message error=None",
+     "raylet -> owner: the request can never be granted; error: an error payload "
+     "(pyray._private.errors) to fail its tasks with, e.g. a RuntimeEnvSetupError")
 _def(103, "CLUSTER_VIEW", "nodes", "GCS -> raylets: [node info, ...]")
 _def(104, "NODE_DEAD", "node_id", "GCS -> raylets, drivers; raylet -> its workers")
 _def(105, "PULL_OBJECT", "oid source", "client -> its node's object manager", request=True)

@@ -5,6 +5,7 @@ import inspect
 import sys
 
 from pyray._private import ids, serialization
+from pyray._private import runtime_env as _rte
 from pyray._private.context import ctx
 from pyray._private.object_ref import ObjectRef
 from pyray._private.task_spec import FunctionDescriptor, TaskSpec
@@ -202,6 +203,10 @@ class RemoteFunction:
         mr = o.get("max_retries")
         self._max_retries = mr
         self._retry_exceptions = o.get("retry_exceptions", False)
+        # its runtime env (docs/runtime_env.md), validated here; merged with
+        # the parent's and resolved on first use (runtime_env.task_key)
+        self._runtime_env = _rte.validate(o.get("runtime_env"))
+        self._env_cache = None
         # what the task is called (runtime context, errors, log prefixes):
         # the `name` option, else the function's qualified name
         self._task_name = o.get("name") or self._name
@@ -272,8 +277,11 @@ class RemoteFunction:
         mr = self._max_retries
         if mr is None:
             mr = cw.config.task_max_retries
+        key = self._key
+        if self._runtime_env is not None or _rte.parent is not None:
+            key = _rte.task_key(self, cw)
         spec, refs = build_spec(cw, self._get_desc(), self._task_name, args, kwargs,
-                                self._num_returns, self._shape, self._key, mr,
+                                self._num_returns, self._shape, key, mr,
                                 self._retry_exceptions)
         cw.submit(spec)
         return returned(refs, self._num_returns)

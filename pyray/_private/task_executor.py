@@ -291,6 +291,9 @@ class TaskExecutor:
                 os.chdir(cwd)
             except OSError:
                 pass
+        env = sys.modules.get("pyray._private.runtime_env.worker")
+        if env is not None:
+            env.after_job(job)       # a runtime env's folder and paths come first
         if self.config.log_to_driver:
             sys.stdout = _DriverStream(self, False, sys.__stdout__)
             sys.stderr = _DriverStream(self, True, sys.__stderr__)

@@ -14,8 +14,8 @@ import pickle
 
 from pyray._private import errors
 from pyray._private.protocol import (ACTOR_EXITING, ACTOR_STATE, CANCEL_LEASE_REQUEST, ERROR,
-                                     KILL_WORKER, LEASE_GRANTED, PUSH_TASK, REQUEST_LEASE,
-                                     RETURN_LEASE, TASK_REPLIES, WORKER_DIED)
+                                     KILL_WORKER, LEASE_FAILED, LEASE_GRANTED, PUSH_TASK,
+                                     REQUEST_LEASE, RETURN_LEASE, TASK_REPLIES, WORKER_DIED)
 
 log = logging.getLogger("pyray.gcs.actors")
 
@@ -199,10 +199,12 @@ class ActorManager:
         # A raylet stops a job's workers when its driver exits; a detached
         # actor's worker belongs to no job so that it outlives its driver.
         job_id = None if spec.get("detached") else spec["job_id"]
+        key = ("actor", entry.actor_id)
+        if spec.get("runtime_env") is not None:
+            key += (spec["runtime_env"],)    # its runtime env's marker (docs/runtime_env.md)
         self.out.send(node["raylet_addr"], REQUEST_LEASE.make(rid, self.server.address,
                                                               spec["shape"], job_id,
-                                                              spec["driver_addr"],
-                                                              ("actor", entry.actor_id)))
+                                                              spec["driver_addr"], key))
 
     def reschedule_pending(self):
         for e in self.actors.values():
@@ -266,6 +268,19 @@ class ActorManager:
             elif e.state != DEAD:
                 e.state = ALIVE
                 self._publish(e)
+
+    def on_lease_failed(self, msg, frames=None):
+        """An actor's lease can never be granted (its runtime env cannot be
+        set up): the actor dies of that error."""
+        m = LEASE_FAILED.parse(msg)
+        aid = self.lease_reqs.pop(m.req_id, None)
+        e = self.actors.get(aid) if aid is not None else None
+        if e is None or e.state == DEAD:
+            return
+        e.lease_req = None
+        e.no_restart = True
+        e.cause = m.error if m.error is not None else errors.actor_died(e.actor_id, m.message)
+        self._dead(e, None)
 
     def h_worker_died(self, msg, frames):
         m = WORKER_DIED.parse(msg)

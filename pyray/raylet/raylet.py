@@ -23,6 +23,7 @@ from pyray._private.protocol import (CANCEL_LEASE_REQUEST, CLUSTER_VIEW, DRIVER_
                                      RESPONSE, RETURN_LEASE, SHUTDOWN, UNREGISTER_NODE,
                                      WORKER_BLOCKED, WORKER_DIED, WORKER_UNBLOCKED, Op)
 from pyray._private.resources import BUNDLE_MARKER, group_resource, validate_shape
+from pyray._private.runtime_env import env_of_key
 from pyray._private.server import Server
 from pyray.raylet import cluster_view as cv
 from pyray.raylet import memory_monitor as mm
@@ -115,6 +116,10 @@ class Raylet(Server):
         self.res_dirty = True
         self.last_res_sent = 0.0
         self.removed_pgs = collections.OrderedDict()   # hex ids of removed placement groups
+        # runtime envs (docs/runtime_env.md): set up off this loop, once per node
+        from pyray._private.runtime_env.node_setup import EnvManager
+        self.envs = EnvManager(self.ctx, self.session_dir, args.gcs_address, self.addr)
+        self.env_markers = {}       # env hash -> the marker it came with
         self.handlers = {
             Op.REGISTER_WORKER: self.h_register_worker,
             Op.REQUEST_LEASE: self.h_request_lease,
@@ -136,6 +141,7 @@ class Raylet(Server):
             Op.OWNER_DIED: self.h_owner_died,
         }
         self.watch(self.pool.fd, self.on_zygote_events)
+        self.watch(self.envs.wake_r, self.on_env_setup)
         self.every(config.heartbeat_interval_s, self.tick, first=0.0)
         self.oom_killed = {}        # worker id -> why the memory monitor killed it
         self.oom_pending = None     # (worker id, when) of the last one, until it exits
@@ -168,13 +174,19 @@ class Raylet(Server):
         if version != PROTOCOL_VERSION or self.pool.get(wid) is None:
             log.warning("refused worker %s (protocol %s)", wid.hex(), version)
             return
-        self.pool.register(wid, pid, task_addr, ctl_addr, chan_path)
+        w = self.pool.register(wid, pid, task_addr, ctl_addr, chan_path)
+        if w is not None and w.env is not None:
+            self.envs.worker_started(w.env)
         self.schedule()
 
     def h_request_lease(self, msg, frames):
         _, req_id, owner, shape, job_id, driver_addr, key = REQUEST_LEASE.parse(msg)
         check_request(owner, shape, key)
         req = Request(req_id, owner, shape, job_id, driver_addr, key)
+        env = env_of_key(key)
+        if env is not None:
+            req.env = env[1]
+            self.env_markers[env[1]] = env
         route = cv.parse_key(key)
         if route is not None:
             req.route = route
@@ -188,6 +200,10 @@ class Raylet(Server):
             REQUEST_LEASE_SPILLED.parse(msg)
         check_request(owner, shape, key)
         req = Request(req_id, owner, shape, job_id, driver_addr, key)
+        env = env_of_key(key)
+        if env is not None:
+            req.env = env[1]
+            self.env_markers[env[1]] = env
         req.route = cv.parse_key(key) or (None, None)
         req.mode = mode if mode in (cv.QUEUE, cv.GRANT_OR_REJECT) else cv.GRANT_OR_REJECT
         req.origin = origin if origin != self.node_id else None
@@ -306,8 +322,9 @@ class Raylet(Server):
         if not self.requests:
             return
         requests = self.requests
+        env_need = {}
         actions, spawn, blocked = sched.plan(requests, self.res, self.view, self.pool.take_idle,
-                                             self.pool.starting, self.removed_pgs)
+                                             self.pool.starting, self.removed_pgs, env_need)
         send = self.out.send
         for code, key, req, arg, extra in actions:
             if code == sched.GRANT:
@@ -334,9 +351,33 @@ class Raylet(Server):
                 self._refresh_view()
         if spawn:
             self.pool.spawn_more(spawn)
+        if env_need:
+            self._env_workers(env_need)
         if blocked:
             for lease in sched.reclaim(blocked, self.leases.values()):
                 send(lease.owner, RECLAIM_LEASE.make(lease.lease_id))
+
+    # ---- runtime envs (docs/runtime_env.md) ---------------------------------
+    def _env_workers(self, env_need):
+        """Requests of runtime envs wait for workers: start them once the
+        env is set up on this node; fail them if it cannot be."""
+        from pyray._private.runtime_env.node_setup import FAILED, READY
+        for h, n in env_need.items():
+            st = self.envs.state(self.env_markers[h])
+            if st.status == READY:
+                for _ in range(n - self.pool.starting_env.get(h, 0)):
+                    self.pool.spawn_env(h, st.context)
+            elif st.status == FAILED:
+                payload = errors.encode(st.error)
+                for k in [k for k, r in self.requests.items() if r.env == h]:
+                    req = self.requests.pop(k)
+                    self.out.send(req.owner, LEASE_FAILED.make(req.req_id, str(st.error),
+                                                               payload))
+
+    def on_env_setup(self):
+        """A runtime env's setup ended (ready or failed)."""
+        self.envs.drain_wakeups()
+        self.schedule()
 
     def _grant(self, req, w, gpu_ids):
         self.lease_counter += 1
@@ -406,6 +447,9 @@ class Raylet(Server):
         if isinstance(req_id, tuple) and req_id[:1] == ("hb",):
             if ok:
                 self._gcs_answered(payload)
+            return
+        if isinstance(req_id, tuple) and req_id[:1] == ("rte",):
+            self.envs.on_response(req_id, ok, payload)
             return
         if self.registration is not None and req_id == self.registration[0]:
             ready_fd, self.registration = self.registration[1], None
@@ -483,6 +527,8 @@ class Raylet(Server):
         oom = self.oom_killed.pop(wid, None)
         if self.oom_pending is not None and self.oom_pending[0] == wid:
             self.oom_pending = None
+        if w.env is not None and w.state == "starting":
+            self.envs.worker_start_failed(w.env, wid.hex()[:12])
         if w.lease_id is not None:
             lease = self.leases.pop(w.lease_id, None)
             if lease is not None:
@@ -574,6 +620,8 @@ class Raylet(Server):
         self.report_resources(now, force=True)
         self._gcs_tick(now)
         self.pool.maintain(now)
+        if self.envs.envs and self.requests:
+            self.schedule()      # a runtime env's setup past its deadline fails its requests
         if self.view_refresh is not None and now - self.view_refresh[1] > 2.0:
             self.view_refresh = None     # the GCS did not answer: decide anyway
             self.view.seq += 1
@@ -591,6 +639,7 @@ class Raylet(Server):
 
     def close(self):
         self.pool.stop()
+        self.envs.close()
         self.objects.stop()
         if self.config.object_spilling_directory:
             import shutil

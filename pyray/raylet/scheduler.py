@@ -34,7 +34,7 @@ GRANT, SPILL, REJECT, FAIL, PG_REMOVED, INFEASIBLE, REFRESH = range(7)
 class Request:
     """A queued lease request, and what the planner remembers about it."""
     __slots__ = ("req_id", "owner", "shape", "job_id", "driver_addr", "key", "warned",
-                 "reclaimed", "route", "mode", "origin", "view_seq")
+                 "reclaimed", "route", "mode", "origin", "view_seq", "env")
 
     def __init__(self, req_id, owner, shape, job_id, driver_addr, key):
         self.req_id = req_id
@@ -49,16 +49,20 @@ class Request:
         self.mode = None            # how another raylet sent it here (cluster_view)
         self.origin = None          # the node of the raylet that sent it here
         self.view_seq = 0           # the cluster view's seq when it arrived
+        self.env = None             # its runtime env's hash (None: the default env)
 
 
-def plan(requests, res, view, take_idle, starting, removed_pgs):
+def plan(requests, res, view, take_idle, starting, removed_pgs, env_need=None):
     """Decides what happens now to each queued request.
 
     requests: {key: Request} in arrival order.  res: the node's
     NodeResources.  view: the ClusterView.  take_idle(job_id): an idle
     worker for that job, taken out of the idle queue, or None.  starting:
     workers started and not registered yet.  removed_pgs: hex ids of
-    removed placement groups.
+    removed placement groups.  env_need: a dict filled with {runtime env
+    hash: requests of that env waiting for a worker} (take_idle is then
+    called as take_idle(job_id, env hash)); their workers are started by
+    the raylet once the env is set up, not counted in ``spawn``.
 
     Returns (actions, spawn, blocked): actions are tuples ``(code, key,
     request, arg, extra)`` in order -- GRANT: (worker, gpu ids); SPILL: (peer,
@@ -103,9 +107,13 @@ def plan(requests, res, view, take_idle, starting, removed_pgs):
                     continue
             blocked.append(req)
             continue
-        w = take_idle(req.job_id)
+        env = req.env
+        w = take_idle(req.job_id) if env is None else take_idle(req.job_id, env)
         if w is None:
-            need_workers += 1
+            if env is None:
+                need_workers += 1
+            elif env_need is not None:
+                env_need[env] = env_need.get(env, 0) + 1
             continue
         actions.append((GRANT, key, req, w, res.acquire(req.shape)))
     return actions, max(0, need_workers - starting), blocked

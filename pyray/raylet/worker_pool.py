@@ -19,7 +19,7 @@ IDLE, LEASED, STARTING, STOPPING = "idle", "leased", "starting", "stopping"
 
 class WorkerInfo:
     __slots__ = ("worker_id", "pid", "task_addr", "ctl_addr", "state", "job_id", "lease_id",
-                 "idle_since", "chan_path")
+                 "idle_since", "chan_path", "env")
 
     def __init__(self, worker_id):
         self.worker_id = worker_id
@@ -31,6 +31,7 @@ class WorkerInfo:
         self.job_id = None
         self.lease_id = None
         self.idle_since = time.monotonic()
+        self.env = None             # the hash of its runtime env (None: the default)
 
 
 class WorkerPool:
@@ -41,6 +42,10 @@ class WorkerPool:
         self.workers = {}                    # worker id -> WorkerInfo
         self.idle = collections.deque()      # worker ids, longest idle first
         self.starting = 0                    # spawned, not registered yet
+        # workers of runtime envs (docs/runtime_env.md), by env hash: idle
+        # ones, and how many are starting; the default env's are above
+        self.idle_env = {}
+        self.starting_env = {}
 
     @property
     def fd(self):
@@ -57,6 +62,14 @@ class WorkerPool:
         self.workers[wid] = WorkerInfo(wid)
         self.starting += 1
         self.zygote.spawn(wid)
+
+    def spawn_env(self, env_hash, context):
+        """Starts a worker for a runtime env (context: what it enters)."""
+        wid = ids.random_id()
+        w = self.workers[wid] = WorkerInfo(wid)
+        w.env = env_hash
+        self.starting_env[env_hash] = self.starting_env.get(env_hash, 0) + 1
+        self.zygote.spawn(wid, context)
 
     def spawn_more(self, n):
         for _ in range(n):
@@ -82,19 +95,35 @@ class WorkerPool:
         w.ctl_addr = ctl_addr
         w.chan_path = chan_path
         if w.state == STARTING:
-            self.starting -= 1
+            self._started(w)
         self.make_idle(w)
         return w
+
+    def _started(self, w):
+        if w.env is None:
+            self.starting -= 1
+        else:
+            left = self.starting_env.get(w.env, 0) - 1
+            if left > 0:
+                self.starting_env[w.env] = left
+            else:
+                self.starting_env.pop(w.env, None)
 
     def make_idle(self, w):
         w.state = IDLE
         w.idle_since = time.monotonic()
-        self.idle.append(w.worker_id)
+        if w.env is None:
+            self.idle.append(w.worker_id)
+        else:
+            self.idle_env.setdefault(w.env, collections.deque()).append(w.worker_id)
 
-    def take_idle(self, job_id):
+    def take_idle(self, job_id, env=None):
         """An idle worker for a lease of `job_id` (one that never ran
-        another job's work), or None; it leaves the idle queue."""
-        idle = self.idle
+        another job's work) in runtime env `env` (a hash; None: the
+        default), or None; it leaves the idle queue."""
+        idle = self.idle if env is None else self.idle_env.get(env)
+        if not idle:
+            return None
         workers = self.workers
         for _ in range(len(idle)):
             wid = idle.popleft()
@@ -139,13 +168,18 @@ class WorkerPool:
     def _exited(self, wid):
         w = self.workers.pop(wid, None)
         if w is not None and w.state == STARTING:
-            self.starting -= 1
+            self._started(w)
         return w
 
     def maintain(self, now):
         """Stops idle workers beyond the pool's size that idled too long."""
         workers = self.workers
-        idle = [workers[w] for w in self.idle if w in workers and workers[w].state == IDLE]
+        ids_ = list(self.idle)
+        for q in self.idle_env.values():
+            ids_.extend(q)
+        idle = [workers[w] for w in ids_ if w in workers and workers[w].state == IDLE]
+        # runtime-env workers go first, then the longest idle
+        idle.sort(key=lambda w: (w.env is None, w.idle_since))
         extra = len(workers) - self.size
         for w in idle:
             if extra <= 0:

@@ -90,8 +90,12 @@ class Zygote:
         self.reader = MsgReader(ev_r)
         self.fd = ev_r
 
-    def spawn(self, worker_id):
-        write_msg(self.cmd_w, ("spawn", worker_id))
+    def spawn(self, worker_id, env=None):
+        """env: the worker context of a runtime env (runtime_env/node_setup.py)."""
+        if env is None:
+            write_msg(self.cmd_w, ("spawn", worker_id))
+        else:
+            write_msg(self.cmd_w, ("spawn", worker_id, env))
 
     def update_node(self, fields):
         """Node facts learnt after the fork (tcp addresses), for later workers."""
@@ -188,6 +192,9 @@ def _zygote_main(cmd_r, ev_w, entry_args):
                     set_pdeathsig(signal.SIGKILL)
                     if os.getppid() != me:
                         os._exit(0)     # the zygote died before the line above
+                    if len(m) > 2:
+                        from pyray._private.runtime_env.worker import enter
+                        enter(m[2], (wid, node, config, session_dir, log_path))
                     worker_entry(wid, node, config, session_dir, log_path)
                     os._exit(0)
                 children[pid] = wid
