@@ -4,7 +4,14 @@
 max_concurrency=1 (the default for sync actors): calls run on the worker's
 main thread, one at a time, in arrival order.  max_concurrency=N: calls run
 on N threads.  An actor with async methods runs them on one event loop,
-at most max_concurrency at once (default 1000)."""
+at most max_concurrency at once (default 1000).
+
+Concurrency groups (``concurrency_groups={"io": 2}`` on the class,
+``@method(concurrency_group="io")`` or ``.options(concurrency_group=)`` on a
+call): each group has a thread pool of its own of that size (threaded
+actors), or a semaphore of its own on the event loop (async actors); calls
+of no group share the default group, of size max_concurrency.  An actor with
+groups always runs its calls on threads, never on the main thread."""
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +35,12 @@ class ActorInstance:
         self.restarts = restarts
         self.max_concurrency = options.get("max_concurrency", 1)
         self.is_async = options.get("is_async", False)
-        self.concurrent = self.is_async or self.max_concurrency > 1
+        self.groups = dict(options.get("concurrency_groups") or {})
+        self.method_groups = _method_groups(cls)
+        self.concurrent = self.is_async or self.max_concurrency > 1 or bool(self.groups)
         self.pool = None
+        self.pools = {}                      # concurrency group -> its thread pool
+        self.sems = {}                       # concurrency group -> its semaphore (async)
         self.loop = None
         self.inflight = 0                    # calls handed to threads or the loop
         self.exited = False                  # exit_actor() was called: start no more calls
@@ -42,12 +53,16 @@ class ActorInstance:
                                  name="pyray-actor-loop", daemon=True)
             t.start()
             started.wait()
-        elif self.max_concurrency > 1:
+        elif self.concurrent:
             self.pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="pyray-actor")
+            for g, n in self.groups.items():
+                self.pools[g] = ThreadPoolExecutor(n, thread_name_prefix=f"pyray-actor-{g}")
 
     def _run_loop(self, started):
         asyncio.set_event_loop(self.loop)
         self.sem = asyncio.Semaphore(self.max_concurrency)
+        for g, n in self.groups.items():
+            self.sems[g] = asyncio.Semaphore(n)
         started.set()
         self.loop.run_forever()
 
@@ -69,12 +84,20 @@ class ActorInstance:
         if self.runtime.exiting:
             self._refuse(call)      # arrived after exit_actor() or the terminate message
             return
+        group = call.group
+        if group is not None and group not in self.groups:
+            rt = self.runtime
+            err = ValueError(f"The actor has no concurrency group {group!r} (its groups: "
+                             f"{sorted(self.groups)}).")
+            rt.send_replies(call.dest, [rt.error_reply(call, _task_error(call.name, err),
+                                                       False)])
+            return
         with self.idle:
             self.inflight += 1
         if self.loop is not None:
             asyncio.run_coroutine_threadsafe(self._run_async(call), self.loop)
         else:
-            self.pool.submit(self._run_threaded, call)
+            (self.pool if group is None else self.pools[group]).submit(self._run_threaded, call)
 
     def _done(self, call, result, err):
         rt = self.runtime
@@ -101,7 +124,8 @@ class ActorInstance:
         self._done(call, result, err)
 
     async def _run_async(self, call):
-        async with self.sem:
+        group = call.group
+        async with (self.sem if group is None else self.sems[group]):
             if self.exited:
                 self._refuse(call)
                 return self._done(None, None, None)
@@ -157,3 +181,18 @@ class ActorInstance:
         import time
         time.sleep(0.02)
         os._exit(0)
+
+
+def _method_groups(cls):
+    """method name -> the concurrency group it was declared in (@method)."""
+    out = {}
+    for name, fn in inspect.getmembers(cls, predicate=callable):
+        g = getattr(fn, "__pyray_method_options__", {}).get("concurrency_group")
+        if g is not None:
+            out[name] = g
+    return out
+
+
+def _task_error(name, err):
+    from pyray._private.task_executor import _task_error as wrap
+    return wrap(name, err)

@@ -160,7 +160,8 @@ _def(10, "PUSH_TASK",
      "data: pickled (args, kwargs) with nbuf out-of-band frames (-1: none); "
      "resolved: {oid: (kind, payload)} of arguments the owner already has; "
      "job: the job's config on a lease's first task; actor: the actor id or None; "
-     "extra: actor-task details ('create', options, restarts) or per-call fields")
+     "extra: actor-task details ('create', options, restarts) or per-call fields; "
+     "shape: the task's resources (an actor call: its concurrency group or None)")
 _def(11, "TASK_REPLIES", "worker_id replies", "worker -> owner: results of finished tasks")
 _def(12, "GET_OBJECT", "oid reply_to", "borrower -> owner: send me this object (OBJECT_VALUE)")
 _def(13, "OBJECT_VALUE", "oid kind payload", "owner -> borrower: the value, where it is, or the error")

@@ -137,6 +137,63 @@ def serialize_args(args, kwargs, name):
         raise TypeError(f"Could not serialize the arguments of {name}: {err}") from err
 
 
+_POS_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_NO_DEFAULT = inspect.Parameter.empty
+
+
+def signature_params(fn, drop_first=False):
+    """A picklable description of fn's parameters, (name, kind, has_default)
+    for each, or None where calls cannot be checked (no signature, or one
+    that takes anything)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    params = list(sig.parameters.values())
+    if drop_first and params and params[0].kind in _POS_KINDS:
+        params = params[1:]
+    kinds = {p.kind for p in params}
+    if inspect.Parameter.VAR_POSITIONAL in kinds and inspect.Parameter.VAR_KEYWORD in kinds \
+            and all(p.default is not _NO_DEFAULT for p in params
+                    if p.kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                      inspect.Parameter.VAR_KEYWORD)):
+        return None
+    return tuple((p.name, int(p.kind), p.default is not _NO_DEFAULT) for p in params)
+
+
+class ArgChecker:
+    """Checks a call's arguments against a signature at `.remote()`, as the
+    function itself would (TypeError in the caller, not in the worker).
+
+    The common call (positional arguments only, as many as the function
+    takes) is accepted by a count; anything else is bound to the signature."""
+    __slots__ = ("lo", "hi", "sig")
+
+    def __init__(self, params):
+        P = inspect.Parameter
+        kind_of = type(P.POSITIONAL_ONLY)
+        self.sig = inspect.Signature([
+            P(name, kind_of(kind), default=None if has_default else _NO_DEFAULT)
+            for name, kind, has_default in params])
+        pos = [p for p in params if p[1] in _POS_KINDS]
+        required_kw = any(p[1] == P.KEYWORD_ONLY and not p[2] for p in params)
+        self.lo = sum(1 for p in pos if not p[2])
+        self.hi = -1 if required_kw else (
+            1 << 30 if any(p[1] == P.VAR_POSITIONAL for p in params) else len(pos))
+
+    def __call__(self, args, kwargs):
+        if not kwargs and self.lo <= len(args) <= self.hi:
+            return
+        try:
+            self.sig.bind(*args, **kwargs)
+        except TypeError as err:
+            raise TypeError(str(err)) from None
+
+
+def arg_checker(params):
+    return None if params is None else ArgChecker(params)
+
+
 def returned(refs, num_returns):
     """What `.remote()` gives back: one ref, None, or the list of refs."""
     if num_returns == 1:
@@ -181,6 +238,7 @@ class RemoteFunction:
         self._name = getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
         self._options = options
         self._desc = None
+        self._check_args = arg_checker(signature_params(fn))
         self._prepare()
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self._name)
@@ -269,6 +327,9 @@ class RemoteFunction:
             placed = self._in_parent_group(cw)
             if placed is not None:
                 return placed.remote(*args, **kwargs)
+        check = self._check_args
+        if check is not None:
+            check(args, kwargs)
         mr = self._max_retries
         if mr is None:
             mr = cw.config.task_max_retries

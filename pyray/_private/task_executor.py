@@ -65,7 +65,7 @@ class TaskContext:
 class Call:
     """A task between arrival and reply."""
     __slots__ = ("task_id", "name", "owner", "return_ids", "extra", "ctx", "fn", "args",
-                 "kwargs", "reply", "dest")
+                 "kwargs", "reply", "dest", "group")
 
     def __init__(self, task_id, name, owner, return_ids, extra, ctx):
         self.task_id = task_id
@@ -79,6 +79,7 @@ class Call:
         self.kwargs = {}
         self.reply = None
         self.dest = owner
+        self.group = None       # an actor call's concurrency group
 
 
 class _DriverStream(io.TextIOBase):
@@ -340,6 +341,9 @@ class TaskExecutor:
             return None
         if job is not None and self.job_id is None:
             self._apply_job(job)
+        group = None
+        if actor is not None and extra is None:
+            group, shape = shape, None      # an actor call carries its concurrency group
         if type(shape) is not dict and captures_children(shape):
             # its tasks and actors join its placement group from now on
             self.cw.pg_capture = True
@@ -366,6 +370,7 @@ class TaskExecutor:
                     self.exiting = True
                     return None
                 call.fn = getattr(self.actor.obj, fn_id)
+                call.group = group or self.actor.method_groups.get(fn_id)
             else:
                 call.fn = self._load_fn(fn_id, fn_bytes)
                 if extra is not None and extra[0] == "create":

@@ -282,7 +282,10 @@ class TaskSubmitter:
             if retry and spec.retries_left != 0 and not spec.cancelled and \
                     self._should_retry_exception(spec, results):
                 spec.retries_left -= 1
-                self._key_state(spec).queue.appendleft(spec)
+                if spec.actor is not None:
+                    self._retry_actor_task(spec)
+                else:
+                    self._key_state(spec).queue.appendleft(spec)
                 continue
             self.tasks_by_id.pop(task_id, None)
             for oid, kind, payload in results:
