@@ -43,6 +43,8 @@ class ActorInstance:
         self.sems = {}                       # concurrency group -> its semaphore (async)
         self.loop = None
         self.inflight = 0                    # calls handed to threads or the loop
+        self.calls = {}                      # task id -> its future, for those
+        self.cancelled_calls = set()         # calls cancel() asked about: they reply cancelled
         self.exited = False                  # exit_actor() was called: start no more calls
         self.exit_started = False
         self.idle = threading.Condition()
@@ -94,14 +96,33 @@ class ActorInstance:
             return
         with self.idle:
             self.inflight += 1
-        if self.loop is not None:
-            asyncio.run_coroutine_threadsafe(self._run_async(call), self.loop)
-        else:
-            (self.pool if group is None else self.pools[group]).submit(self._run_threaded, call)
+            if self.loop is not None:
+                fut = asyncio.run_coroutine_threadsafe(self._run_async(call), self.loop)
+            else:
+                fut = (self.pool if group is None else self.pools[group]).submit(
+                    self._run_threaded, call)
+            self.calls[call.task_id] = fut
+
+    def cancel(self, task_id):
+        """cancel() of a call of this actor that has arrived: it replies
+        TaskCancelledError.  One that has not started never runs; a running
+        one is not interrupted (an actor has state), except an async call,
+        whose asyncio task is cancelled.  False if no such call is here."""
+        rt = self.runtime
+        with self.idle:
+            fut = self.calls.get(task_id)
+            if fut is None and rt.running_task_id != task_id:
+                return False
+            self.cancelled_calls.add(task_id)
+        if fut is not None and self.loop is not None:
+            fut.cancel()
+        return True
 
     def _done(self, call, result, err):
         rt = self.runtime
         if call is not None:
+            with self.idle:
+                self.calls.pop(call.task_id, None)
             rt.send_replies(call.dest, [rt.complete(call, result, err)])
         with self.idle:
             self.inflight -= 1
@@ -113,6 +134,8 @@ class ActorInstance:
         if self.exited:
             self._refuse(call)
             return self._done(None, None, None)
+        if call.task_id in self.cancelled_calls:
+            return self._done(call, None, exc.TaskCancelledError(call.task_id.hex()))
         token = running_call.set(call.ctx)
         try:
             result, err = call.fn(*call.args, **call.kwargs), None
@@ -125,12 +148,20 @@ class ActorInstance:
 
     async def _run_async(self, call):
         group = call.group
+        try:
+            await self._run_async_in_group(call, group)
+        except asyncio.CancelledError:      # cancel() while it waited for its turn
+            self._done(call, None, exc.TaskCancelledError(call.task_id.hex()))
+
+    async def _run_async_in_group(self, call, group):
         async with (self.sem if group is None else self.sems[group]):
             if self.exited:
                 self._refuse(call)
                 return self._done(None, None, None)
             running_call.set(call.ctx)      # this coroutine's own context
             try:
+                if call.task_id in self.cancelled_calls:
+                    raise exc.TaskCancelledError(call.task_id.hex())
                 result = call.fn(*call.args, **call.kwargs)
                 if inspect.isawaitable(result):
                     result = await result

@@ -198,13 +198,13 @@ class ActorSubmitter:
                              self.addr, 1, None, None, ac.actor_id, None, None)
         self._send_task(ac.channel, ac.task_addr, msg, None)
 
-    def _cancel_actor_task(self, spec):
+    def _cancel_actor_task(self, spec, recursive=True):
         """cancel() of an actor call: asked of the actor if it runs there,
         else it fails here."""
         task_id = spec.task_id
         ac = self.actors.get(spec.actor)
         if ac is not None and task_id in ac.inflight:
-            self.out.send(ac.ctl_addr, CANCEL_TASK.make(task_id, False))
+            self.out.send(ac.ctl_addr, CANCEL_TASK.make(task_id, False, bool(recursive)))
             return
         if ac is not None:
             try:

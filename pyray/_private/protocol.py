@@ -168,7 +168,9 @@ _def(13, "OBJECT_VALUE", "oid kind payload", "owner -> borrower: the value, wher
 _def(14, "ADD_BORROWER", "oids borrower", "borrower -> owner: these refs are held here too")
 _def(15, "REMOVE_BORROWER", "oids borrower", "borrower -> owner: no longer held here")
 _def(16, "RELEASE_CONTAINED", "oids", "outer object's owner -> inner's owner: the outer objects are gone")
-_def(17, "CANCEL_TASK", "task_id force", "owner -> worker")
+_def(17, "CANCEL_TASK", "task_id force recursive",
+     "owner -> worker: interrupt this task (force: end the worker); recursive: cancel the "
+     "tasks it submitted too")
 _def(18, "LOG_LINES", "prefix is_err text", "worker -> driver: printed output")
 _def(19, "WAKE", "", "to oneself: look at the send queues again")
 

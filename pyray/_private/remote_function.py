@@ -166,8 +166,10 @@ class ArgChecker:
     function itself would (TypeError in the caller, not in the worker).
 
     The common call (positional arguments only, as many as the function
-    takes) is accepted by a count; anything else is bound to the signature."""
-    __slots__ = ("lo", "hi", "sig")
+    takes) is accepted by a count; anything else is bound to the signature
+    once per shape (how many positional arguments, which keywords): whether
+    binding succeeds depends on nothing else."""
+    __slots__ = ("lo", "hi", "sig", "ok")
 
     def __init__(self, params):
         P = inspect.Parameter
@@ -177,17 +179,26 @@ class ArgChecker:
             for name, kind, has_default in params])
         pos = [p for p in params if p[1] in _POS_KINDS]
         required_kw = any(p[1] == P.KEYWORD_ONLY and not p[2] for p in params)
+        self.ok = set()         # call shapes already bound successfully
         self.lo = sum(1 for p in pos if not p[2])
         self.hi = -1 if required_kw else (
             1 << 30 if any(p[1] == P.VAR_POSITIONAL for p in params) else len(pos))
 
     def __call__(self, args, kwargs):
-        if not kwargs and self.lo <= len(args) <= self.hi:
+        if not kwargs:
+            if self.lo <= len(args) <= self.hi:
+                return
+            shape = len(args)
+        else:
+            shape = (len(args), *kwargs)
+        if shape in self.ok:
             return
         try:
             self.sig.bind(*args, **kwargs)
         except TypeError as err:
             raise TypeError(str(err)) from None
+        if len(self.ok) < 64:
+            self.ok.add(shape)
 
 
 def arg_checker(params):

@@ -18,11 +18,11 @@ borrowers asking for objects it owns, cancellation).
 from __future__ import annotations
 
 import collections
-import ctypes
 import io
 import logging
 import os
 import pickle
+import signal
 import sys
 import threading
 import traceback
@@ -159,6 +159,7 @@ class TaskExecutor:
         self.cancelled = set()
         self.replies = {}
         self.running_task_id = None
+        self.cancel_pending = None      # the running task's id once cancel() asked to interrupt it
         self.gpu_ids = None
         self.actor = None           # an ActorInstance (actor_executor.py) once this worker hosts an actor
         # (task id, reply) of the actor creation task this worker ran: a GCS
@@ -166,6 +167,10 @@ class TaskExecutor:
         self.created = None
         self.exiting = False
         self.main_thread_id = threading.get_ident()
+        # cancel() interrupts the running task with SIGINT sent to the main
+        # thread (it also ends a blocking call such as sleep); workers ignore
+        # SIGINT otherwise
+        signal.signal(signal.SIGINT, self._on_cancel_signal)
         ctx.core_worker = self.cw
         ctx.mode = "worker"
         ctx.node = node
@@ -413,6 +418,10 @@ class TaskExecutor:
     def complete(self, call, result, err):
         """Builds the reply of a finished call (result or exception)."""
         call.args = call.kwargs = None
+        if self.actor is not None and self.actor.cancelled_calls and \
+                call.task_id in self.actor.cancelled_calls:
+            self.actor.cancelled_calls.discard(call.task_id)
+            result, err = None, exc.TaskCancelledError(call.task_id.hex())
         if err is None:
             try:
                 results, contained_at = self._store_returns(call.task_id, call.name, result,
@@ -497,14 +506,39 @@ class TaskExecutor:
 
     # ------------------------------------------------------------------
     def _h_cancel(self, msg, frames):
-        _, task_id, force = CANCEL_TASK.parse(msg)
+        _, task_id, force, recursive = CANCEL_TASK.parse(msg)
+        if recursive and self.actor is None and self.running_task_id == task_id:
+            self._cancel_children(task_id)
+        actor = self.actor
+        if actor is not None and actor.cancel(task_id):
+            return      # an actor call: not interrupted (async: its asyncio task is)
         if self.running_task_id == task_id:
             if force:
                 os._exit(1)
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(self.main_thread_id), ctypes.py_object(KeyboardInterrupt))
+            self.cancel_pending = task_id
+            signal.pthread_kill(self.main_thread_id, signal.SIGINT)
         else:
             self.cancelled.add(task_id)
+
+    def _on_cancel_signal(self, signum, frame):
+        task_id = self.cancel_pending
+        if task_id is not None and task_id == self.running_task_id:
+            self.cancel_pending = None
+            raise KeyboardInterrupt(f"task {task_id.hex()} was cancelled")
+
+    def _cancel_children(self, task_id):
+        """recursive=True: the tasks this worker submitted and still waits
+        on are cancelled too (a worker runs one task at a time, so they are
+        the cancelled task's, or those of tasks before it that were left
+        behind)."""
+        cw = self.cw
+        with cw.lock:
+            children = [t for t, spec in cw.tasks_by_id.items() if not spec.cancelled]
+        for child in children:
+            try:
+                cw.cancel_task(child, False, True)
+            except Exception as err:  # noqa: BLE001 - the parent's cancel goes on
+                log.warning("could not cancel child task %s: %s", child.hex(), err)
 
 
 def _task_error(name, err):

@@ -81,3 +81,167 @@ def test_async_def_task(ray_start):
     with pytest.raises(KeyError):
         pyray.get(coro_raises.remote(), timeout=T)
     assert pyray.get(sleeps.remote(3), timeout=T) == 3
+
+
+# ---------------------------------------------------------------------------
+# cancel
+# ---------------------------------------------------------------------------
+@pyray.remote
+def sleep_then_touch(seconds, path=None, started=None):
+    import pathlib
+    import time
+    if started:
+        pathlib.Path(started).touch()
+    time.sleep(seconds)
+    if path:
+        pathlib.Path(path).touch()
+    return "finished"
+
+
+def _wait_file(path, timeout=T):
+    import os
+    import time
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_cancel_running_task_interrupts_blocking_call(ray_start, tmp_path):
+    import time
+    started = str(tmp_path / "started")
+    ref = sleep_then_touch.remote(60, None, started)
+    _wait_file(started)
+    t0 = time.monotonic()
+    pyray.cancel(ref)
+    with pytest.raises(pyray.exceptions.TaskCancelledError):
+        pyray.get(ref, timeout=T)
+    assert time.monotonic() - t0 < 10       # time.sleep(60) was interrupted
+    # the worker survives and runs the next task
+    assert pyray.get(two.remote(1), timeout=T) == 2
+
+
+def test_cancel_queued_task_never_runs(ray_start, tmp_path):
+    import os
+    import time
+    started = str(tmp_path / "blocker")
+    blocker = sleep_then_touch.options(num_cpus=2).remote(1.5, None, started)
+    _wait_file(started)
+    ran = str(tmp_path / "ran")
+    queued = sleep_then_touch.remote(0, ran)
+    pyray.cancel(queued)
+    with pytest.raises(pyray.exceptions.TaskCancelledError):
+        pyray.get(queued, timeout=T)
+    assert pyray.get(blocker, timeout=T) == "finished"
+    time.sleep(0.3)
+    assert not os.path.exists(ran)
+    pyray.cancel(blocker)           # finished: nothing happens
+    assert pyray.get(blocker, timeout=T) == "finished"
+
+
+def test_cancel_force_kills_the_task(ray_start, tmp_path):
+    started = str(tmp_path / "started")
+    ref = sleep_then_touch.remote(60, None, started)
+    _wait_file(started)
+    pyray.cancel(ref, force=True)
+    with pytest.raises((pyray.exceptions.TaskCancelledError,
+                        pyray.exceptions.WorkerCrashedError)):
+        pyray.get(ref, timeout=T)
+
+
+def test_cancel_needs_an_object_ref(ray_start):
+    with pytest.raises(TypeError):
+        pyray.cancel("not a ref")
+
+
+@pyray.remote
+def parent_of(path, started, seconds):
+    child = sleep_then_touch.options(num_cpus=0).remote(seconds, path)
+    import pathlib
+    pathlib.Path(started).touch()
+    return pyray.get(child)
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+def test_cancel_recursive(ray_start, tmp_path, recursive):
+    import os
+    import time
+    path, started = str(tmp_path / "child-done"), str(tmp_path / "started")
+    ref = parent_of.options(num_cpus=0).remote(path, started, 1.5)
+    _wait_file(started)
+    time.sleep(0.3)                 # the child has been submitted and runs
+    pyray.cancel(ref, recursive=recursive)
+    with pytest.raises(pyray.exceptions.TaskCancelledError):
+        pyray.get(ref, timeout=T)
+    if recursive:
+        time.sleep(2.5)
+        assert not os.path.exists(path), "the child ran to the end"
+    else:
+        _wait_file(path)            # left alone, the child finishes
+
+
+@pyray.remote(num_cpus=0)
+class Sleeper:
+    def __init__(self):
+        self.finished = []
+
+    def nap(self, key, seconds, started=None):
+        import pathlib
+        import time
+        if started:
+            pathlib.Path(started).touch()
+        time.sleep(seconds)
+        self.finished.append(key)
+        return key
+
+    def done(self):
+        return list(self.finished)
+
+
+@pyray.remote(num_cpus=0)
+class AsyncSleeper:
+    def __init__(self):
+        self.cancelled = 0
+
+    async def nap(self, seconds, started=None):
+        if started:
+            import pathlib
+            pathlib.Path(started).touch()
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return "slept"
+
+    async def count(self):
+        return self.cancelled
+
+
+def test_cancel_actor_tasks(ray_start, tmp_path):
+    a = Sleeper.remote()
+    started = str(tmp_path / "started")
+    running = a.nap.remote("running", 1.0, started)
+    queued = a.nap.remote("queued", 0)
+    _wait_file(started)
+    with pytest.raises(ValueError, match="force=True is not supported for actor tasks"):
+        pyray.cancel(running, force=True)
+    pyray.cancel(queued)
+    pyray.cancel(running)
+    for ref in (queued, running):
+        with pytest.raises(pyray.exceptions.TaskCancelledError):
+            pyray.get(ref, timeout=T)
+    # a running call of a sync actor is not interrupted; a queued one never runs
+    assert pyray.get(a.done.remote(), timeout=T) == ["running"]
+
+
+def test_cancel_async_actor_task(ray_start, tmp_path):
+    a = AsyncSleeper.remote()
+    started = str(tmp_path / "started")
+    ref = a.nap.remote(60, started)
+    _wait_file(started)
+    pyray.cancel(ref)
+    with pytest.raises(pyray.exceptions.TaskCancelledError):
+        pyray.get(ref, timeout=T)
+    assert pyray.get(a.count.remote(), timeout=T) == 1
+    assert pyray.get(a.nap.remote(0), timeout=T) == "slept"
