@@ -345,3 +345,110 @@ def test_get_if_exists(ray_start):
     assert pyray.get([a.value.remote(), b.value.remote()], timeout=T) == [1, 1]
     with pytest.raises(ValueError):
         Named.options(name="details-gie").remote(3)
+
+
+# ---------------------------------------------------------------------------
+# ActorPool
+# ---------------------------------------------------------------------------
+@pyray.remote(num_cpus=0)
+class Worker:
+    def __init__(self):
+        self.seen = []
+
+    def double(self, v, delay=0.0):
+        self.seen.append(v)
+        time.sleep(delay)
+        return 2 * v
+
+    @pyray.method(num_returns=2)
+    def pair(self, v):
+        return v, -v
+
+    def seen_values(self):
+        return list(self.seen)
+
+    def die(self):
+        import os
+        os._exit(1)
+
+
+def test_actor_pool_map_submits_eagerly(ray_start):
+    from pyray.util import ActorPool
+    actors = [Worker.remote(), Worker.remote()]
+    pool = ActorPool(actors)
+    gen = pool.map(lambda a, v: a.double.remote(v), [1, 2, 3])
+    # the first two went out when map() was called, before any iteration
+    seen = sorted(pyray.get([a.seen_values.remote() for a in actors], timeout=T),
+                  key=len)
+    assert sorted(v for s in seen for v in s) == [1, 2]
+    assert list(gen) == [2, 4, 6]
+    assert sorted(pool.map_unordered(lambda a, v: a.double.remote(v), [5, 6])) == [10, 12]
+
+
+def test_actor_pool_free_push_pop(ray_start):
+    from pyray.util import ActorPool
+    a, b = Worker.remote(), Worker.remote()
+    pool = ActorPool([a])
+    assert pool.has_free() and not pool.has_next()
+    pool.submit(lambda w, v: w.double.remote(v), 1)
+    assert not pool.has_free()
+    pool.submit(lambda w, v: w.double.remote(v), 2)       # waits for an actor
+    assert pool.has_next()
+    with pytest.raises(ValueError, match="already belongs"):
+        pool.push(a)
+    pool.push(b)                     # the waiting call goes to b at once
+    assert sorted([pool.get_next(), pool.get_next()]) == [2, 4]
+    assert not pool.has_next()
+    with pytest.raises(StopIteration):
+        pool.get_next()
+    popped = pool.pop_idle()
+    assert popped in (a, b)
+    assert pool.pop_idle() not in (None, popped)
+    assert pool.pop_idle() is None and not pool.has_free()
+
+
+def test_actor_pool_timeouts(ray_start):
+    from pyray.util import ActorPool
+    pool = ActorPool([Worker.remote()])
+    pool.submit(lambda w, v: w.double.remote(v, 2.0), 1)
+    pool.submit(lambda w, v: w.double.remote(v), 2)
+    with pytest.raises(TimeoutError):
+        pool.get_next(timeout=0.1)
+    # ignore_if_timedout: the slow call is dropped, the next one follows
+    with pytest.raises(TimeoutError, match="ignored"):
+        pool.get_next(timeout=0.1, ignore_if_timedout=True)
+    assert pool.get_next(timeout=T) == 4
+    pool.submit(lambda w, v: w.double.remote(v, 2.0), 3)
+    with pytest.raises(TimeoutError):
+        pool.get_next_unordered(timeout=0.1)
+    assert pool.get_next_unordered(timeout=T) == 6
+
+
+def test_actor_pool_unordered_then_ordered(ray_start):
+    from pyray.util import ActorPool
+    pool = ActorPool([Worker.remote(), Worker.remote()])
+    pool.submit(lambda w, v: w.double.remote(v, 0.5), 1)
+    pool.submit(lambda w, v: w.double.remote(v), 2)
+    assert pool.get_next_unordered(timeout=T) == 4
+    with pytest.raises(ValueError, match="get_next_unordered"):
+        pool.get_next()
+    assert pool.get_next_unordered(timeout=T) == 2
+
+
+def test_actor_pool_several_returns(ray_start):
+    from pyray.util import ActorPool
+    pool = ActorPool([Worker.remote(), Worker.remote()])
+    assert list(pool.map(lambda w, v: w.pair.remote(v), [1, 2, 3])) == [
+        [1, -1], [2, -2], [3, -3]]
+    pool.submit(lambda w, v: w.pair.remote(v), 4)
+    assert pool.get_next_unordered(timeout=T) == [4, -4]
+
+
+def test_actor_pool_dead_actor_error_surfaces(ray_start):
+    from pyray.util import ActorPool
+    dead = Worker.remote()
+    pool = ActorPool([dead])
+    pool.submit(lambda w, v: w.die.remote(), None)
+    with pytest.raises(pyray.exceptions.RayActorError):
+        pool.get_next(timeout=T)
+    assert pool.has_free()
