@@ -98,7 +98,30 @@ def export_function(fn, name):
         raise TypeError(f"Could not serialize the function {name}: {err}. Functions "
                         "sent to workers must be picklable (no open files, locks or "
                         "sockets captured in their closure).") from err
+    check_function_size(data, name, "actor" if isinstance(fn, type) else "remote function")
     return FunctionDescriptor(ids.random_id(), data, name, getattr(fn, "__module__", None))
+
+
+# a function or class sent to workers: a warning above the first size, an
+# error above the second (usually a large object captured by mistake)
+FUNCTION_SIZE_WARN_THRESHOLD = 10 ** 7
+FUNCTION_SIZE_ERROR_THRESHOLD = 10 ** 8
+
+
+def check_function_size(data, name, what):
+    size = len(data)
+    if size <= FUNCTION_SIZE_WARN_THRESHOLD:
+        return
+    mib = size / (1 << 20)
+    hint = ("Check that its definition is not implicitly capturing a large array or other "
+            "object in scope. Tip: use pyray.put() to put large objects in the object store.")
+    if size > FUNCTION_SIZE_ERROR_THRESHOLD:
+        raise ValueError(f"The {what} '{name}' is too large ({mib:.1f} MiB > "
+                         f"FUNCTION_SIZE_ERROR_THRESHOLD="
+                         f"{FUNCTION_SIZE_ERROR_THRESHOLD / (1 << 20):.1f} MiB). {hint}")
+    import logging
+    logging.getLogger("pyray").warning("The %s '%s' is very large (%.1f MiB). %s", what, name,
+                                       mib, hint)
 
 
 def _source_file(obj):

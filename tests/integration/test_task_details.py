@@ -245,3 +245,39 @@ def test_cancel_async_actor_task(ray_start, tmp_path):
         pyray.get(ref, timeout=T)
     assert pyray.get(a.count.remote(), timeout=T) == 1
     assert pyray.get(a.nap.remote(0), timeout=T) == "slept"
+
+
+# ---------------------------------------------------------------------------
+# functions too large to ship
+# ---------------------------------------------------------------------------
+def test_function_too_large_is_rejected(ray_start):
+    big = b"x" * (101 * 10 ** 6)
+
+    @pyray.remote
+    def captures():
+        return len(big)
+
+    with pytest.raises(ValueError, match="too large") as info:
+        captures.remote()
+    assert "MiB" in str(info.value) and "captures" in str(info.value)
+
+    @pyray.remote
+    class Captures:
+        def size(self):
+            return len(big)
+
+    with pytest.raises(ValueError, match="actor 'test_function_too_large_is_rejected"):
+        Captures.remote()
+
+
+def test_large_function_warns(ray_start, caplog):
+    medium = b"y" * (11 * 10 ** 6)
+
+    @pyray.remote
+    def captures_medium():
+        return len(medium)
+
+    import logging
+    with caplog.at_level(logging.WARNING, logger="pyray"):
+        assert pyray.get(captures_medium.remote(), timeout=T) == len(medium)
+    assert any("is very large" in r.getMessage() for r in caplog.records)
