@@ -281,3 +281,27 @@ def test_large_function_warns(ray_start, caplog):
     with caplog.at_level(logging.WARNING, logger="pyray"):
         assert pyray.get(captures_medium.remote(), timeout=T) == len(medium)
     assert any("is very large" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------
+# ObjectRef's public methods
+# ---------------------------------------------------------------------------
+def test_object_ref_methods(ray_start):
+    from pyray import ObjectRef
+    ref = two.remote(1)
+    assert len(ref.binary()) == ObjectRef.size() and ref.hex() == ref.binary().hex()
+    assert not ref.is_nil() and ObjectRef.nil().is_nil()
+    again = ObjectRef.from_binary(ref.binary())
+    assert again == ref and ObjectRef.from_hex(ref.hex()) == ref
+    assert pyray.get(again, timeout=T) == 2
+    tid = ref.task_id()
+    assert tid.hex() == ref.hex()[:len(tid.binary()) * 2] and tid == again.task_id()
+    other = two.remote(2)
+    assert other.task_id() != tid
+    a, b = pyray.get(pyray.put(1)), ObjectRef.from_random()
+    assert a == 1 and b != ref
+    assert ref.future().result(T) == 2
+
+    async def awaited():
+        return await ref, await ref.as_future()
+    assert asyncio.run(awaited()) == (2, 2)
