@@ -130,7 +130,7 @@ class ActorClass:
     def _create(self, args, kwargs):
         cw = ctx.core_worker or ensure_initialized()
         desc, meta = self._describe()
-        check = (getattr(self, "_base", None) or self)._check_init
+        check = getattr(getattr(self, "_base", None) or self, "_check_init", None)
         if check is not None:
             check(args, kwargs)
         o = self._options
