@@ -9,11 +9,12 @@ from pyray._private import runtime_env as _rte
 from pyray._private.context import ctx
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import Op
-from pyray._private.remote_function import (TASK_OPTIONS, build_spec, ensure_initialized,
-                                            export_function, make_shape, returned, serialize_args,
+from pyray._private.remote_function import (TASK_OPTIONS, arg_checker, build_spec,
+                                            ensure_initialized, export_function, make_shape,
+                                            returned, serialize_args, signature_params,
                                             strategy_key, validate_options)
 
-ACTOR_OPTIONS = (TASK_OPTIONS - {"num_returns", "max_retries", "retry_exceptions"}) | {
+ACTOR_OPTIONS = (TASK_OPTIONS - {"num_returns", "max_retries"}) | {
     "max_concurrency", "max_restarts", "max_task_retries", "name", "namespace", "lifetime",
     "get_if_exists", "max_pending_calls", "allow_out_of_order_execution"}
 
@@ -37,15 +38,53 @@ def _method_meta(cls):
         if name.startswith("__") and name not in ("__call__",):
             continue
         opts = getattr(fn, "__pyray_method_options__", {})
+        # a static or class method's signature has no `self` to leave out
+        bound = not isinstance(inspect.getattr_static(cls, name, None),
+                               (staticmethod, classmethod))
         methods[name] = {"num_returns": opts.get("num_returns", 1),
                          "max_task_retries": opts.get("max_task_retries"),
+                         "retry_exceptions": _pack_retry_exceptions(
+                             opts.get("retry_exceptions")),
+                         "concurrency_group": opts.get("concurrency_group"),
+                         "sig": signature_params(fn, drop_first=bound),
                          "is_async": inspect.iscoroutinefunction(fn) or
                          inspect.isasyncgenfunction(fn)}
     return methods
 
 
+def _pack_retry_exceptions(re):
+    """retry_exceptions as it travels in an actor's description (which the
+    GCS reads): a list of exception classes is pickled, the GCS cannot
+    import the user's classes."""
+    if re is None or isinstance(re, bool):
+        return re
+    import cloudpickle
+    return cloudpickle.dumps(list(re))
+
+
+def _unpack_retry_exceptions(re):
+    if isinstance(re, bytes):
+        import pickle
+        return pickle.loads(re)
+    return re
+
+
+def _validate_method_options(opts, what):
+    nr = opts.get("num_returns")
+    if nr is not None and (isinstance(nr, bool) or not isinstance(nr, int) or nr < 0):
+        raise ValueError(f"num_returns must be an integer >= 0, got {nr!r}")
+    mtr = opts.get("max_task_retries")
+    if mtr is not None and (isinstance(mtr, bool) or not isinstance(mtr, int) or mtr < -1):
+        raise ValueError(f"max_task_retries must be an integer >= -1, got {mtr!r}")
+    validate_options({"retry_exceptions": opts.get("retry_exceptions")}, what=what)
+    cg = opts.get("concurrency_group")
+    if cg is not None and not isinstance(cg, str):
+        raise TypeError(f"concurrency_group must be a string, got {cg!r}")
+
+
 class ActorClass:
     def __init__(self, cls, options):
+        _validate_name(options.get("name"), options.get("namespace"))
         validate_options(options, ACTOR_OPTIONS, "actor")
         _validate_actor_options(options)
         self._cls = cls
@@ -62,6 +101,7 @@ class ActorClass:
                         f"'{self.__name__}()', use '{self.__name__}.remote()'.")
 
     def options(self, **options):
+        _validate_name(options.get("name"), options.get("namespace"))
         validate_options(options, ACTOR_OPTIONS, "actor")
         merged = dict(self._options)
         merged.update(options)
@@ -76,6 +116,10 @@ class ActorClass:
         base = getattr(self, "_base", None) or self
         if base._desc is None:
             base._desc = export_function(base._cls, base.__qualname__)
+            init = getattr(base._cls, "__init__", None)
+            base._check_init = arg_checker(
+                None if init is None or init is object.__init__
+                else signature_params(init, drop_first=True))
             methods = _method_meta(base._cls)
             base._meta = {"class_name": base.__name__, "methods": methods,
                           "is_async": any(m["is_async"] for m in methods.values())}
@@ -87,7 +131,17 @@ class ActorClass:
     def _create(self, args, kwargs):
         cw = ctx.core_worker or ensure_initialized()
         desc, meta = self._describe()
+        check = getattr(getattr(self, "_base", None) or self, "_check_init", None)
+        if check is not None:
+            check(args, kwargs)
         o = self._options
+        groups = o.get("concurrency_groups") or {}
+        for mname, m in meta["methods"].items():
+            g = m.get("concurrency_group")
+            if g is not None and g not in groups:
+                raise ValueError(f"The method {mname!r} of {self.__name__} is in the "
+                                 f"concurrency group {g!r}, which the actor does not define "
+                                 f"(concurrency_groups={groups!r}).")
         name = o.get("name")
         namespace = o.get("namespace") or ctx.namespace
         if o.get("lifetime") not in (None, "detached", "non_detached"):
@@ -107,7 +161,8 @@ class ActorClass:
         actor_id = ids.random_id()
         options = {"max_restarts": o.get("max_restarts", 0) or 0,
                    "max_concurrency": max_conc, "is_async": meta["is_async"],
-                   "max_task_retries": o.get("max_task_retries", 0) or 0}
+                   "max_task_retries": o.get("max_task_retries", 0) or 0,
+                   "concurrency_groups": dict(groups)}
         spec = {
             "actor_id": actor_id, "name": name, "namespace": namespace,
             "get_if_exists": bool(o.get("get_if_exists")),
@@ -129,7 +184,8 @@ class ActorClass:
         # refs in the constructor's arguments must outlive the actor's (re)starts
         cw.keep_alive(aid, ser.refs)
         owned = not reply["existing"] and not spec["detached"]
-        return ActorHandle(aid, reply["meta"], options["max_task_retries"], owned=owned)
+        return ActorHandle(aid, reply["meta"], options["max_task_retries"], owned=owned,
+                           retry_exceptions=o.get("retry_exceptions", False))
 
     def bind(self, *a, **k):
         raise NotImplementedError("DAG building (bind) is not supported by pyray")
@@ -144,19 +200,47 @@ def _validate_actor_options(o):
         v = o.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < -1):
             raise ValueError(f"{k} must be an integer >= -1, got {v!r}")
-    name = o.get("name")
-    if name is not None and (not isinstance(name, str) or not name):
-        raise ValueError(f"An actor's name must be a non-empty string, got {name!r}")
+    groups = o.get("concurrency_groups")
+    if groups is not None:
+        if not isinstance(groups, dict):
+            raise TypeError(f"concurrency_groups must be a dict of name -> max concurrency, "
+                            f"got {groups!r}")
+        for g, n in groups.items():
+            if not isinstance(g, str) or not g:
+                raise ValueError(f"A concurrency group's name must be a non-empty string, "
+                                 f"got {g!r}")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"The max concurrency of concurrency group {g!r} must be an "
+                                 f"integer >= 1, got {n!r}")
+
+
+def _validate_name(name, namespace):
+    if name is not None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be None or a string, got: '{type(name)}'.")
+        if name == "":
+            raise ValueError("Actor name cannot be an empty string.")
+    if namespace is not None:
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be None or a string, got: '{type(namespace)}'.")
+        if namespace == "":
+            raise ValueError('"" is not a valid namespace. Pass None to not specify a '
+                             'namespace.')
 
 
 class ActorMethod:
-    __slots__ = ("_handle", "_name", "_num_returns", "_retries")
+    __slots__ = ("_handle", "_name", "_num_returns", "_retries", "_retry_exc", "_group",
+                 "_check")
 
-    def __init__(self, handle, name, num_returns, retries):
+    def __init__(self, handle, name, num_returns, retries, retry_exc=False, group=None,
+                 check=None):
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
         self._retries = retries
+        self._retry_exc = retry_exc
+        self._group = group
+        self._check = check
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actor methods cannot be called directly. Instead of running "
@@ -167,17 +251,22 @@ class ActorMethod:
                            "retry_exceptions", "enable_task_events"}
         if bad:
             raise ValueError(f"Invalid option(s) for an actor method: {sorted(bad)}")
-        nr = opts.get("num_returns", self._num_returns)
-        if isinstance(nr, bool) or not isinstance(nr, int) or nr < 0:
-            raise ValueError(f"num_returns must be an integer >= 0, got {nr!r}")
-        return ActorMethod(self._handle, self._name, nr,
-                           opts.get("max_task_retries", self._retries))
+        _validate_method_options(opts, "actor method")
+        return ActorMethod(self._handle, self._name, opts.get("num_returns", self._num_returns),
+                           opts.get("max_task_retries", self._retries),
+                           opts.get("retry_exceptions", self._retry_exc),
+                           opts.get("concurrency_group", self._group), self._check)
 
     def remote(self, *args, **kwargs):
         h = self._handle
+        check = self._check
+        if check is not None:
+            check(args, kwargs)
         cw = ctx.core_worker or ensure_initialized()
         spec, refs = build_spec(cw, _METHOD_DESC, self._name, args, kwargs, self._num_returns,
-                                None, None, self._retries, False)
+                                None, None, self._retries, self._retry_exc)
+        # an actor call's shape is its concurrency group (None: the method's own)
+        spec.shape = self._group
         spec.actor = h._actor_id
         cw.submit_actor_task(spec)
         return returned(refs, self._num_returns)
@@ -193,10 +282,11 @@ _METHOD_DESC = _MethodDesc()
 
 
 class ActorHandle:
-    def __init__(self, actor_id, meta, max_task_retries=0, owned=False):
+    def __init__(self, actor_id, meta, max_task_retries=0, owned=False, retry_exceptions=False):
         self._actor_id = actor_id
         self._meta = meta
         self._retries = max_task_retries
+        self._retry_exc = retry_exceptions
         self._owned = owned
         self._methods = {}
         cw = ctx.core_worker
@@ -217,9 +307,12 @@ class ActorHandle:
                 raise AttributeError(f"'{self._meta['class_name']}' actor has no method "
                                      f"{name!r}")
             retries = info.get("max_task_retries")
-            m = self._methods[name] = (info["num_returns"],
-                                       self._retries if retries is None else retries)
-        return ActorMethod(self, name, m[0], m[1])
+            retry_exc = info.get("retry_exceptions")
+            m = self._methods[name] = (
+                info["num_returns"], self._retries if retries is None else retries,
+                self._retry_exc if retry_exc is None else _unpack_retry_exceptions(retry_exc),
+                None, arg_checker(info.get("sig")))
+        return ActorMethod(self, name, *m)
 
     def __del__(self):
         cw = self._cw
@@ -230,7 +323,7 @@ class ActorHandle:
         cw = self._cw
         if cw is not None:
             cw.actor_handle_escaped(self._actor_id)
-        return (_rebuild_handle, (self._actor_id, self._meta, self._retries))
+        return (_rebuild_handle, (self._actor_id, self._meta, self._retries, self._retry_exc))
 
     def __repr__(self):
         return f"Actor({self._meta['class_name']}, {self._actor_id.hex()})"
@@ -249,8 +342,8 @@ class ActorHandle:
         return self._actor_id.hex()
 
 
-def _rebuild_handle(actor_id, meta, retries):
-    return ActorHandle(actor_id, meta, retries, owned=False)
+def _rebuild_handle(actor_id, meta, retries, retry_exc=False):
+    return ActorHandle(actor_id, meta, retries, owned=False, retry_exceptions=retry_exc)
 
 
 def make_actor_class(cls, options):
@@ -258,8 +351,11 @@ def make_actor_class(cls, options):
 
 
 def get_actor(name, namespace=None):
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"get_actor() needs a non-empty name, got {name!r}")
+    if not isinstance(name, str):
+        raise TypeError(f"get_actor() needs the actor's name as a string, got {name!r}")
+    if not name:
+        raise ValueError("Please supply a non-empty value to get_actor")
+    _validate_name(None, namespace)
     cw = ctx.core_worker or ensure_initialized()
     ns = namespace if namespace is not None else ctx.namespace
     found = cw.rpc(cw.gcs_addr, Op.GET_NAMED_ACTOR, name, ns)

@@ -4,7 +4,14 @@
 max_concurrency=1 (the default for sync actors): calls run on the worker's
 main thread, one at a time, in arrival order.  max_concurrency=N: calls run
 on N threads.  An actor with async methods runs them on one event loop,
-at most max_concurrency at once (default 1000)."""
+at most max_concurrency at once (default 1000).
+
+Concurrency groups (``concurrency_groups={"io": 2}`` on the class,
+``@method(concurrency_group="io")`` or ``.options(concurrency_group=)`` on a
+call): each group has a thread pool of its own of that size (threaded
+actors), or a semaphore of its own on the event loop (async actors); calls
+of no group share the default group, of size max_concurrency.  An actor with
+groups always runs its calls on threads, never on the main thread."""
 from __future__ import annotations
 
 import asyncio
@@ -28,10 +35,16 @@ class ActorInstance:
         self.restarts = restarts
         self.max_concurrency = options.get("max_concurrency", 1)
         self.is_async = options.get("is_async", False)
-        self.concurrent = self.is_async or self.max_concurrency > 1
+        self.groups = dict(options.get("concurrency_groups") or {})
+        self.method_groups = _method_groups(cls)
+        self.concurrent = self.is_async or self.max_concurrency > 1 or bool(self.groups)
         self.pool = None
+        self.pools = {}                      # concurrency group -> its thread pool
+        self.sems = {}                       # concurrency group -> its semaphore (async)
         self.loop = None
         self.inflight = 0                    # calls handed to threads or the loop
+        self.calls = {}                      # task id -> its future, for those
+        self.cancelled_calls = set()         # calls cancel() asked about: they reply cancelled
         self.exited = False                  # exit_actor() was called: start no more calls
         self.exit_started = False
         self.idle = threading.Condition()
@@ -42,12 +55,16 @@ class ActorInstance:
                                  name="pyray-actor-loop", daemon=True)
             t.start()
             started.wait()
-        elif self.max_concurrency > 1:
+        elif self.concurrent:
             self.pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="pyray-actor")
+            for g, n in self.groups.items():
+                self.pools[g] = ThreadPoolExecutor(n, thread_name_prefix=f"pyray-actor-{g}")
 
     def _run_loop(self, started):
         asyncio.set_event_loop(self.loop)
         self.sem = asyncio.Semaphore(self.max_concurrency)
+        for g, n in self.groups.items():
+            self.sems[g] = asyncio.Semaphore(n)
         started.set()
         self.loop.run_forever()
 
@@ -69,16 +86,43 @@ class ActorInstance:
         if self.runtime.exiting:
             self._refuse(call)      # arrived after exit_actor() or the terminate message
             return
+        group = call.group
+        if group is not None and group not in self.groups:
+            rt = self.runtime
+            err = ValueError(f"The actor has no concurrency group {group!r} (its groups: "
+                             f"{sorted(self.groups)}).")
+            rt.send_replies(call.dest, [rt.error_reply(call, _task_error(call.name, err),
+                                                       False)])
+            return
         with self.idle:
             self.inflight += 1
-        if self.loop is not None:
-            asyncio.run_coroutine_threadsafe(self._run_async(call), self.loop)
-        else:
-            self.pool.submit(self._run_threaded, call)
+            if self.loop is not None:
+                fut = asyncio.run_coroutine_threadsafe(self._run_async(call), self.loop)
+            else:
+                fut = (self.pool if group is None else self.pools[group]).submit(
+                    self._run_threaded, call)
+            self.calls[call.task_id] = fut
+
+    def cancel(self, task_id):
+        """cancel() of a call of this actor that has arrived: it replies
+        TaskCancelledError.  One that has not started never runs; a running
+        one is not interrupted (an actor has state), except an async call,
+        whose asyncio task is cancelled.  False if no such call is here."""
+        rt = self.runtime
+        with self.idle:
+            fut = self.calls.get(task_id)
+            if fut is None and rt.running_task_id != task_id:
+                return False
+            self.cancelled_calls.add(task_id)
+        if fut is not None and self.loop is not None:
+            fut.cancel()
+        return True
 
     def _done(self, call, result, err):
         rt = self.runtime
         if call is not None:
+            with self.idle:
+                self.calls.pop(call.task_id, None)
             rt.send_replies(call.dest, [rt.complete(call, result, err)])
         with self.idle:
             self.inflight -= 1
@@ -90,6 +134,8 @@ class ActorInstance:
         if self.exited:
             self._refuse(call)
             return self._done(None, None, None)
+        if call.task_id in self.cancelled_calls:
+            return self._done(call, None, exc.TaskCancelledError(call.task_id.hex()))
         token = running_call.set(call.ctx)
         try:
             result, err = call.fn(*call.args, **call.kwargs), None
@@ -101,12 +147,21 @@ class ActorInstance:
         self._done(call, result, err)
 
     async def _run_async(self, call):
-        async with self.sem:
+        group = call.group
+        try:
+            await self._run_async_in_group(call, group)
+        except asyncio.CancelledError:      # cancel() while it waited for its turn
+            self._done(call, None, exc.TaskCancelledError(call.task_id.hex()))
+
+    async def _run_async_in_group(self, call, group):
+        async with (self.sem if group is None else self.sems[group]):
             if self.exited:
                 self._refuse(call)
                 return self._done(None, None, None)
             running_call.set(call.ctx)      # this coroutine's own context
             try:
+                if call.task_id in self.cancelled_calls:
+                    raise exc.TaskCancelledError(call.task_id.hex())
                 result = call.fn(*call.args, **call.kwargs)
                 if inspect.isawaitable(result):
                     result = await result
@@ -157,3 +212,18 @@ class ActorInstance:
         import time
         time.sleep(0.02)
         os._exit(0)
+
+
+def _method_groups(cls):
+    """method name -> the concurrency group it was declared in (@method)."""
+    out = {}
+    for name, fn in inspect.getmembers(cls, predicate=callable):
+        g = getattr(fn, "__pyray_method_options__", {}).get("concurrency_group")
+        if g is not None:
+            out[name] = g
+    return out
+
+
+def _task_error(name, err):
+    from pyray._private.task_executor import _task_error as wrap
+    return wrap(name, err)

@@ -84,8 +84,19 @@ class ActorSubmitter:
         msg = PUSH_TASK.make(spec.task_id, spec.name, None, spec.name, data,
                              -1 if bufs is None else len(bufs), spec.resolved,
                              len(spec.return_ids), self.addr, spec.attempt, None, None,
-                             spec.actor, None, None)
+                             spec.actor, None, spec.shape)
         self._send_task(ac.channel, ac.task_addr, msg, bufs)
+
+    def _retry_actor_task(self, spec):
+        """An actor call that raised an exception it retries on
+        (retry_exceptions): sent again to the same actor."""
+        ac = self._actor_client(spec.actor)
+        if ac.state == "ALIVE" and not ac.queue:
+            self._push_actor(ac, spec)
+        elif ac.state == "DEAD":
+            self.fail_task(spec, self._actor_error(ac))
+        else:
+            ac.queue.appendleft(spec)
 
     def _actor_error(self, ac):
         err = errors.decode(ac.cause) if ac.cause is not None else None
@@ -189,13 +200,13 @@ class ActorSubmitter:
                              self.addr, 1, None, None, ac.actor_id, None, None)
         self._send_task(ac.channel, ac.task_addr, msg, None)
 
-    def _cancel_actor_task(self, spec):
+    def _cancel_actor_task(self, spec, recursive=True):
         """cancel() of an actor call: asked of the actor if it runs there,
         else it fails here."""
         task_id = spec.task_id
         ac = self.actors.get(spec.actor)
         if ac is not None and task_id in ac.inflight:
-            self.out.send(ac.ctl_addr, CANCEL_TASK.make(task_id, False))
+            self.out.send(ac.ctl_addr, CANCEL_TASK.make(task_id, False, bool(recursive)))
             return
         if ac is not None:
             try:

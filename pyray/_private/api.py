@@ -255,7 +255,7 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
 def cancel(object_ref, *, force=False, recursive=True):
     if type(object_ref) is not ObjectRef:
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
-    _cw().cancel(object_ref, force)
+    _cw().cancel(object_ref, force, recursive)
 
 
 def _gcs_call(op, *args):

@@ -46,7 +46,35 @@ class ObjectRef:
         return self._id.hex()
 
     def task_id(self):
-        return self._id[:TASK_ID_SIZE]
+        """The id of the task (or put) that made this object."""
+        return TaskID(self._id[:TASK_ID_SIZE])
+
+    def is_nil(self) -> bool:
+        return self._id == _NIL
+
+    @classmethod
+    def nil(cls):
+        return cls(_NIL)
+
+    @classmethod
+    def from_binary(cls, binary: bytes):
+        """A ref to the object with this id (its owner unknown: use it for
+        objects this process owns, or as an id)."""
+        return cls(bytes(binary))
+
+    @classmethod
+    def from_hex(cls, hex_id: str):
+        return cls(bytes.fromhex(hex_id))
+
+    @classmethod
+    def from_random(cls):
+        import os
+        return cls(os.urandom(OBJECT_ID_SIZE))
+
+    @classmethod
+    def size(cls):
+        """The size of an object id in bytes."""
+        return OBJECT_ID_SIZE
 
     def owner_address(self):
         return self._owner
@@ -96,6 +124,35 @@ class ObjectRef:
 
     def _on_completed(self, callback):
         _require_cw().on_ready(self, lambda value_fn: callback(value_fn()))
+
+
+_NIL = b"\xff" * OBJECT_ID_SIZE
+
+
+class TaskID:
+    """A task's id, as ObjectRef.task_id() returns it."""
+    __slots__ = ("_id",)
+
+    def __init__(self, binary: bytes):
+        self._id = binary
+
+    def binary(self) -> bytes:
+        return self._id
+
+    def hex(self) -> str:
+        return self._id.hex()
+
+    def is_nil(self) -> bool:
+        return self._id == b"\xff" * TASK_ID_SIZE
+
+    def __eq__(self, other):
+        return type(other) is TaskID and other._id == self._id
+
+    def __hash__(self):
+        return hash(self._id)
+
+    def __repr__(self):
+        return f"TaskID({self._id.hex()})"
 
 
 def _resolve_cf(fut):

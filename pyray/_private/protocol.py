@@ -160,14 +160,17 @@ _def(10, "PUSH_TASK",
      "data: pickled (args, kwargs) with nbuf out-of-band frames (-1: none); "
      "resolved: {oid: (kind, payload)} of arguments the owner already has; "
      "job: the job's config on a lease's first task; actor: the actor id or None; "
-     "extra: actor-task details ('create', options, restarts) or per-call fields")
+     "extra: actor-task details ('create', options, restarts) or per-call fields; "
+     "shape: the task's resources (an actor call: its concurrency group or None)")
 _def(11, "TASK_REPLIES", "worker_id replies", "worker -> owner: results of finished tasks")
 _def(12, "GET_OBJECT", "oid reply_to", "borrower -> owner: send me this object (OBJECT_VALUE)")
 _def(13, "OBJECT_VALUE", "oid kind payload", "owner -> borrower: the value, where it is, or the error")
 _def(14, "ADD_BORROWER", "oids borrower", "borrower -> owner: these refs are held here too")
 _def(15, "REMOVE_BORROWER", "oids borrower", "borrower -> owner: no longer held here")
 _def(16, "RELEASE_CONTAINED", "oids", "outer object's owner -> inner's owner: the outer objects are gone")
-_def(17, "CANCEL_TASK", "task_id force", "owner -> worker")
+_def(17, "CANCEL_TASK", "task_id force recursive",
+     "owner -> worker: interrupt this task (force: end the worker); recursive: cancel the "
+     "tasks it submitted too")
 _def(18, "LOG_LINES", "prefix is_err text", "worker -> driver: printed output")
 _def(19, "WAKE", "", "to oneself: look at the send queues again")
 

@@ -99,7 +99,30 @@ def export_function(fn, name):
         raise TypeError(f"Could not serialize the function {name}: {err}. Functions "
                         "sent to workers must be picklable (no open files, locks or "
                         "sockets captured in their closure).") from err
+    check_function_size(data, name, "actor" if isinstance(fn, type) else "remote function")
     return FunctionDescriptor(ids.random_id(), data, name, getattr(fn, "__module__", None))
+
+
+# a function or class sent to workers: a warning above the first size, an
+# error above the second (usually a large object captured by mistake)
+FUNCTION_SIZE_WARN_THRESHOLD = 10 ** 7
+FUNCTION_SIZE_ERROR_THRESHOLD = 10 ** 8
+
+
+def check_function_size(data, name, what):
+    size = len(data)
+    if size <= FUNCTION_SIZE_WARN_THRESHOLD:
+        return
+    mib = size / (1 << 20)
+    hint = ("Check that its definition is not implicitly capturing a large array or other "
+            "object in scope. Tip: use pyray.put() to put large objects in the object store.")
+    if size > FUNCTION_SIZE_ERROR_THRESHOLD:
+        raise ValueError(f"The {what} '{name}' is too large ({mib:.1f} MiB > "
+                         f"FUNCTION_SIZE_ERROR_THRESHOLD="
+                         f"{FUNCTION_SIZE_ERROR_THRESHOLD / (1 << 20):.1f} MiB). {hint}")
+    import logging
+    logging.getLogger("pyray").warning("The %s '%s' is very large (%.1f MiB). %s", what, name,
+                                       mib, hint)
 
 
 def _source_file(obj):
@@ -136,6 +159,74 @@ def serialize_args(args, kwargs, name):
                 raise TypeError(f"Could not serialize keyword argument {k!r} "
                                 f"({type(v).__name__}: {v!r:.80}) of {name}: {inner}") from inner
         raise TypeError(f"Could not serialize the arguments of {name}: {err}") from err
+
+
+_POS_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_NO_DEFAULT = inspect.Parameter.empty
+
+
+def signature_params(fn, drop_first=False):
+    """A picklable description of fn's parameters, (name, kind, has_default)
+    for each, or None where calls cannot be checked (no signature, or one
+    that takes anything)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    params = list(sig.parameters.values())
+    if drop_first and params and params[0].kind in _POS_KINDS:
+        params = params[1:]
+    kinds = {p.kind for p in params}
+    if inspect.Parameter.VAR_POSITIONAL in kinds and inspect.Parameter.VAR_KEYWORD in kinds \
+            and all(p.default is not _NO_DEFAULT for p in params
+                    if p.kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                      inspect.Parameter.VAR_KEYWORD)):
+        return None
+    return tuple((p.name, int(p.kind), p.default is not _NO_DEFAULT) for p in params)
+
+
+class ArgChecker:
+    """Checks a call's arguments against a signature at `.remote()`, as the
+    function itself would (TypeError in the caller, not in the worker).
+
+    The common call (positional arguments only, as many as the function
+    takes) is accepted by a count; anything else is bound to the signature
+    once per shape (how many positional arguments, which keywords): whether
+    binding succeeds depends on nothing else."""
+    __slots__ = ("lo", "hi", "sig", "ok")
+
+    def __init__(self, params):
+        P = inspect.Parameter
+        kind_of = type(P.POSITIONAL_ONLY)
+        self.sig = inspect.Signature([
+            P(name, kind_of(kind), default=None if has_default else _NO_DEFAULT)
+            for name, kind, has_default in params])
+        pos = [p for p in params if p[1] in _POS_KINDS]
+        required_kw = any(p[1] == P.KEYWORD_ONLY and not p[2] for p in params)
+        self.ok = set()         # call shapes already bound successfully
+        self.lo = sum(1 for p in pos if not p[2])
+        self.hi = -1 if required_kw else (
+            1 << 30 if any(p[1] == P.VAR_POSITIONAL for p in params) else len(pos))
+
+    def __call__(self, args, kwargs):
+        if not kwargs:
+            if self.lo <= len(args) <= self.hi:
+                return
+            shape = len(args)
+        else:
+            shape = (len(args), *kwargs)
+        if shape in self.ok:
+            return
+        try:
+            self.sig.bind(*args, **kwargs)
+        except TypeError as err:
+            raise TypeError(str(err)) from None
+        if len(self.ok) < 64:
+            self.ok.add(shape)
+
+
+def arg_checker(params):
+    return None if params is None else ArgChecker(params)
 
 
 def returned(refs, num_returns):
@@ -182,6 +273,7 @@ class RemoteFunction:
         self._name = getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
         self._options = options
         self._desc = None
+        self._check_args = arg_checker(signature_params(fn))
         self._prepare()
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self._name)
@@ -274,6 +366,9 @@ class RemoteFunction:
             placed = self._in_parent_group(cw)
             if placed is not None:
                 return placed.remote(*args, **kwargs)
+        check = self._check_args
+        if check is not None:
+            check(args, kwargs)
         mr = self._max_retries
         if mr is None:
             mr = cw.config.task_max_retries

@@ -18,11 +18,11 @@ borrowers asking for objects it owns, cancellation).
 from __future__ import annotations
 
 import collections
-import ctypes
 import io
 import logging
 import os
 import pickle
+import signal
 import sys
 import threading
 import traceback
@@ -65,7 +65,7 @@ class TaskContext:
 class Call:
     """A task between arrival and reply."""
     __slots__ = ("task_id", "name", "owner", "return_ids", "extra", "ctx", "fn", "args",
-                 "kwargs", "reply", "dest")
+                 "kwargs", "reply", "dest", "group")
 
     def __init__(self, task_id, name, owner, return_ids, extra, ctx):
         self.task_id = task_id
@@ -79,6 +79,7 @@ class Call:
         self.kwargs = {}
         self.reply = None
         self.dest = owner
+        self.group = None       # an actor call's concurrency group
 
 
 class _DriverStream(io.TextIOBase):
@@ -158,6 +159,7 @@ class TaskExecutor:
         self.cancelled = set()
         self.replies = {}
         self.running_task_id = None
+        self.cancel_pending = None      # the running task's id once cancel() asked to interrupt it
         self.gpu_ids = None
         self.actor = None           # an ActorInstance (actor_executor.py) once this worker hosts an actor
         # (task id, reply) of the actor creation task this worker ran: a GCS
@@ -165,6 +167,10 @@ class TaskExecutor:
         self.created = None
         self.exiting = False
         self.main_thread_id = threading.get_ident()
+        # cancel() interrupts the running task with SIGINT sent to the main
+        # thread (it also ends a blocking call such as sleep); workers ignore
+        # SIGINT otherwise
+        signal.signal(signal.SIGINT, self._on_cancel_signal)
         ctx.core_worker = self.cw
         ctx.mode = "worker"
         ctx.node = node
@@ -343,6 +349,9 @@ class TaskExecutor:
             return None
         if job is not None and self.job_id is None:
             self._apply_job(job)
+        group = None
+        if actor is not None and extra is None:
+            group, shape = shape, None      # an actor call carries its concurrency group
         if type(shape) is not dict and captures_children(shape):
             # its tasks and actors join its placement group from now on
             self.cw.pg_capture = True
@@ -369,6 +378,7 @@ class TaskExecutor:
                     self.exiting = True
                     return None
                 call.fn = getattr(self.actor.obj, fn_id)
+                call.group = group or self.actor.method_groups.get(fn_id)
             else:
                 call.fn = self._load_fn(fn_id, fn_bytes)
                 if extra is not None and extra[0] == "create":
@@ -411,6 +421,10 @@ class TaskExecutor:
     def complete(self, call, result, err):
         """Builds the reply of a finished call (result or exception)."""
         call.args = call.kwargs = None
+        if self.actor is not None and self.actor.cancelled_calls and \
+                call.task_id in self.actor.cancelled_calls:
+            self.actor.cancelled_calls.discard(call.task_id)
+            result, err = None, exc.TaskCancelledError(call.task_id.hex())
         if err is None:
             try:
                 results, contained_at = self._store_returns(call.task_id, call.name, result,
@@ -495,14 +509,39 @@ class TaskExecutor:
 
     # ------------------------------------------------------------------
     def _h_cancel(self, msg, frames):
-        _, task_id, force = CANCEL_TASK.parse(msg)
+        _, task_id, force, recursive = CANCEL_TASK.parse(msg)
+        if recursive and self.actor is None and self.running_task_id == task_id:
+            self._cancel_children(task_id)
+        actor = self.actor
+        if actor is not None and actor.cancel(task_id):
+            return      # an actor call: not interrupted (async: its asyncio task is)
         if self.running_task_id == task_id:
             if force:
                 os._exit(1)
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(self.main_thread_id), ctypes.py_object(KeyboardInterrupt))
+            self.cancel_pending = task_id
+            signal.pthread_kill(self.main_thread_id, signal.SIGINT)
         else:
             self.cancelled.add(task_id)
+
+    def _on_cancel_signal(self, signum, frame):
+        task_id = self.cancel_pending
+        if task_id is not None and task_id == self.running_task_id:
+            self.cancel_pending = None
+            raise KeyboardInterrupt(f"task {task_id.hex()} was cancelled")
+
+    def _cancel_children(self, task_id):
+        """recursive=True: the tasks this worker submitted and still waits
+        on are cancelled too (a worker runs one task at a time, so they are
+        the cancelled task's, or those of tasks before it that were left
+        behind)."""
+        cw = self.cw
+        with cw.lock:
+            children = [t for t, spec in cw.tasks_by_id.items() if not spec.cancelled]
+        for child in children:
+            try:
+                cw.cancel_task(child, False, True)
+            except Exception as err:  # noqa: BLE001 - the parent's cancel goes on
+                log.warning("could not cancel child task %s: %s", child.hex(), err)
 
 
 def _task_error(name, err):

@@ -243,16 +243,20 @@ class TaskSubmitter:
                 continue
             self._push(best, spec)
 
-    def cancel(self, ref, force):
-        task_id = ref._id[:TASK_ID_SIZE]
+    def cancel(self, ref, force, recursive=True):
+        self.cancel_task(ref._id[:TASK_ID_SIZE], force, recursive)
+
+    def cancel_task(self, task_id, force, recursive=True):
         with self.lock:
             spec = self.tasks_by_id.get(task_id)
             if spec is None or spec.cancelled:
                 return
+            if force and spec.actor is not None:
+                raise ValueError("force=True is not supported for actor tasks.")
             spec.cancelled = True
             lease = spec.lease
             if spec.actor is not None:
-                self._cancel_actor_task(spec)
+                self._cancel_actor_task(spec, recursive)
             elif lease is None or task_id not in lease.inflight:
                 ks = self.keys.get(spec.key)
                 if ks is not None:
@@ -263,7 +267,8 @@ class TaskSubmitter:
                 self.fail_task(spec, exc.TaskCancelledError(task_id.hex()))
                 self.cv.notify_all()
             else:
-                self.out.send(lease.ctl_addr, CANCEL_TASK.make(task_id, bool(force)))
+                self.out.send(lease.ctl_addr, CANCEL_TASK.make(task_id, bool(force),
+                                                               bool(recursive)))
 
 
     def _h_task_replies(self, msg, frames):
@@ -282,7 +287,10 @@ class TaskSubmitter:
             if retry and spec.retries_left != 0 and not spec.cancelled and \
                     self._should_retry_exception(spec, results):
                 spec.retries_left -= 1
-                self._key_state(spec).queue.appendleft(spec)
+                if spec.actor is not None:
+                    self._retry_actor_task(spec)
+                else:
+                    self._key_state(spec).queue.appendleft(spec)
                 continue
             self.tasks_by_id.pop(task_id, None)
             for oid, kind, payload in results:
