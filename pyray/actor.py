@@ -36,7 +36,9 @@ def _method_meta(cls):
         if name.startswith("__") and name not in ("__call__",):
             continue
         opts = getattr(fn, "__pyray_method_options__", {})
-        methods[name] = {"num_returns": opts.get("num_returns", 1),
+        gen = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        methods[name] = {"num_returns": opts.get("num_returns", "streaming" if gen else 1),
+                         "backpressure": opts.get("_generator_backpressure_num_objects"),
                          "max_task_retries": opts.get("max_task_retries"),
                          "is_async": inspect.iscoroutinefunction(fn) or
                          inspect.isasyncgenfunction(fn)}
@@ -162,7 +164,8 @@ class ActorMethod:
         if bad:
             raise ValueError(f"Invalid option(s) for an actor method: {sorted(bad)}")
         nr = opts.get("num_returns", self._num_returns)
-        if isinstance(nr, bool) or not isinstance(nr, int) or nr < 0:
+        if nr not in ("streaming", "dynamic") and (
+                isinstance(nr, bool) or not isinstance(nr, int) or nr < 0):
             raise ValueError(f"num_returns must be an integer >= 0, got {nr!r}")
         return ActorMethod(self._handle, self._name, nr,
                            opts.get("max_task_retries", self._retries))
@@ -170,11 +173,25 @@ class ActorMethod:
     def remote(self, *args, **kwargs):
         h = self._handle
         cw = ctx.core_worker or ensure_initialized()
+        if type(self._num_returns) is not int:
+            return self._remote_generator(cw, args, kwargs)
         spec, refs = build_spec(cw, _METHOD_DESC, self._name, args, kwargs, self._num_returns,
                                 None, None, self._retries, False)
         spec.actor = h._actor_id
         cw.submit_actor_task(spec)
         return returned(refs, self._num_returns)
+
+
+    def _remote_generator(self, cw, args, kwargs):
+        """A call of a generator method (pyray/_private/generators.py)."""
+        from pyray._private import generators
+        h = self._handle
+        spec, refs = build_spec(cw, _METHOD_DESC, self._name, args, kwargs, 1, None, None,
+                                self._retries, False)
+        spec.actor = h._actor_id
+        info = h._meta["methods"].get(self._name) or {}
+        return generators.submit(cw, spec, refs[0], self._num_returns, info.get("backpressure"),
+                                 actor=True)
 
 
 class _MethodDesc:
