@@ -337,13 +337,13 @@ def main():
                                       args.num_cpus, args.timeout))
 
     a = impls[0]
-    header = f"{'metric':<22}{'unit':<9}" + "".join(f"{i:>14}" for i in impls)
+    header = f"{'metric':<25}{'unit':<9}" + "".join(f"{i:>14}" for i in impls)
     header += "".join(f"{a + '/' + b:>16}" for b in impls[1:])
     print(header)
     summary = {}
     for m in wanted:
         unit, higher = METRICS[m]
-        row = f"{m:<22}{unit:<9}"
+        row = f"{m:<25}{unit:<9}"
         meds = {}
         for i in impls:
             vals = [rnd[m] for rnd in raw[i] if m in rnd]
