@@ -181,7 +181,6 @@ class ActorMethod:
         cw.submit_actor_task(spec)
         return returned(refs, self._num_returns)
 
-
     def _remote_generator(self, cw, args, kwargs):
         """A call of a generator method (pyray/_private/generators.py)."""
         from pyray._private import generators
