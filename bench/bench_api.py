@@ -5,7 +5,7 @@ pytest-benchmark cases, for regression runs.
 
 Groups: ``objects`` (put/get latency), ``objects-large`` (800 MiB put beside
 numpy's copy of the same bytes, zero-copy get), ``tasks``, ``actors``,
-``wait``, ``placement-groups``, ``lifecycle`` (init + first task, shutdown).
+``wait``, ``generators``, ``placement-groups``, ``lifecycle`` (init + first task, shutdown).
 """
 import subprocess
 import sys
@@ -36,6 +36,12 @@ def takes_array(a):
 @ray.remote
 def make_refs(n):
     return [ray.put(1) for _ in range(n)]
+
+
+@ray.remote
+def count(n):
+    for i in range(n):
+        yield i
 
 
 @ray.remote(num_cpus=0)
@@ -125,6 +131,27 @@ def test_get_10k_refs(benchmark, cluster):
     holder = make_refs.remote(10000)
     ray.get(holder)
     benchmark(ray.get, holder)
+
+
+@pytest.mark.benchmark(group="generators")
+def test_generator_items_1000(benchmark, cluster):
+    """vs_ray.py's generator_items: 1000 items yielded by a task, each got
+    by the driver as it comes."""
+    def consume():
+        for ref in count.remote(1000):
+            ray.get(ref)
+    benchmark(consume)
+
+
+@pytest.mark.benchmark(group="generators")
+def test_generator_first_item(benchmark, cluster):
+    """vs_ray.py's generator_first_item_us: submit, then the first item's value."""
+    def first_item():
+        gen = count.remote(1)
+        ray.get(next(gen))
+        for ref in gen:
+            ray.get(ref)
+    benchmark(first_item)
 
 
 @pytest.mark.benchmark(group="wait")

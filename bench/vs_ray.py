@@ -54,6 +54,8 @@ METRICS = {
     "async_actor_async": ("calls/s", True),
     "wait_1k": ("refs/s", True),
     "get_10k_refs": ("calls/s", True),
+    "generator_items": ("items/s", True),
+    "generator_first_item_us": ("us", False),
     "pg_create_remove": ("pgs/s", True),
     "numpy_pipeline_gbps": ("GB/s", True),
     "shutdown_s": ("s", False),
@@ -177,6 +179,24 @@ def run_ray_like(modname, wanted, seconds, num_cpus):
         holder = make_refs.remote(10000)
         ray.get(holder)
         _emit("get_10k_refs", _rate(lambda: ray.get(holder), seconds))
+    if want("generator_items") or want("generator_first_item_us"):
+        @ray.remote
+        def gen(n):
+            for i in range(n):
+                yield i
+
+        def consume(n):
+            for ref in gen.remote(n):
+                ray.get(ref)
+        if want("generator_items"):
+            _emit("generator_items", _rate(lambda: consume(1000), seconds, 1000))
+        if want("generator_first_item_us"):
+            def first_item():
+                g = gen.remote(1)
+                ray.get(next(g))
+                for ref in g:       # the end, so that runs do not overlap
+                    ray.get(ref)
+            _emit("generator_first_item_us", 1e6 / _rate(first_item, seconds))
     if want("pg_create_remove"):
         from importlib import import_module
         pgmod = import_module(modname + ".util.placement_group")
@@ -324,13 +344,13 @@ def main():
                                       args.num_cpus, args.timeout))
 
     a = impls[0]
-    header = f"{'metric':<22}{'unit':<9}" + "".join(f"{i:>14}" for i in impls)
+    header = f"{'metric':<25}{'unit':<9}" + "".join(f"{i:>14}" for i in impls)
     header += "".join(f"{a + '/' + b:>16}" for b in impls[1:])
     print(header)
     summary = {}
     for m in wanted:
         unit, higher = METRICS[m]
-        row = f"{m:<22}{unit:<9}"
+        row = f"{m:<25}{unit:<9}"
         meds = {}
         for i in impls:
             vals = [rnd[m] for rnd in raw[i] if m in rnd]

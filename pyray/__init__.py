@@ -18,6 +18,8 @@ from pyray._version import __version__
 
 _API = {
     "ObjectRef": "pyray._private.object_ref",
+    "ObjectRefGenerator": "pyray._private.generators",
+    "DynamicObjectRefGenerator": "pyray._private.generators",
     "available_resources": "pyray._private.api",
     "cancel": "pyray._private.api",
     "cluster_resources": "pyray._private.api",

@@ -41,7 +41,9 @@ def _method_meta(cls):
         # a static or class method's signature has no `self` to leave out
         bound = not isinstance(inspect.getattr_static(cls, name, None),
                                (staticmethod, classmethod))
-        methods[name] = {"num_returns": opts.get("num_returns", 1),
+        gen = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        methods[name] = {"num_returns": opts.get("num_returns", "streaming" if gen else 1),
+                         "backpressure": opts.get("_generator_backpressure_num_objects"),
                          "max_task_retries": opts.get("max_task_retries"),
                          "retry_exceptions": _pack_retry_exceptions(
                              opts.get("retry_exceptions")),
@@ -71,7 +73,8 @@ def _unpack_retry_exceptions(re):
 
 def _validate_method_options(opts, what):
     nr = opts.get("num_returns")
-    if nr is not None and (isinstance(nr, bool) or not isinstance(nr, int) or nr < 0):
+    if nr is not None and nr not in ("streaming", "dynamic") and (
+            isinstance(nr, bool) or not isinstance(nr, int) or nr < 0):
         raise ValueError(f"num_returns must be an integer >= 0, got {nr!r}")
     mtr = opts.get("max_task_retries")
     if mtr is not None and (isinstance(mtr, bool) or not isinstance(mtr, int) or mtr < -1):
@@ -263,6 +266,8 @@ class ActorMethod:
         if check is not None:
             check(args, kwargs)
         cw = ctx.core_worker or ensure_initialized()
+        if type(self._num_returns) is not int:
+            return self._remote_generator(cw, args, kwargs)
         spec, refs = build_spec(cw, _METHOD_DESC, self._name, args, kwargs, self._num_returns,
                                 None, None, self._retries, self._retry_exc)
         # an actor call's shape is its concurrency group (None: the method's own)
@@ -270,6 +275,18 @@ class ActorMethod:
         spec.actor = h._actor_id
         cw.submit_actor_task(spec)
         return returned(refs, self._num_returns)
+
+    def _remote_generator(self, cw, args, kwargs):
+        """A call of a generator method (pyray/_private/generators.py)."""
+        from pyray._private import generators
+        h = self._handle
+        spec, refs = build_spec(cw, _METHOD_DESC, self._name, args, kwargs, 1, None, None,
+                                self._retries, self._retry_exc)
+        spec.shape = self._group
+        spec.actor = h._actor_id
+        info = h._meta["methods"].get(self._name) or {}
+        return generators.submit(cw, spec, refs[0], self._num_returns, info.get("backpressure"),
+                                 actor=True)
 
 
 class _MethodDesc:

@@ -139,6 +139,9 @@ class ActorInstance:
         token = running_call.set(call.ctx)
         try:
             result, err = call.fn(*call.args, **call.kwargs), None
+            if call.stream is not None:
+                from pyray._private.generators import run_items
+                result = run_items(self.runtime, call, result)
         except BaseException as e:  # noqa: BLE001 - goes to the caller
             result, err = None, e
             self.exited = self.exited or isinstance(e, ActorExit)
@@ -165,6 +168,9 @@ class ActorInstance:
                 result = call.fn(*call.args, **call.kwargs)
                 if inspect.isawaitable(result):
                     result = await result
+                if call.stream is not None:
+                    from pyray._private.generators import run_items_async
+                    result = await run_items_async(self.runtime, call, result)
                 err = None
             except BaseException as e:  # noqa: BLE001 - goes to the caller
                 result, err = None, e

@@ -83,8 +83,8 @@ class ActorSubmitter:
         data, bufs = spec.args_payload
         msg = PUSH_TASK.make(spec.task_id, spec.name, None, spec.name, data,
                              -1 if bufs is None else len(bufs), spec.resolved,
-                             len(spec.return_ids), self.addr, spec.attempt, None, None,
-                             spec.actor, None, spec.shape)
+                             len(spec.return_ids) if spec.stream is None else spec.stream.wire,
+                             self.addr, spec.attempt, None, None, spec.actor, None, spec.shape)
         self._send_task(ac.channel, ac.task_addr, msg, bufs)
 
     def _retry_actor_task(self, spec):

@@ -249,11 +249,21 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     cw = ctx.core_worker
     if cw is None:
         raise exc.RaySystemError("pyray is not initialized: call pyray.init() before wait()")
-    return cw.wait(object_refs, num_returns, timeout, fetch_local)
+    try:
+        return cw.wait(object_refs, num_returns, timeout, fetch_local)
+    except TypeError:
+        from pyray._private import generators
+        if not isinstance(object_refs, (list, tuple)) or not any(
+                isinstance(r, generators.ObjectRefGenerator) for r in object_refs):
+            raise
+        return generators.wait(cw, object_refs, num_returns, timeout, fetch_local)
 
 
 def cancel(object_ref, *, force=False, recursive=True):
     if type(object_ref) is not ObjectRef:
+        from pyray._private.generators import ObjectRefGenerator
+        if isinstance(object_ref, ObjectRefGenerator):
+            return _cw().cancel(object_ref.completed(), force)
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
     _cw().cancel(object_ref, force, recursive)
 

@@ -9,6 +9,7 @@ parts, one module each, that share its state and its lock:
     actor_submitter.py  ActorSubmitter  actor calls, actor state, handle counts, terminate
     io_loop.py          IoLoop          inbox, direct channels, the I/O thread, rpc()
     cluster_client.py   ClusterClient   other nodes: spillback, pulls, node death
+    generators.py       Generators      generator tasks: items as they are yielded
 
 What stays here: put/get/wait (values come from the in-process memory
 store or the node's shared-memory store), the table of message handlers,
@@ -28,6 +29,7 @@ from pyray import exceptions as exc
 from pyray._private import errors, ids, serialization
 from pyray._private.actor_submitter import ActorSubmitter
 from pyray._private.cluster_client import ClusterClient, addr_suffix
+from pyray._private.generators import Generators
 from pyray._private.io_loop import IoLoop
 from pyray._private.object_ref import ObjectRef
 from pyray._private.ownership import PENDING, READY, Owned, Ownership
@@ -45,7 +47,7 @@ log = logging.getLogger("pyray.core_worker")
 _LEAD_ROUNDS = 4
 
 
-class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop):
+class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop, Generators):
     """The runtime of one process.  Used from outside through: put, get,
     wait, submit, submit_actor_task, cancel, rpc, shutdown and the actor
     handle calls (actor.py); ClusterClient uses the interface stated in
@@ -83,6 +85,7 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop):
         self._init_ownership()
         self._init_task_submission(config)
         self._init_actor_submission()
+        self._init_generators()
         self._init_io()
         self.cluster = ClusterClient(self)
 
@@ -113,6 +116,8 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop):
             Op.RESPONSE: self._h_response,
             Op.LOG_LINES: self._h_log_lines,
             Op.WAKE: lambda msg, frames: None,
+            # generators.py
+            Op.GENERATOR_ITEMS: self._h_generator_items,
             # cluster_client.py
             Op.LEASE_SPILLBACK: self.cluster.h_spillback,
             Op.LEASE_FAILED: self.cluster.h_lease_failed,

@@ -80,6 +80,9 @@ class Ownership:
         while q:
             oid = q.popleft()
             if type(oid) is tuple:          # an actor handle was dropped
+                if len(oid) == 2:           # (None, task id): a generator (generators.py)
+                    self._generator_dropped(oid[1])
+                    continue
                 self._actor_handle_dropped(oid[0])
                 continue
             n = local.get(oid, 0) - 1
@@ -203,6 +206,8 @@ class Ownership:
 
     def _finish_error(self, spec, payload):
         self.tasks_by_id.pop(spec.task_id, None)
+        if spec.stream is not None:
+            self._generator_failed(spec, payload)
         for oid in spec.return_ids:
             self.set_ready(oid, ERROR, payload)
 

@@ -257,3 +257,12 @@ _def(111, "OWNER_DIED", "owner", "raylet -> the other raylets: a worker died; it
 
 # ------------------------------------------------- GCS restart (docs/cluster.md)
 _def(130, "NODE_HEARTBEAT", "node_id", "raylet -> GCS: answered with the GCS's incarnation", request=True)
+
+# ----------------------------------------------- generators (docs/architecture.md)
+_def(140, "GENERATOR_ITEMS", "task_id worker first items",
+     "worker -> owner, on the task's reply path: items first, first+1, ... of a "
+     "generator task as they are yielded; items: [(kind, payload)] as in replies; "
+     "worker: the producer's inbox (for GENERATOR_ACK)")
+_def(141, "GENERATOR_ACK", "task_id consumed",
+     "owner -> the producing worker: this many items were consumed "
+     "(_generator_backpressure_num_objects)")

@@ -15,7 +15,8 @@ TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "num_returns", "max_retries
                 "retry_exceptions", "scheduling_strategy", "name", "memory", "runtime_env",
                 "max_calls", "accelerator_type", "label_selector", "enable_task_events",
                 "_metadata", "placement_group", "placement_group_bundle_index",
-                "placement_group_capture_child_tasks", "object_store_memory", "concurrency_groups"}
+                "placement_group_capture_child_tasks", "object_store_memory", "concurrency_groups",
+                "_generator_backpressure_num_objects"}
 
 
 def validate_options(opts: dict, allowed=TASK_OPTIONS, what="task"):
@@ -290,8 +291,10 @@ class RemoteFunction:
         self._capturable, self._captured = True, {}
         if sched is not None or "placement_group" in o:
             self._place_in_group(o)
-        nr = o.get("num_returns", 1)
-        self._num_returns = 1 if nr in ("dynamic", "streaming") else nr
+        nr = o.get("num_returns")
+        # a generator task (generators.py): None, "streaming" or "dynamic"
+        self._stream = _generator_mode(nr, self._function)
+        self._num_returns = 1 if nr is None or self._stream is not None else nr
         mr = o.get("max_retries")
         self._max_retries = mr
         self._retry_exceptions = o.get("retry_exceptions", False)
@@ -378,11 +381,26 @@ class RemoteFunction:
         spec, refs = build_spec(cw, self._get_desc(), self._task_name, args, kwargs,
                                 self._num_returns, self._shape, key, mr,
                                 self._retry_exceptions)
+        if self._stream is not None:
+            from pyray._private import generators
+            return generators.submit(cw, spec, refs[0], self._stream,
+                                     self._options.get("_generator_backpressure_num_objects"))
         cw.submit(spec)
         return returned(refs, self._num_returns)
 
     def bind(self, *args, **kwargs):
         raise NotImplementedError("DAG building (bind) is not supported by pyray")
+
+
+def _generator_mode(num_returns, fn):
+    """"streaming" or "dynamic" for a generator task (generators.py), else
+    None; a generator function streams unless num_returns says otherwise."""
+    if num_returns in ("streaming", "dynamic"):
+        return num_returns
+    if num_returns is None and (inspect.isgeneratorfunction(fn) or
+                                inspect.isasyncgenfunction(fn)):
+        return "streaming"
+    return None
 
 
 def _wrap_async(fn):

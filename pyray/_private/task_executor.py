@@ -65,7 +65,7 @@ class TaskContext:
 class Call:
     """A task between arrival and reply."""
     __slots__ = ("task_id", "name", "owner", "return_ids", "extra", "ctx", "fn", "args",
-                 "kwargs", "reply", "dest", "group")
+                 "kwargs", "reply", "dest", "group", "stream")
 
     def __init__(self, task_id, name, owner, return_ids, extra, ctx):
         self.task_id = task_id
@@ -80,6 +80,7 @@ class Call:
         self.reply = None
         self.dest = owner
         self.group = None       # an actor call's concurrency group
+        self.stream = None      # a generator call: (mode, backpressure) (generators.py)
 
 
 class _DriverStream(io.TextIOBase):
@@ -330,6 +331,8 @@ class TaskExecutor:
         self._enter(call)
         try:
             result = call.fn(*call.args, **call.kwargs)
+            if call.stream is not None:
+                result = _generators().run_items(self, call, result)
             err = None
         except BaseException as e:  # noqa: BLE001 - the user's error goes to the owner
             result, err = None, e
@@ -363,8 +366,12 @@ class TaskExecutor:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         if actor is not None and extra is None and self.actor is not None:
             name = f"{self.actor.cls.__name__}.{name}"     # an actor call: Class.method
+        stream = None
+        if type(num_returns) is not int:    # a generator: (mode, backpressure)
+            stream, num_returns = num_returns, 1
         call = Call(task_id, name, owner, [object_id(task_id, i + 1) for i in range(num_returns)],
                     extra, TaskContext(task_id, name, gpu_ids or self.gpu_ids, owner, shape))
+        call.stream = stream
         if extra is not None and self.created is not None and self.created[0] == task_id:
             call.reply = self.created[1]
             return call
@@ -542,6 +549,11 @@ class TaskExecutor:
                 cw.cancel_task(child, False, True)
             except Exception as err:  # noqa: BLE001 - the parent's cancel goes on
                 log.warning("could not cancel child task %s: %s", child.hex(), err)
+
+
+def _generators():
+    from pyray._private import generators
+    return generators
 
 
 def _task_error(name, err):

@@ -15,7 +15,7 @@ TERMINATE = "__pyray_terminate__"
 class TaskSpec:
     __slots__ = ("task_id", "fn", "name", "args_payload", "arg_refs", "deps", "resolved",
                  "return_ids", "key", "shape", "retries_left", "retry_exceptions", "attempt",
-                 "cancelled", "lease", "pending_deps", "actor", "extra")
+                 "cancelled", "lease", "pending_deps", "actor", "extra", "stream")
 
     def __init__(self, task_id, fn, name, args_payload, arg_refs, return_ids, key, shape,
                  retries_left, retry_exceptions):
@@ -37,6 +37,7 @@ class TaskSpec:
         self.pending_deps = 0
         self.actor = None
         self.extra = None
+        self.stream = None              # a generator task's Stream (generators.py)
 
 
 class FunctionDescriptor:

@@ -184,7 +184,8 @@ class TaskSubmitter:
         data, bufs = spec.args_payload
         msg = _push_task_msg(spec.task_id, fn.fn_id, fn_bytes, spec.name, data,
                              -1 if bufs is None else len(bufs), spec.resolved,
-                             len(spec.return_ids), self.addr, spec.attempt, lease.gpu_ids, job,
+                             len(spec.return_ids) if spec.stream is None else spec.stream.wire,
+                             self.addr, spec.attempt, lease.gpu_ids, job,
                              spec.actor, spec.extra, spec.shape)
         self._send_task(lease.channel, lease.task_addr, msg, bufs)
 
@@ -293,6 +294,9 @@ class TaskSubmitter:
                     self._key_state(spec).queue.appendleft(spec)
                 continue
             self.tasks_by_id.pop(task_id, None)
+            if spec.stream is not None:
+                self._generator_finished(spec, results, contained_at)
+                continue
             for oid, kind, payload in results:
                 self.set_ready(oid, kind, payload, contained_at)
         if lease is not None:
