@@ -9,7 +9,7 @@ from pyray._private import runtime_env as _rte
 from pyray._private.context import ctx
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import Op
-from pyray._private.remote_function import (TASK_OPTIONS, arg_checker, build_spec,
+from pyray._private.remote_function import (_LEGACY_PG, TASK_OPTIONS, arg_checker, build_spec,
                                             ensure_initialized, export_function, make_shape,
                                             returned, serialize_args, signature_params,
                                             strategy_key, validate_options)
@@ -154,6 +154,9 @@ class ActorClass:
         cpus = o.get("num_cpus")
         shape = make_shape(o, default_cpus=0 if cpus is None else cpus)
         placement = None
+        if _LEGACY_PG.intersection(o):
+            from pyray._private.placement_group import warn_legacy_options
+            warn_legacy_options(o, 3)
         if o.get("scheduling_strategy") is not None or "placement_group" in o or cw.pg_capture:
             from pyray._private.placement_group import place_actor
             shape, placement = place_actor(o, shape, cw, f"actor {self.__name__}")

@@ -14,7 +14,6 @@ import inspect
 import os
 import sys
 
-from pyray import exceptions as exc
 from pyray._private import node as node_mod
 from pyray._private import object_ref
 from pyray._private.config import Config
@@ -67,6 +66,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                                  "storage", "_enable_object_reconstruction", "_redis_password"}
         if unknown:
             raise TypeError(f"init() got unexpected keyword argument(s): {sorted(unknown)}")
+        if namespace is not None:
+            _validate_namespace(namespace)
         job_config = kwargs.get("job_config")
         if job_config is not None:
             from pyray.job_config import JobConfig
@@ -129,6 +130,13 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 shutdown()
                 raise
         return RayContext(_address_info())
+
+
+def _validate_namespace(namespace):
+    if not isinstance(namespace, str):
+        raise TypeError("namespace must be None or a string.")
+    if namespace == "":
+        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
 
 
 def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, memory=None):
@@ -237,7 +245,7 @@ def get(object_refs, *, timeout=None):
         raise ValueError(f"timeout must be a non-negative number or None, got {timeout!r}")
     cw = ctx.core_worker
     if cw is None:
-        raise exc.RaySystemError("pyray is not initialized: call pyray.init() before get()")
+        cw = _cw()          # as in Ray, get() starts a cluster if none is connected
     return cw.get(object_refs, timeout)
 
 
@@ -248,12 +256,12 @@ def put(value, *, _owner=None):
 def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     cw = ctx.core_worker
     if cw is None:
-        raise exc.RaySystemError("pyray is not initialized: call pyray.init() before wait()")
+        cw = _cw()          # as in Ray, wait() starts a cluster if none is connected
     try:
         return cw.wait(object_refs, num_returns, timeout, fetch_local)
     except TypeError:
         from pyray._private import generators
-        if not isinstance(object_refs, (list, tuple)) or not any(
+        if not isinstance(object_refs, list) or not any(
                 isinstance(r, generators.ObjectRefGenerator) for r in object_refs):
             raise
         return generators.wait(cw, object_refs, num_returns, timeout, fetch_local)

@@ -47,6 +47,27 @@ log = logging.getLogger("pyray.core_worker")
 _LEAD_ROUNDS = 4
 
 
+def wait_container_error(refs):
+    """The TypeError pyray.wait raises for something that is not a list."""
+    from pyray._private.generators import ObjectRefGenerator
+    if isinstance(refs, (ObjectRef, ObjectRefGenerator)):
+        raise TypeError("wait() expected a list of ObjectRef or ObjectRefGenerator, got a "
+                        f"single ObjectRef or ObjectRefGenerator {refs!r:.100}")
+    raise TypeError(f"wait() expected a list of ObjectRef or ObjectRefGenerator, got "
+                    f"{type(refs)}")
+
+
+def check_wait_counts(refs, n_unique, num_returns):
+    """pyray.wait's checks of a non-empty list: no duplicates, 0 < num_returns <= len."""
+    if n_unique != len(refs):
+        raise ValueError("Wait requires a list of unique object refs.")
+    if num_returns <= 0:
+        raise ValueError(f"Invalid number of objects to return {num_returns}.")
+    if num_returns > len(refs):
+        raise ValueError("num_returns cannot be greater than the number of objects provided "
+                         "to pyray.wait.")
+
+
 class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop, Generators):
     """The runtime of one process.  Used from outside through: put, get,
     wait, submit, submit_actor_task, cancel, rpc, shutdown and the actor
@@ -171,9 +192,13 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop, Generators):
         if isinstance(refs, ObjectRef):
             refs = [refs]
             single = True
-        elif not isinstance(refs, (list, tuple)):
-            raise TypeError(f"get() expects an ObjectRef or a list of ObjectRefs, got "
-                            f"{type(refs).__name__}: {refs!r:.100}")
+        elif not isinstance(refs, list):
+            from pyray._private.generators import ObjectRefGenerator
+            if isinstance(refs, ObjectRefGenerator):
+                return refs         # as in Ray: a generator is its own value
+            raise ValueError(f"Invalid type of object refs, {type(refs)}, is given. "
+                             "'object_refs' must either be an ObjectRef or a list of "
+                             "ObjectRefs.")
         deadline = None if timeout is None else time.monotonic() + timeout
         located = []
         blocked = False
@@ -185,8 +210,8 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop, Generators):
                 for ref in refs:
                     if type(ref) is not ObjectRef:
                         raise TypeError(
-                            f"get() expects ObjectRefs, got a {type(ref).__name__} in the "
-                            f"list: {ref!r:.100}")
+                            f"Attempting to call `get` on the value {ref!r:.100}, which is "
+                            "not an ObjectRef.")
                     loc = self.locate(ref)
                     while loc is None:
                         if not blocked:
@@ -306,23 +331,20 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop, Generators):
             return self.locate(ref) is not None
 
     def wait(self, refs, num_returns=1, timeout=None, fetch_local=True):
-        if isinstance(refs, ObjectRef):
-            raise TypeError("wait() expects a list of ObjectRefs, got a single ObjectRef; "
-                            "pass [ref].")
-        if not isinstance(refs, (list, tuple)):
-            raise TypeError(f"wait() expects a list of ObjectRefs, got {type(refs).__name__}")
+        # Ray's checks, in Ray's order (generators.wait makes the same ones)
+        if not isinstance(refs, list):
+            wait_container_error(refs)
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
         for r in refs:
             if type(r) is not ObjectRef:
-                raise TypeError(f"wait() expects ObjectRefs, got a {type(r).__name__} in the list")
-        if len(set(refs)) != len(refs):
-            raise ValueError("wait() expects unique ObjectRefs; the list has duplicates")
-        if num_returns < 0 or (num_returns == 0 and refs):
-            raise ValueError(f"Invalid number of objects to return {num_returns}.")
-        if num_returns > len(refs):
-            raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number "
-                             f"of ObjectRefs provided ({len(refs)}).")
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
+                raise TypeError("wait() expected a list of ObjectRef or ObjectRefGenerator, "
+                                f"got list containing {type(r)}")
+        if not refs:
+            return [], []
+        n = len(set(refs))
+        if n != len(refs) or not 0 < num_returns <= n:
+            check_wait_counts(refs, n, num_returns)
         deadline = None if timeout is None else time.monotonic() + timeout
         blocked = False
         try:

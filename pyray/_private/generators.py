@@ -386,18 +386,19 @@ class DynamicObjectRefGenerator:
 def wait(cw, refs, num_returns, timeout, fetch_local):
     """pyray.wait over refs and generators: a generator is ready when next()
     would not block (its next item came, or it has ended)."""
-    if not isinstance(refs, (list, tuple)):
-        raise TypeError(f"wait() expects a list of ObjectRefs, got {type(refs).__name__}")
+    from pyray._private.core_worker import check_wait_counts, wait_container_error
+    if not isinstance(refs, list):
+        wait_container_error(refs)
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
     for r in refs:
         if type(r) is not ObjectRef and not isinstance(r, ObjectRefGenerator):
-            raise TypeError(f"wait() expects ObjectRefs, got a {type(r).__name__} in the list")
-    if len({id(r) if isinstance(r, ObjectRefGenerator) else r for r in refs}) != len(refs):
-        raise ValueError("wait() expects unique ObjectRefs; the list has duplicates")
-    if num_returns < 0 or (num_returns == 0 and refs):
-        raise ValueError(f"Invalid number of objects to return {num_returns}.")
-    if num_returns > len(refs):
-        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number "
-                         f"of ObjectRefs provided ({len(refs)}).")
+            raise TypeError("wait() expected a list of ObjectRef or ObjectRefGenerator, "
+                            f"got list containing {type(r)}")
+    if not refs:
+        return [], []
+    check_wait_counts(refs, len({id(r) if isinstance(r, ObjectRefGenerator) else r
+                                 for r in refs}), num_returns)
     deadline = None if timeout is None else time.monotonic() + timeout
     with cw.lock:
         if cw.decref_q:

@@ -167,18 +167,13 @@ def placement_of(options):
     from pyray._private.scheduling_strategies import PlacementGroupSchedulingStrategy
     sched = options.get("scheduling_strategy")
     legacy = options.get("placement_group", "default")
+    if legacy not in ("default", None) and sched is not None:
+        raise ValueError(LEGACY_CONFLICT)
     if isinstance(sched, PlacementGroupSchedulingStrategy):
-        if legacy not in ("default", None):
-            raise ValueError("Placement groups should be given with the scheduling_strategy "
-                             "option only (the placement_group option is deprecated); got "
-                             "both.")
         pg = sched.placement_group
         index = sched.placement_group_bundle_index
         capture = sched.placement_group_capture_child_tasks
     elif legacy not in ("default", None):
-        if sched is not None and sched != "DEFAULT":
-            raise ValueError("placement_group cannot be combined with scheduling_strategy="
-                             f"{sched!r}.")
         pg = legacy
         index = options.get("placement_group_bundle_index", -1)
         capture = options.get("placement_group_capture_child_tasks")
@@ -191,6 +186,34 @@ def placement_of(options):
     if isinstance(index, bool) or not isinstance(index, int):
         raise ValueError(f"placement_group_bundle_index must be an integer, got {index!r}")
     return pg, index, bool(capture)
+
+
+LEGACY_CONFLICT = ("Placement groups should be specified via the scheduling_strategy option. "
+                   "The placement_group option is deprecated.")
+
+# the older options, each with the value that means "not given"
+_LEGACY_OPTIONS = (("placement_group", "default"), ("placement_group_bundle_index", -1),
+                   ("placement_group_capture_child_tasks", None))
+
+
+def warn_legacy_options(options, stacklevel):
+    """Ray's DeprecationWarning for each of the older placement_group*
+    options given without a PlacementGroupSchedulingStrategy (called when
+    options are set, not per call)."""
+    from pyray._private.scheduling_strategies import PlacementGroupSchedulingStrategy
+    if isinstance(options.get("scheduling_strategy"), PlacementGroupSchedulingStrategy):
+        return
+    import warnings
+    import pyray
+    version = pyray.__version__
+    docs = "master" if "dev" in version else f"releases-{version}"
+    for name, unset in _LEGACY_OPTIONS:
+        value = options.get(name, unset)
+        if (bool(value) if unset is None else value is not unset and value != unset):
+            warnings.warn(f"{name} parameter is deprecated. Use scheduling_strategy="
+                          "PlacementGroupSchedulingStrategy(...) instead, see the usage at "
+                          f"https://docs.ray.io/en/{docs}/ray-core/package-ref.html#ray-remote.",
+                          DeprecationWarning, stacklevel=stacklevel + 1)
 
 
 def inherits_placement(options):

@@ -19,6 +19,11 @@ TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "num_returns", "max_retries
                 "_generator_backpressure_num_objects"}
 
 
+# the placement_group* options that PlacementGroupSchedulingStrategy replaced
+_LEGACY_PG = frozenset(("placement_group", "placement_group_bundle_index",
+                        "placement_group_capture_child_tasks"))
+
+
 def validate_options(opts: dict, allowed=TASK_OPTIONS, what="task"):
     for k in opts:
         if k not in allowed:
@@ -137,7 +142,14 @@ def _source_file(obj):
 def ensure_initialized():
     cw = ctx.core_worker
     if cw is None:
+        import os
         from pyray._private import api
+        # as Ray: RAY_ENABLE_AUTO_CONNECT=0 turns starting a cluster on first use off
+        if (os.environ.get("PYRAY_ENABLE_AUTO_CONNECT") or
+                os.environ.get("RAY_ENABLE_AUTO_CONNECT", "")) == "0":
+            from pyray.exceptions import RaySystemError
+            raise RaySystemError("pyray has not been started yet. You can start pyray with "
+                                 "'pyray.init()'.")
         api.init()
         cw = ctx.core_worker
     return cw
@@ -325,6 +337,9 @@ class RemoteFunction:
         clone._options = merged
         clone._prepare()
         clone._parent = self._parent or self
+        if _LEGACY_PG.intersection(merged):
+            from pyray._private.placement_group import warn_legacy_options
+            warn_legacy_options(merged, 2)
         return clone
 
     _parent = None

@@ -83,7 +83,7 @@ def get_current_placement_group():
 # input checks
 # ---------------------------------------------------------------------------
 def validate_bundles(bundles):
-    if not isinstance(bundles, (list, tuple)):
+    if not isinstance(bundles, list):
         raise ValueError(f"Placement group bundles must be a list, got {type(bundles)}.")
     if not bundles:
         raise ValueError('Bundles must be a non-empty list of resource dictionaries. For '
