@@ -210,8 +210,8 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop, Generators):
                 for ref in refs:
                     if type(ref) is not ObjectRef:
                         raise TypeError(
-                            f"Attempting to call `get` on the value {ref!r:.100}, which is "
-                            "not an ObjectRef.")
+                            f"Attempting to call `get` on the value {ref!r:.100} (a "
+                            f"{type(ref).__name__}), which is not an ObjectRef.")
                     loc = self.locate(ref)
                     while loc is None:
                         if not blocked:

@@ -46,6 +46,10 @@ from pyray.actor import ActorExit as ActorExitSignal
 
 log = logging.getLogger("pyray.worker")
 
+# set: tasks leave CUDA_VISIBLE_DEVICES as the worker found it (Ray's switch)
+_NOSET_CUDA = bool(os.environ.get("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES") or
+                   os.environ.get("PYRAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"))
+
 # plain ints: zmq's flag enums are slow to combine on the hot path
 _POLLIN = int(zmq.POLLIN)
 _push_task = PUSH_TASK.parse
@@ -360,10 +364,10 @@ class TaskExecutor:
             self.cw.pg_capture = True
         if gpu_ids is not None and gpu_ids != self.gpu_ids:
             self.gpu_ids = gpu_ids
-            if gpu_ids:
+            # as Ray: the task's GPUs, and "" (no GPU visible) for a task
+            # that asked for none, unless RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES
+            if not _NOSET_CUDA:
                 os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
-            else:
-                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         if actor is not None and extra is None and self.actor is not None:
             name = f"{self.actor.cls.__name__}.{name}"     # an actor call: Class.method
         stream = None
