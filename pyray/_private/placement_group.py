@@ -180,6 +180,9 @@ def placement_of(options):
     else:
         return None
     if pg is None or (isinstance(pg, PlacementGroup) and pg.is_empty):
+        if index not in (-1, None):
+            raise ValueError("If placement group is not set, the value of bundle index must "
+                             "be -1.")
         return None
     if not isinstance(pg, PlacementGroup):
         raise ValueError(f"placement_group must be a PlacementGroup, got {pg!r}")

@@ -107,6 +107,10 @@ def test_bundle_index_out_of_range(pg):
         Where.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 5)).remote()
     with pytest.raises(ValueError, match="bundle index -2 is invalid"):
         current.options(placement_group=pg, placement_group_bundle_index=-2).remote()
+    # an index without a group
+    with pytest.raises(ValueError, match="bundle index must be -1"):
+        current.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
+            PlacementGroup.empty(), 0)).remote()
 
 
 def test_older_options_warn_as_ray_does(pg):
