@@ -28,7 +28,7 @@ from pyray._private.client import wire
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import (CLIENT_ACTOR_KILLED, CLIENT_BYE, CLIENT_CANCEL, CLIENT_GCS,
                                      CLIENT_GET, CLIENT_HELLO, CLIENT_PING, CLIENT_PUT, CLIENT_REFS,
-                                     CLIENT_REPLY, CLIENT_SUBMIT, CLIENT_WAIT, ERROR)
+                                     CLIENT_REPLY, CLIENT_SUBMIT, CLIENT_WAIT, ERROR, Op)
 
 CONNECT_TIMEOUT_S = float(os.environ.get("PYRAY_CLIENT_CONNECT_TIMEOUT_S", "10"))
 
@@ -174,7 +174,7 @@ class ClientWorker:
                 self.cv.notify_all()
             return
         got = wire.unsign(self.key, bufs)
-        if got is None:
+        if got is None or got[0][0] != Op.CLIENT_REPLY:
             return
         m = CLIENT_REPLY.parse(got[0])
         with self.cv:
