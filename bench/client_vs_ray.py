@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 CLIENT = r"""
 import json, sys, time
@@ -76,19 +77,28 @@ def run_side(name, python, cli, seconds):
     env.pop("PYRAY_TOKEN", None)
     env.pop("RAY_ADDRESS", None)
     port, cport = free_port(), free_port()
-    start = [*cli, "start", "--head", "--port", str(port), "--num-cpus", "2",
-             "--ray-client-server-port", str(cport)]
+    start = [*cli, "start", "--head", "--port", str(port), "--num-cpus", "2"]
     if name == "ray":
+        # Ray's default client server (proxy mode) needs the runtime-env agent of a
+        # full install; its single-driver mode ("legacy", the same design as pyray's
+        # server) is started by hand next to the head
         start += ["--temp-dir", root, "--include-dashboard", "false",
                   "--disable-usage-stats"]
     else:
-        start += ["--object-store-memory", str(1 << 30)]
+        start += ["--object-store-memory", str(1 << 30), "--ray-client-server-port", str(cport)]
+    server = None
     try:
         out = subprocess.run(start, env=env, capture_output=True, text=True, timeout=120,
                              cwd=work)
         if out.returncode != 0:
             raise RuntimeError(f"{name} head failed:\n{out.stdout}\n{out.stderr}")
         token = ""
+        if name == "ray":
+            server = subprocess.Popen(
+                [python, "-m", "ray.util.client.server", "--address", "auto", "--host",
+                 "127.0.0.1", "--port", str(cport), "--mode", "legacy"], env=env, cwd=work,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(5)
         if name == "pyray":
             token = re.search(r"--token ([0-9a-f]{32})", out.stdout).group(1)
         scheme = "pyray" if name == "pyray" else "ray"
@@ -100,6 +110,13 @@ def run_side(name, python, cli, seconds):
             raise RuntimeError(f"{name} client failed:\n{res.stdout}\n{res.stderr[-3000:]}")
         return json.loads(line[0][len("RESULT "):])
     finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=10)
         stop = [*cli, "stop"] + (["--address", f"127.0.0.1:{port}"] if name == "pyray"
                                  else ["--force"])
         subprocess.run(stop, env=env, capture_output=True, timeout=120, cwd=work)
