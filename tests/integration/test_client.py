@@ -313,3 +313,37 @@ except NotImplementedError as err:
     print("refused:", err)
 """)
     assert "not supported through the client" in out.stdout
+
+
+def test_a_call_fails_with_connection_error_when_the_server_is_gone(head):
+    env, port, token, _ = head
+    source = PRELUDE.format(port=port, token=token) + """
+@ray.remote
+def forever():
+    import time
+    time.sleep(600)
+
+print("waiting", flush=True)
+try:
+    ray.get(forever.remote())
+except ConnectionError as err:
+    print("lost:", err, flush=True)
+"""
+    env_c = client_env()
+    env_c["PYRAY_CLIENT_SERVER_SILENT_S"] = "3"
+    proc = subprocess.Popen([sys.executable, "-c", source], env=env_c, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=env_c["TMPDIR"])
+    try:
+        assert "waiting" in proc.stdout.readline()
+        servers = [p for p in psutil.process_iter(["cmdline"])
+                   if "pyray._private.client.server" in " ".join(p.info["cmdline"] or ())
+                   and str(port) in (p.info["cmdline"] or ())]
+        assert len(servers) == 1
+        servers[0].kill()
+        out, err = proc.communicate(timeout=30)
+        assert "lost:" in out and "not answered" in out, out + err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        shutil.rmtree(env_c["TMPDIR"], ignore_errors=True)

@@ -93,7 +93,7 @@ class ClientServer:
             Op.CLIENT_ACTOR_KILLED: self._h_actor_killed,
             Op.CLIENT_CANCEL: self._h_cancel,
             Op.CLIENT_BYE: self._h_bye,
-            Op.CLIENT_PING: lambda sess, msg, frames: None,
+            Op.CLIENT_PING: self._h_ping,
         }
 
     # ------------------------------------------------------------ the loop
@@ -418,6 +418,9 @@ class ClientServer:
     def _h_cancel(self, sess, msg, frames):
         m = CLIENT_CANCEL.parse(msg)
         self.cw.cancel(self._resolve(sess, m.ref), m.force, m.recursive)
+
+    def _h_ping(self, sess, msg, frames):
+        self._send(sess.ident, 0, True, None)     # request 0: the server lives
 
     def _h_bye(self, sess, msg, frames):
         self._end(sess.ident)

@@ -31,6 +31,9 @@ from pyray._private.protocol import (CLIENT_ACTOR_KILLED, CLIENT_BYE, CLIENT_CAN
                                      CLIENT_REPLY, CLIENT_SUBMIT, CLIENT_WAIT, ERROR, Op)
 
 CONNECT_TIMEOUT_S = float(os.environ.get("PYRAY_CLIENT_CONNECT_TIMEOUT_S", "10"))
+# the server answers the client's pings (every second): a server silent this
+# long is gone, and a call waiting for it fails with ConnectionError
+SERVER_SILENT_S = float(os.environ.get("PYRAY_CLIENT_SERVER_SILENT_S", "30"))
 
 
 class ClientWorker:
@@ -55,7 +58,6 @@ class ClientWorker:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, 0)
         self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.connect(self.endpoint)
         self.worker_id = ids.random_id()
         self.decref_q = collections.deque()
@@ -72,6 +74,7 @@ class ClientWorker:
         self._receiving = False
         self.closed = False
         self.broken = None
+        self.last_heard = time.monotonic()
         info, _ = self._hello(namespace)
         self.addr = info["addr"]
         self.driver_addr = info["addr"]
@@ -148,6 +151,12 @@ class ClientWorker:
             try:
                 while req not in self._replies and self.broken is None:
                     self._check_deadline(deadline)
+                    if time.monotonic() - self.last_heard > SERVER_SILENT_S:
+                        with self.cv:
+                            self.broken = ConnectionError(
+                                f"the pyray client server at {self.endpoint} has not answered "
+                                f"for {SERVER_SILENT_S:.0f} s: the connection is lost")
+                        break
                     with self.slock:
                         frames = (self.sock.recv_multipart(copy=False)
                                   if self.sock.poll(50) else None)
@@ -177,6 +186,9 @@ class ClientWorker:
         if got is None or got[0][0] != Op.CLIENT_REPLY:
             return
         m = CLIENT_REPLY.parse(got[0])
+        self.last_heard = time.monotonic()
+        if m.req_id == 0:
+            return                  # the answer to a ping
         with self.cv:
             self._replies[m.req_id] = (m.ok, m.payload, got[1])
             self.cv.notify_all()
