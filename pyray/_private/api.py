@@ -103,6 +103,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             address = os.environ.get("PYRAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
             if address in ("", "local"):
                 address = None
+        if isinstance(address, str) and address.startswith(("pyray://", "ray://")):
+            # Ray Client: tasks, actors and objects through the head's client server
+            from pyray._private.client.worker import connect
+            return RayContext(connect(address, config, namespace, _token))
         if address is None:
             cluster = _start_local(num_cpus, num_gpus, resources, object_store_memory, config,
                                    _memory)
@@ -208,6 +212,9 @@ def _address_info():
 def shutdown(_exiting_interpreter=False):
     with ctx.lock:
         cw = ctx.core_worker
+        if ctx.mode == "client":
+            from pyray._private.client.worker import disconnect
+            return disconnect()
         if cw is None or ctx.mode != "driver":
             return
         cluster = ctx.cluster

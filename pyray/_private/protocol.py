@@ -266,3 +266,40 @@ _def(140, "GENERATOR_ITEMS", "task_id worker first items",
 _def(141, "GENERATOR_ACK", "task_id consumed",
      "owner -> the producing worker: this many items were consumed "
      "(_generator_backpressure_num_objects)")
+
+# ------------------------------------------------ the client server (docs/client.md)
+# A client outside the cluster (`pyray.init("pyray://host:port")`) talks to
+# the client server on the head over one zmq DEALER -> ROUTER tcp connection,
+# every message signed with the cluster token.  Requests carry a request id
+# (no reply address: the connection is the address) and are answered with
+# CLIENT_REPLY; the others are one-way and keep their order on the connection.
+# A ref travels as (oid, owner, parent), parent the same for the ref it was
+# read out of (or None).
+_def(200, "CLIENT_HELLO", "req_id version namespace",
+     "client -> client server: opens a session; answered with the server's driver "
+     "address, job, node and config values")
+_def(201, "CLIENT_SUBMIT", "task fn",
+     "client -> server: a task to submit (task: the spec's fields, its argument buffers "
+     "as frames); fn: (fn_id, name, module, pickled function or None once sent)")
+_def(202, "CLIENT_GET", "req_id refs timeout",
+     "client -> server: the values of refs, answered with [(kind, nframes)] and the "
+     "values' pickles and buffers as frames")
+_def(203, "CLIENT_PUT", "req_id oid contained nbuffers",
+     "client -> server: a value to own (frames: its pickle then its buffers); "
+     "contained: the refs nested in it")
+_def(204, "CLIENT_WAIT", "req_id refs num_returns timeout fetch_local",
+     "client -> server: wait(); answered with the indices of the ready refs")
+_def(205, "CLIENT_REFS", "pins releases handles escaped",
+     "client -> server: refs the client now holds [(oid, owner, parent)], oids it let go, "
+     "actor handle count changes [(actor_id, delta)], actor ids whose handles were pickled")
+_def(206, "CLIENT_GCS", "req_id gcs_op args",
+     "client -> server: a request to the GCS, made by the server's driver")
+_def(207, "CLIENT_ACTOR_KILLED", "actor_id",
+     "client -> server: pyray.kill(no_restart=True) was accepted for this actor")
+_def(208, "CLIENT_CANCEL", "ref force recursive", "client -> server: pyray.cancel()")
+_def(209, "CLIENT_BYE", "", "client -> server: the session ends; all it held is released")
+_def(210, "CLIENT_REPLY", "req_id ok payload",
+     "server -> client: the answer to a request (ok False: payload is an error payload)")
+_def(211, "CLIENT_PING", "",
+     "client -> server, every second: the client is alive (a session silent for "
+     "PYRAY_CLIENT_TIMEOUT_S ends and releases all it held)")

@@ -109,6 +109,9 @@ def start(args):
         sys.exit("pyray start: pass --head to start a cluster, or --address HOST:PORT "
                  "to add a node to one.")
     if not args.head:
+        if args.ray_client_server_port is not None:
+            print("pyray start: note: --ray-client-server-port is ignored: only the head "
+                  "runs the client server.", file=sys.stderr)
         return _join(args, config)
     from pyray._private import bootstrap
     if os.path.exists(node_mod.CURRENT_CLUSTER_FILE):
@@ -140,8 +143,43 @@ def start(args):
           f"  To stop it: pyray stop --address {address}"
           + ("\n  --block: this command runs until the node's processes exit, or until "
              "Ctrl-C / SIGTERM stops them." if args.block else ""), flush=True)
+    if args.ray_client_server_port is not None:
+        _start_client_server(cluster, args.ray_client_server_port, ip)
     if args.block:
         return _block(cluster, cluster.gcs_address)
+
+
+def _start_client_server(cluster, port, ip):
+    """--ray-client-server-port: the client server (docs/client.md), a driver
+    of this cluster that remote clients reach at pyray://HOST:PORT.  It stops
+    by itself when the head's raylet is gone (`pyray stop`)."""
+    import subprocess
+    logs = os.path.join(cluster.session_dir, "logs")
+    os.makedirs(logs, exist_ok=True)
+    log_path = os.path.join(logs, "client_server.log")
+    env = dict(os.environ, PYRAY_TOKEN=cluster.token)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pyray._private.client.server", "--address",
+             cluster.gcs_address, "--port", str(port), "--watch-pid",
+             str(cluster.raylet.popen.pid)],
+            env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with open(log_path, "rb") as f:
+            if b"pyray client server listening" in f.read():
+                print(f"  Ray Client: pyray.init('pyray://{ip}:{port}', "
+                      f"_token='{cluster.token}') from any machine (or ray://)", flush=True)
+                return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    with open(log_path, "rb") as f:
+        tail = f.read()[-2000:].decode(errors="replace")
+    cluster.stop(remove_session=True)
+    sys.exit(f"pyray start: the client server on port {port} did not start:\n{tail}")
 
 
 def _session_dir(args):
@@ -219,8 +257,6 @@ _IGNORED = {
     "--dashboard-port": "pyray has no dashboard",
     "--dashboard-agent-listen-port": "pyray has no dashboard agent",
     "--dashboard-agent-grpc-port": "pyray has no dashboard agent",
-    "--ray-client-server-port": "pyray has no Ray Client server (ray:// addresses); drivers "
-                                "run on a machine with a node",
     "--runtime-env-agent-port": "pyray runs no runtime-env agent process",
     "--metrics-export-port": "pyray exports no Prometheus metrics",
 }
@@ -569,6 +605,10 @@ def _add_ray_start_flags(st):
                     help="accepted; pyray's output is plain text whatever the style")
     st.add_argument("--log-color", default=None, choices=("auto", "false", "true"),
                     help="accepted; pyray's output has no colours")
+    st.add_argument("--ray-client-server-port", type=int, default=None, metavar="PORT",
+                    help="on the head: start the client server on this port (clients "
+                         "connect with pyray.init('pyray://HOST:PORT'); docs/client.md); "
+                         "not started without it")
     for flag, why in _IGNORED.items():
         st.add_argument(flag, default=None, metavar="VALUE", help=f"accepted and ignored: {why}")
     for flag, why in _UNSUPPORTED.items():
