@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pyray import exceptions as exc
 from pyray._private.protocol import ACTOR_EXITING
 from pyray._private.runtime_context import running_call
+from pyray._private.task_executor import flush_std
 from pyray.actor import ActorExit
 
 
@@ -207,12 +208,7 @@ class ActorInstance:
         cw = rt.cw
         cw.out.send(cw.gcs_addr, ACTOR_EXITING.make(self.actor_id))
         rt.flush_all()
-        try:
-            import sys
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except Exception:  # noqa: BLE001
-            pass
+        flush_std()
         # zmq hands queued messages to the kernel from its I/O thread within
         # microseconds; a short pause before _exit lets it finish
         import time

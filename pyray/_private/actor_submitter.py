@@ -69,13 +69,20 @@ class ActorSubmitter:
                     if spec.resolved is None:
                         spec.resolved = {}
                     spec.resolved[ref._id] = (VALUE, e.payload)
-            ac = self._actor_client(spec.actor)
-            if ac.state == "ALIVE" and not ac.queue:
-                self._push_actor(ac, spec)
-            elif ac.state == "DEAD":
-                self.fail_task(spec, self._actor_error(ac))
-            else:
-                ac.queue.append(spec)
+            self._dispatch_actor(spec, first=False)
+
+    def _dispatch_actor(self, spec, first):
+        """Pushes a call to its actor now, fails it (a dead actor), or queues
+        it until the actor is alive: last, or `first` for a retry."""
+        ac = self._actor_client(spec.actor)
+        if ac.state == "ALIVE" and not ac.queue:
+            self._push_actor(ac, spec)
+        elif ac.state == "DEAD":
+            self.fail_task(spec, self._actor_error(ac))
+        elif first:
+            ac.queue.appendleft(spec)
+        else:
+            ac.queue.append(spec)
 
     def _push_actor(self, ac, spec):
         ac.inflight[spec.task_id] = spec
@@ -89,14 +96,8 @@ class ActorSubmitter:
 
     def _retry_actor_task(self, spec):
         """An actor call that raised an exception it retries on
-        (retry_exceptions): sent again to the same actor."""
-        ac = self._actor_client(spec.actor)
-        if ac.state == "ALIVE" and not ac.queue:
-            self._push_actor(ac, spec)
-        elif ac.state == "DEAD":
-            self.fail_task(spec, self._actor_error(ac))
-        else:
-            ac.queue.appendleft(spec)
+        (retry_exceptions): sent again to the same actor, ahead of the queue."""
+        self._dispatch_actor(spec, first=True)
 
     def _actor_error(self, ac):
         err = errors.decode(ac.cause) if ac.cause is not None else None

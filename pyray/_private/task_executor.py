@@ -569,8 +569,8 @@ def _task_error(name, err):
     return exc.RayTaskError(name, tb, err)
 
 
-def worker_entry(worker_id, node, config, session_dir, log_path):
-    """Entry point in the forked child."""
+def redirect_output(log_path):
+    """Points this process's stdout and stderr (fds 1 and 2) at its log file."""
     try:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(fd, 1)
@@ -578,16 +578,26 @@ def worker_entry(worker_id, node, config, session_dir, log_path):
         os.close(fd)
     except OSError:
         pass
+
+
+def flush_std():
+    """Flushes stdout and stderr before the process leaves with os._exit."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - leaving anyway
+        pass
+
+
+def worker_entry(worker_id, node, config, session_dir, log_path):
+    """Entry point in the forked child."""
+    redirect_output(log_path)
     logging.basicConfig(level=logging.WARNING, stream=sys.__stderr__,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rt = TaskExecutor(worker_id, node, config, session_dir)
     try:
         rt.run()
     finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except Exception:  # noqa: BLE001
-            pass
+        flush_std()
         os._exit(0)
 

@@ -48,13 +48,8 @@ def enter(ctx, entry_args):
     os.makedirs(os.path.dirname(spec), exist_ok=True)
     with open(spec, "wb") as f:
         pickle.dump((ctx, entry_args), f, protocol=5)
-    try:
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-    except OSError:
-        pass
+    from pyray._private.task_executor import redirect_output
+    redirect_output(log_path)
     env = dict(os.environ)
     env.update(ctx["env_vars"])
     # pyray itself, wherever this interpreter found it
