@@ -37,9 +37,23 @@ _API = {
     "get_actor": "pyray.actor",
     "kill": "pyray.actor",
 }
-_SUBMODULES = {"actor", "cloudpickle", "exceptions", "job_config", "types", "util"}
+_SUBMODULES = {"actor", "cloudpickle", "exceptions", "experimental", "job_config",
+               "remote_function", "runtime_context", "runtime_env", "types", "util"}
 
-__all__ = ["__version__"] + sorted(_API) + sorted(_SUBMODULES)
+# Ray's worker modes, for programs that compare against them
+SCRIPT_MODE, WORKER_MODE, LOCAL_MODE = 0, 1, 2
+
+
+def _cross_language(*args, **kwargs):
+    raise NotImplementedError("pyray runs Python only: Java and C++ functions and actors "
+                              "(java_function, java_actor_class, cpp_function) are not "
+                              "supported.")
+
+
+java_function = java_actor_class = cpp_function = _cross_language
+
+__all__ = (["__version__", "SCRIPT_MODE", "WORKER_MODE", "LOCAL_MODE", "java_function",
+            "java_actor_class", "cpp_function"] + sorted(_API) + sorted(_SUBMODULES))
 
 
 def __getattr__(name):

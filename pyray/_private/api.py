@@ -13,6 +13,7 @@ import logging
 import inspect
 import os
 import sys
+import warnings
 
 from pyray._private import node as node_mod
 from pyray._private import object_ref
@@ -63,7 +64,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                                "calling 'pyray.shutdown()' prior to 'pyray.init()'.")
         unknown = set(kwargs) - {"dashboard_host", "dashboard_port", "_temp_dir",
                                  "_node_ip_address", "job_config", "_plasma_directory",
-                                 "storage", "_enable_object_reconstruction", "_redis_password"}
+                                 "storage", "_enable_object_reconstruction", "_redis_password",
+                                 "logging_format"}
         if unknown:
             raise TypeError(f"init() got unexpected keyword argument(s): {sorted(unknown)}")
         if namespace is not None:
@@ -94,6 +96,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                      ("object_store_memory", object_store_memory), ("_memory", _memory)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise ValueError(f"{k} must be a non-negative number, got {v!r}")
+        session_dir = _init_extras(local_mode, logging_level, configure_logging, kwargs,
+                                   address)
         from pyray._private import runtime_env as rte
         rte.parent = None
         job_env = rte.validate(runtime_env)     # a bad key fails before anything starts
@@ -109,7 +113,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             return RayContext(connect(address, config, namespace, _token))
         if address is None:
             cluster = _start_local(num_cpus, num_gpus, resources, object_store_memory, config,
-                                   _memory)
+                                   _memory, session_dir, kwargs.get("_node_ip_address"))
             node = cluster.node
         else:
             if num_cpus is not None or num_gpus is not None or resources is not None or \
@@ -143,7 +147,55 @@ def _validate_namespace(namespace):
         raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
 
 
-def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, memory=None):
+_UNIX_PATH_MAX = 107      # sizeof(sockaddr_un.sun_path) - 1 on Linux
+
+
+def _init_extras(local_mode, logging_level, configure_logging, kwargs, address):
+    """The init() arguments that shape this process rather than the cluster:
+    logging, `_temp_dir` (returns the new session directory, or None), and
+    the ones pyray has no use for, each with a warning that says why."""
+    if configure_logging:
+        if isinstance(logging_level, str):
+            logging_level = logging.getLevelName(logging_level.upper())
+        if not isinstance(logging_level, int):
+            raise ValueError(f"logging_level must be a logging level such as logging.INFO "
+                             f"or 'info', got {kwargs.get('logging_level', logging_level)!r}")
+        log.setLevel(logging_level)
+        if not log.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter(
+                kwargs.get("logging_format") or "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            log.addHandler(handler)
+    if local_mode:
+        warnings.warn("local_mode is not supported by pyray (Ray deprecates it too): tasks and "
+                      "actors run in worker processes as usual; use a debugger on the worker or "
+                      "pyray.util.pdb for step-by-step debugging.", UserWarning, stacklevel=3)
+    if kwargs.get("_plasma_directory") is not None:
+        warnings.warn("_plasma_directory is not used: pyray's object store is a memfd, which "
+                      "/dev/shm's size does not limit.", UserWarning, stacklevel=3)
+    if kwargs.get("storage") is not None:
+        warnings.warn("storage= is not supported by pyray (Ray deprecated it); nothing is "
+                      "written there.", UserWarning, stacklevel=3)
+    temp_dir = kwargs.get("_temp_dir")
+    if temp_dir is None:
+        return None
+    if not isinstance(temp_dir, str) or not os.path.isabs(temp_dir):
+        raise ValueError(f"_temp_dir must be an absolute path, got {temp_dir!r}")
+    if address is not None:
+        return None       # as in Ray: the running cluster keeps its own directory
+    # the node's unix sockets live under it: <root>/session_<~40>/sockets/<~32>
+    longest = len(os.path.abspath(temp_dir)) + 1 + 40 + len("/sockets/") + 32
+    if longest > _UNIX_PATH_MAX:
+        raise ValueError(f"_temp_dir {temp_dir!r} is too long: the node's unix socket paths "
+                         f"under it would take up to {longest} characters, and the system's "
+                         f"limit is {_UNIX_PATH_MAX}. Choose a directory of at most "
+                         f"{_UNIX_PATH_MAX - longest + len(os.path.abspath(temp_dir))} "
+                         f"characters, such as /tmp/pyray.")
+    return node_mod.new_session_dir(temp_dir)
+
+
+def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, memory=None,
+                 session_dir=None, node_ip=None):
     if num_cpus is None:
         num_cpus = os.cpu_count() or 1
     if num_gpus is None:
@@ -154,7 +206,8 @@ def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, mem
         raise ValueError(f"object_store_memory must be at least 1 MiB, got {object_store_memory}")
     return node_mod.LocalCluster(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                  object_store_memory=object_store_memory, config=config,
-                                 memory=memory, while_starting=_import_driver_modules)
+                                 memory=memory, while_starting=_import_driver_modules,
+                                 session_dir=session_dir, node_ip=node_ip or "127.0.0.1")
 
 
 def _import_driver_modules():

@@ -1,13 +1,17 @@
 """Utilities: ActorPool, named-actor listing, placement groups,
-inspect_serializability; the submodules queue (Queue), multiprocessing
-(Pool) and joblib (register_ray) load on first use."""
+inspect_serializability, custom serializers, log_once; the submodules queue
+(Queue), multiprocessing (Pool), joblib (register_ray), accelerators and
+annotations load on first use."""
 import importlib
+import socket
 
 from pyray.util.actor_pool import ActorPool
 from pyray.util.check_serialize import inspect_serializability
+from pyray.util.debug import disable_log_once_globally, enable_periodic_logging, log_once
 from pyray.util.placement_group import (PlacementGroup, get_current_placement_group,
                                         get_placement_group, placement_group,
                                         placement_group_table, remove_placement_group)
+from pyray.util.serialization import deregister_serializer, register_serializer
 
 
 def list_named_actors(all_namespaces: bool = False):
@@ -18,7 +22,26 @@ def list_named_actors(all_namespaces: bool = False):
     return cw.rpc(cw.gcs_addr, Op.LIST_NAMED_ACTORS, bool(all_namespaces), ctx.namespace)
 
 
-_SUBMODULES = ("queue", "multiprocessing", "joblib")
+def get_node_ip_address(address: str = "8.8.8.8:53") -> str:
+    """The IP address of this node: the connected node's, else the address
+    this machine would use to reach `address` (no packet is sent)."""
+    from pyray._private.context import ctx
+    node = ctx.node or {}
+    if node.get("node_ip"):
+        return node["node_ip"]
+    host, _, port = address.rpartition(":")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect((host, int(port)))
+        return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        s.close()
+
+
+_SUBMODULES = ("queue", "multiprocessing", "joblib", "accelerators", "annotations", "debug",
+               "serialization", "scheduling_strategies", "placement_group", "actor_pool")
 
 
 def __getattr__(name):
@@ -28,5 +51,7 @@ def __getattr__(name):
 
 
 __all__ = ["ActorPool", "inspect_serializability", "list_named_actors", "PlacementGroup",
+           "get_node_ip_address", "register_serializer", "deregister_serializer", "log_once",
+           "disable_log_once_globally", "enable_periodic_logging",
            "placement_group", "remove_placement_group", "get_placement_group", "placement_group_table",
            "get_current_placement_group"]

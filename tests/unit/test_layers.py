@@ -28,6 +28,7 @@ LIBRARIES = ("pyray.data", "pyray.tune", "pyray.train", "pyray.serve", "pyray.rl
 # what code above the runtime may import from pyray: the package itself (its
 # lazily loaded public names), its public modules, and the libraries
 PUBLIC_MODULES = ("pyray", "pyray.actor", "pyray.exceptions", "pyray.runtime_context",
+                  "pyray.experimental", "pyray.remote_function",
                   "pyray.util") + LIBRARIES
 
 # the runtime's internals, never imported from above

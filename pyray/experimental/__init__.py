@@ -1,0 +1,11 @@
+"""Ray's `ray.experimental` names that programs and libraries use:
+`internal_kv` (the cluster's key-value store)."""
+import importlib
+
+_SUBMODULES = ("internal_kv",)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"pyray.experimental.{name}")
+    raise AttributeError(f"module 'pyray.experimental' has no attribute {name!r}")

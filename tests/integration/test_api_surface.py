@@ -1,0 +1,203 @@
+"""The smaller names of Ray's API a program reaches for: init()'s
+process-level arguments, ray.experimental.internal_kv, custom serializers,
+util.debug/annotations/accelerators, get_node_ip_address, the module aliases
+(remote_function, runtime_context) and the worker-mode constants."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+
+import pytest
+
+import pyray
+from pyray.experimental import internal_kv as kv
+
+
+class Conn:
+    """A value plain pickle refuses (it holds a lock)."""
+
+    def __init__(self, url):
+        self.url = url
+        self.lock = threading.Lock()
+
+
+@pyray.remote
+def conn_url(c):
+    return type(c).__name__, c.url, os.getpid()
+
+
+@pyray.remote
+def kv_read(key, namespace=None):
+    return kv._internal_kv_get(key, namespace=namespace)
+
+
+@pyray.remote
+def kv_write(key, value):
+    return kv._internal_kv_put(key, value)
+
+
+@pyray.remote
+def worker_pid():
+    return os.getpid()
+
+
+@pyray.remote
+def node_ip():
+    return pyray.util.get_node_ip_address()
+
+
+# ---------------------------------------------------------------------------
+# no cluster needed
+# ---------------------------------------------------------------------------
+def test_module_aliases_and_modes():
+    from pyray.remote_function import RemoteFunction
+    from pyray.runtime_context import RuntimeContext, get_runtime_context
+    assert isinstance(conn_url, RemoteFunction)
+    assert get_runtime_context is pyray.get_runtime_context
+    assert RuntimeContext.__name__ == "RuntimeContext"
+    assert len({pyray.SCRIPT_MODE, pyray.WORKER_MODE, pyray.LOCAL_MODE}) == 3
+    with pytest.raises(NotImplementedError, match="Java and C"):
+        pyray.java_function("cls", "fn")
+
+
+def test_log_once():
+    from pyray.util import debug
+    key = object()
+    assert pyray.util.log_once(key) is True
+    assert pyray.util.log_once(key) is False
+    debug.reset_log_once(key)
+    assert pyray.util.log_once(key) is True
+
+
+def test_annotations():
+    from pyray.util.annotations import (AnnotationType, Deprecated, DeveloperAPI, PublicAPI,
+                                        RayDeprecationWarning)
+
+    @PublicAPI(stability="beta")
+    class A:
+        pass
+
+    @DeveloperAPI
+    def f():
+        return 1
+
+    @Deprecated(message="Use g.")
+    def old():
+        return 2
+
+    assert A._annotated_type is AnnotationType.PUBLIC_API and A._annotated_stability == "beta"
+    assert f() == 1 and f._annotated_type is AnnotationType.DEVELOPER_API
+    with pytest.warns(RayDeprecationWarning, match="Use g"):
+        assert old() == 2
+    with pytest.raises(ValueError, match="stability"):
+        PublicAPI(stability="gold")
+
+
+def test_accelerator_names():
+    from pyray.util import accelerators
+    assert accelerators.NVIDIA_TESLA_V100 == "V100"
+    assert accelerators.NVIDIA_A100 == "A100"
+
+
+# ---------------------------------------------------------------------------
+# init()'s process-level arguments
+# ---------------------------------------------------------------------------
+def test_temp_dir_holds_the_session(ray_init):
+    root = tempfile.mkdtemp(prefix="pt", dir="/tmp")     # short: unix socket paths
+    try:
+        info = ray_init(num_cpus=1, _temp_dir=root)
+        session = info["session_dir"]
+        assert os.path.dirname(session) == root
+        assert os.path.isdir(os.path.join(session, "logs"))
+        assert pyray.get(node_ip.remote())
+        pyray.shutdown()
+        assert not os.path.exists(session)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_temp_dir_checked(ray_init, tmp_path):
+    with pytest.raises(ValueError, match="absolute path"):
+        pyray.init(num_cpus=1, _temp_dir="relative/dir")
+    with pytest.raises(ValueError, match="too long"):
+        pyray.init(num_cpus=1, _temp_dir=str(tmp_path / ("x" * 60)))
+    assert not pyray.is_initialized()
+
+
+def test_logging_level_and_unused_arguments_warn(ray_init):
+    logger = logging.getLogger("pyray")
+    old = logger.level
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ray_init(num_cpus=1, logging_level="warning", local_mode=True,
+                     _plasma_directory="/tmp")
+        assert logger.level == logging.WARNING
+        text = " ".join(str(w.message) for w in caught)
+        assert "local_mode" in text and "_plasma_directory" in text
+        assert pyray.get(worker_pid.remote()) != os.getpid()     # not local mode
+    finally:
+        logger.setLevel(old)
+    with pytest.raises(ValueError, match="logging_level"):
+        pyray.shutdown()
+        pyray.init(num_cpus=1, logging_level="loud")
+
+
+# ---------------------------------------------------------------------------
+# on a shared cluster
+# ---------------------------------------------------------------------------
+def test_internal_kv_between_driver_and_workers(ray_start):
+    assert kv._internal_kv_initialized()
+    assert kv._internal_kv_put("surface/a", "1") is False           # did not exist
+    assert kv._internal_kv_put("surface/a", b"2") is True           # existed: overwritten
+    assert kv._internal_kv_put("surface/a", "3", overwrite=False) is True
+    assert kv._internal_kv_get("surface/a") == b"2"
+    assert pyray.get(kv_read.remote("surface/a")) == b"2"
+    assert pyray.get(kv_write.remote("surface/b", "from-task")) is False
+    assert kv._internal_kv_get(b"surface/b") == b"from-task"
+    assert sorted(kv._internal_kv_list("surface/")) == [b"surface/a", b"surface/b"]
+
+
+def test_internal_kv_namespaces_and_delete(ray_start):
+    kv._internal_kv_put("nk", "default")
+    kv._internal_kv_put("nk", "in-ns", namespace="ns1")
+    assert kv._internal_kv_get("nk") == b"default"
+    assert pyray.get(kv_read.remote("nk", "ns1")) == b"in-ns"
+    assert kv._internal_kv_list("nk", namespace="ns1") == [b"nk"]
+    assert kv._internal_kv_exists("nk", namespace="ns2") is False
+    kv._internal_kv_put("nk2", "x")
+    assert kv._internal_kv_del("nk", del_by_prefix=True) == 2
+    assert kv._internal_kv_get("nk") is None
+    assert kv._internal_kv_get("nk", namespace="ns1") == b"in-ns"
+    assert kv._internal_kv_del("nk", namespace="ns1") == 1
+    assert kv._internal_kv_del("nk", namespace="ns1") == 0
+    with pytest.raises(TypeError, match="bytes or str"):
+        kv._internal_kv_put("k", 3)
+
+
+def test_register_serializer(ray_start):
+    with pytest.raises(TypeError):
+        pyray.put(Conn("plain"))                      # pickle refuses the lock
+    pyray.util.register_serializer(Conn, serializer=lambda c: c.url.upper(),
+                                   deserializer=lambda s: Conn(s + "!"))
+    try:
+        name, url, pid = pyray.get(conn_url.remote(Conn("db")))
+        assert (name, url) == ("Conn", "DB!")          # rebuilt in the worker
+        assert pid != os.getpid()
+        assert pyray.get(pyray.put(Conn("q"))).url == "Q!"
+    finally:
+        pyray.util.deregister_serializer(Conn)
+    with pytest.raises(TypeError):
+        pyray.put(Conn("again"))
+    with pytest.raises(ValueError, match="no serializer"):
+        pyray.util.deregister_serializer(Conn)
+
+
+def test_get_node_ip_address(ray_start):
+    ips = {n["NodeManagerAddress"] for n in pyray.nodes() if n["Alive"]}
+    assert pyray.util.get_node_ip_address() in ips
+    assert pyray.get(node_ip.remote()) in ips
