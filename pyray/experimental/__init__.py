@@ -1,8 +1,8 @@
 """Ray's `ray.experimental` names that programs and libraries use:
-`internal_kv` (the cluster's key-value store)."""
+`internal_kv` (the cluster's key-value store) and `tqdm_ray`."""
 import importlib
 
-_SUBMODULES = ("internal_kv",)
+_SUBMODULES = ("internal_kv", "tqdm_ray")
 
 
 def __getattr__(name):

@@ -201,3 +201,55 @@ def test_get_node_ip_address(ray_start):
     ips = {n["NodeManagerAddress"] for n in pyray.nodes() if n["Alive"]}
     assert pyray.util.get_node_ip_address() in ips
     assert pyray.get(node_ip.remote()) in ips
+
+
+# ---------------------------------------------------------------------------
+# tqdm_ray and the test helpers
+# ---------------------------------------------------------------------------
+def test_tqdm_ray_in_a_task_reaches_the_driver(driver):
+    d = driver("""
+        import pyray
+        from pyray.experimental.tqdm_ray import tqdm
+        pyray.init(num_cpus=1)
+
+        @pyray.remote
+        def work(n):
+            total = 0
+            for i in tqdm(range(n), desc="crunch", flush_interval_s=0):
+                total += i
+            return total
+
+        print("result", pyray.get(work.remote(5)), flush=True)
+        pyray.shutdown()
+    """)
+    d.wait(timeout=60)
+    out = d.text("stdout")
+    assert "result 10" in out
+    assert "crunch: 100% 5/5" in out          # the worker's final line, forwarded
+    assert "crunch:  20% 1/5" in out          # and one printed while it ran
+
+
+def test_wait_for_condition_and_signal_actor(ray_start):
+    from pyray._common.test_utils import SignalActor, wait_for_condition
+    signal = SignalActor.remote()
+    waiting = [signal.wait.remote() for _ in range(3)]
+    wait_for_condition(lambda: pyray.get(signal.cur_num_waiters.remote()) == 3, timeout=10)
+    ready, _ = pyray.wait(waiting, timeout=0.2)
+    assert ready == []                                   # blocked until sent
+    pyray.get(signal.send.remote())
+    assert pyray.get(waiting, timeout=10) == [None] * 3
+    with pytest.raises(RuntimeError, match="condition wasn't met"):
+        wait_for_condition(lambda: False, timeout=0.3, retry_interval_ms=50)
+
+
+def test_run_string_as_driver():
+    from pyray._private.test_utils import run_string_as_driver
+    out = run_string_as_driver(
+        "import pyray\n"
+        "pyray.init(num_cpus=1)\n"
+        "print('sum', pyray.get(pyray.put(21)) * 2)\n"
+        "pyray.shutdown()\n")
+    assert "sum 42" in out
+    import subprocess
+    with pytest.raises(subprocess.CalledProcessError):
+        run_string_as_driver("raise SystemExit(3)")

@@ -1,0 +1,1 @@
+"""Ray's `ray._common` names that tests import (test_utils)."""
