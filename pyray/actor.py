@@ -193,8 +193,10 @@ class ActorClass:
         return ActorHandle(aid, reply["meta"], options["max_task_retries"], owned=owned,
                            retry_exceptions=o.get("retry_exceptions", False))
 
-    def bind(self, *a, **k):
-        raise NotImplementedError("DAG building (bind) is not supported by pyray")
+    def bind(self, *args, **kwargs):
+        """A ClassNode: this actor's creation in a DAG (docs/dag.md)."""
+        from pyray.dag import ClassNode
+        return ClassNode(self, args, kwargs, self._options)
 
 
 def _validate_actor_options(o):
@@ -278,6 +280,11 @@ class ActorMethod:
         spec.actor = h._actor_id
         cw.submit_actor_task(spec)
         return returned(refs, self._num_returns)
+
+    def bind(self, *args, **kwargs):
+        """A ClassMethodNode: this call of the actor in a DAG (docs/dag.md)."""
+        from pyray.dag.class_node import bind_actor_method
+        return bind_actor_method(self, self._handle, self._name, args, kwargs)
 
     def _remote_generator(self, cw, args, kwargs):
         """A call of a generator method (pyray/_private/generators.py)."""

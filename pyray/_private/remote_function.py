@@ -404,7 +404,9 @@ class RemoteFunction:
         return returned(refs, self._num_returns)
 
     def bind(self, *args, **kwargs):
-        raise NotImplementedError("DAG building (bind) is not supported by pyray")
+        """A FunctionNode: this call in a DAG, run by its execute() (docs/dag.md)."""
+        from pyray.dag import FunctionNode
+        return FunctionNode(self, args, kwargs, self._options)
 
 
 def _generator_mode(num_returns, fn):

@@ -199,6 +199,27 @@ class RuntimeContext:
             return fn
         return t.name
 
+    def is_canceled(self) -> bool:
+        """Whether cancel() was called on the running task or actor call, so
+        that it can stop early (a cancelled call's caller gets
+        TaskCancelledError however it ends).  A running normal task is also
+        interrupted (KeyboardInterrupt); a running sync or threaded actor
+        call is not, and polls this.  RuntimeError in the driver and in an
+        async actor, as in Ray."""
+        w = _worker()
+        t = _current_task(self._cw()) if w is not None else None
+        if t is None:
+            raise RuntimeError("is_canceled() is only available in a task or an actor "
+                               "call, not in the driver.")
+        a = w.actor
+        if a is not None:
+            if a.is_async:
+                raise RuntimeError("is_canceled() is not supported in an async actor: "
+                                   "cancel() cancels a running async call's asyncio task "
+                                   "(asyncio.CancelledError is raised in it).")
+            return t.task_id in a.cancelled_calls
+        return w.cancel_requested == t.task_id
+
     def get_assigned_resources(self):
         assert _worker() is not None, \
             "get_assigned_resources() is only available when the process is a worker."

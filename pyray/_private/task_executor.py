@@ -165,6 +165,7 @@ class TaskExecutor:
         self.replies = {}
         self.running_task_id = None
         self.cancel_pending = None      # the running task's id once cancel() asked to interrupt it
+        self.cancel_requested = None    # the same, kept for get_runtime_context().is_canceled()
         self.gpu_ids = None
         self.actor = None           # an ActorInstance (actor_executor.py) once this worker hosts an actor
         # (task id, reply) of the actor creation task this worker ran: a GCS
@@ -529,7 +530,7 @@ class TaskExecutor:
         if self.running_task_id == task_id:
             if force:
                 os._exit(1)
-            self.cancel_pending = task_id
+            self.cancel_pending = self.cancel_requested = task_id
             signal.pthread_kill(self.main_thread_id, signal.SIGINT)
         else:
             self.cancelled.add(task_id)
