@@ -51,7 +51,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
          object_store_memory=None, namespace=None, ignore_reinit_error=False,
          local_mode=False, include_dashboard=None, log_to_driver=True, runtime_env=None,
          logging_level=logging.INFO, configure_logging=True, _system_config=None,
-         _token=None, _memory=None, **kwargs):
+         _token=None, _memory=None, labels=None, **kwargs):
     with ctx.lock:
         if ctx.core_worker is not None:
             if ctx.mode == "worker":
@@ -94,6 +94,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                      ("object_store_memory", object_store_memory), ("_memory", _memory)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise ValueError(f"{k} must be a non-negative number, got {v!r}")
+        if labels is not None:
+            from pyray._private.scheduling_strategies import parse_labels
+            labels = parse_labels(labels, "init(labels=...)")
         from pyray._private import runtime_env as rte
         rte.parent = None
         job_env = rte.validate(runtime_env)     # a bad key fails before anything starts
@@ -109,14 +112,15 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             return RayContext(connect(address, config, namespace, _token))
         if address is None:
             cluster = _start_local(num_cpus, num_gpus, resources, object_store_memory, config,
-                                   _memory)
+                                   _memory, labels)
             node = cluster.node
         else:
             if num_cpus is not None or num_gpus is not None or resources is not None or \
-                    object_store_memory is not None or _memory is not None:
+                    object_store_memory is not None or _memory is not None or \
+                    labels is not None:
                 raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus, "
-                                 "resources, object_store_memory and _memory must not be "
-                                 "provided.")
+                                 "resources, object_store_memory, _memory and labels must "
+                                 "not be provided.")
             cluster = None
             node = _find_node(address, config, _token)
         try:
@@ -143,7 +147,8 @@ def _validate_namespace(namespace):
         raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
 
 
-def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, memory=None):
+def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, memory=None,
+                 labels=None):
     if num_cpus is None:
         num_cpus = os.cpu_count() or 1
     if num_gpus is None:
@@ -154,7 +159,8 @@ def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, mem
         raise ValueError(f"object_store_memory must be at least 1 MiB, got {object_store_memory}")
     return node_mod.LocalCluster(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                  object_store_memory=object_store_memory, config=config,
-                                 memory=memory, while_starting=_import_driver_modules)
+                                 memory=memory, while_starting=_import_driver_modules,
+                                 labels=labels)
 
 
 def _import_driver_modules():
@@ -297,6 +303,7 @@ def nodes():
             "NodeManagerHostname": os.uname().nodename,
             "RayletSocketName": n["raylet_addr"], "ObjectStoreSocketName": n["store_name"],
             "Resources": dict(n.get("resources", {})), "IsHead": n.get("head", False),
+            "Labels": dict(n.get("labels") or {}),
         })
     return out
 
