@@ -98,3 +98,18 @@ def test_placement_group_bundles_follow_their_label_selectors(make_cluster):
     assert ready == []
     with pytest.raises(ValueError, match="one label selector"):
         placement_group([{"CPU": 1}], bundle_label_selector=[{}, {}])
+
+
+def test_init_labels_its_node(ray_init):
+    ray_init(num_cpus=1, labels={"team": "ml"})
+    (node,) = pyray.nodes()
+    assert node["Labels"]["team"] == "ml"
+    assert node["Labels"]["ray.io/node-id"] == node["NodeID"]
+    assert pyray.get(node_id.options(label_selector={"team": "ml"}).remote(),
+                     timeout=30) == node["NodeID"]
+    ready, _ = pyray.wait([node_id.options(label_selector={"team": "!ml"}).remote()],
+                          timeout=1)
+    assert ready == []
+    with pytest.raises(ValueError, match="labels"):
+        pyray.shutdown()
+        pyray.init(labels={"team": 1})
