@@ -16,7 +16,7 @@ from pyray._private.remote_function import (_LEGACY_PG, TASK_OPTIONS, arg_checke
 
 ACTOR_OPTIONS = (TASK_OPTIONS - {"num_returns", "max_retries"}) | {
     "max_concurrency", "max_restarts", "max_task_retries", "name", "namespace", "lifetime",
-    "get_if_exists", "max_pending_calls", "allow_out_of_order_execution"}
+    "get_if_exists", "max_pending_calls", "allow_out_of_order_execution", "concurrency_groups"}
 
 
 class ActorExit(SystemExit):
@@ -83,6 +83,12 @@ def _validate_method_options(opts, what):
     cg = opts.get("concurrency_group")
     if cg is not None and not isinstance(cg, str):
         raise TypeError(f"concurrency_group must be a string, got {cg!r}")
+    nm = opts.get("name")
+    if nm is not None and (not isinstance(nm, str) or not nm):
+        raise ValueError(f"An actor method's name must be a non-empty string, got {nm!r}")
+    ete = opts.get("enable_task_events")
+    if ete is not None and not isinstance(ete, bool):
+        raise ValueError(f"enable_task_events must be a bool, got {ete!r}")
 
 
 class ActorClass:
@@ -178,7 +184,7 @@ class ActorClass:
             "options": options, "job_id": cw.job_id, "driver_addr": cw.driver_addr,
             "job_config": cw.job_config, "owner": cw.addr,
             "creation_task_id": ids.new_task_id(),
-            "strategy": strategy_key(o.get("scheduling_strategy")),
+            "strategy": strategy_key(o.get("scheduling_strategy"), o.get("label_selector")),
             "placement_group": placement,
         }
         env = o.get("runtime_env")
@@ -190,8 +196,12 @@ class ActorClass:
         # refs in the constructor's arguments must outlive the actor's (re)starts
         cw.keep_alive(aid, ser.refs)
         owned = not reply["existing"] and not spec["detached"]
+        mpc = o.get("max_pending_calls")
+        ooo = bool(o.get("allow_out_of_order_execution"))
+        policy = (-1 if mpc is None else mpc, ooo) if (mpc is not None and mpc >= 0) or ooo \
+            else None
         return ActorHandle(aid, reply["meta"], options["max_task_retries"], owned=owned,
-                           retry_exceptions=o.get("retry_exceptions", False))
+                           retry_exceptions=o.get("retry_exceptions", False), policy=policy)
 
     def bind(self, *args, **kwargs):
         """A ClassNode: this actor's creation in a DAG (docs/dag.md)."""
@@ -238,10 +248,10 @@ def _validate_name(name, namespace):
 
 class ActorMethod:
     __slots__ = ("_handle", "_name", "_num_returns", "_retries", "_retry_exc", "_group",
-                 "_check")
+                 "_check", "_desc")
 
     def __init__(self, handle, name, num_returns, retries, retry_exc=False, group=None,
-                 check=None):
+                 check=None, task_name=None):
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
@@ -249,6 +259,8 @@ class ActorMethod:
         self._retry_exc = retry_exc
         self._group = group
         self._check = check
+        # the `name` option: what the call is called (runtime context, errors)
+        self._desc = _METHOD_DESC if task_name is None else _NamedCall(task_name)
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actor methods cannot be called directly. Instead of running "
@@ -263,7 +275,8 @@ class ActorMethod:
         return ActorMethod(self._handle, self._name, opts.get("num_returns", self._num_returns),
                            opts.get("max_task_retries", self._retries),
                            opts.get("retry_exceptions", self._retry_exc),
-                           opts.get("concurrency_group", self._group), self._check)
+                           opts.get("concurrency_group", self._group), self._check,
+                           opts.get("name", self._desc.name))
 
     def remote(self, *args, **kwargs):
         h = self._handle
@@ -273,7 +286,7 @@ class ActorMethod:
         cw = ctx.core_worker or ensure_initialized()
         if type(self._num_returns) is not int:
             return self._remote_generator(cw, args, kwargs)
-        spec, refs = build_spec(cw, _METHOD_DESC, self._name, args, kwargs, self._num_returns,
+        spec, refs = build_spec(cw, self._desc, self._name, args, kwargs, self._num_returns,
                                 None, None, self._retries, self._retry_exc)
         # an actor call's shape is its concurrency group (None: the method's own)
         spec.shape = self._group
@@ -290,7 +303,7 @@ class ActorMethod:
         """A call of a generator method (pyray/_private/generators.py)."""
         from pyray._private import generators
         h = self._handle
-        spec, refs = build_spec(cw, _METHOD_DESC, self._name, args, kwargs, 1, None, None,
+        spec, refs = build_spec(cw, self._desc, self._name, args, kwargs, 1, None, None,
                                 self._retries, self._retry_exc)
         spec.shape = self._group
         spec.actor = h._actor_id
@@ -303,26 +316,39 @@ class _MethodDesc:
     """Actor calls name their method; there is no function to ship."""
     fn_id = None
     data = None
+    name = None     # the call's own name (the `name` option), None: Class.method
+
+
+class _NamedCall(_MethodDesc):
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
 
 
 _METHOD_DESC = _MethodDesc()
 
 
 class ActorHandle:
-    def __init__(self, actor_id, meta, max_task_retries=0, owned=False, retry_exceptions=False):
+    def __init__(self, actor_id, meta, max_task_retries=0, owned=False, retry_exceptions=False,
+                 policy=None):
         self._actor_id = actor_id
         self._meta = meta
         self._retries = max_task_retries
         self._retry_exc = retry_exceptions
         self._owned = owned
         self._methods = {}
+        # (max_pending_calls, allow_out_of_order_execution), None: Ray's defaults
+        self._policy = policy
         cw = ctx.core_worker
         if owned and cw is not None:
             cw.add_actor_handle(actor_id)
+        if policy is not None and cw is not None:
+            cw.actor_call_policy(actor_id, *policy)
         self._cw = cw if owned else None
 
     def __getattr__(self, name):
-        if name.startswith("__") or name in ("_meta", "_methods", "_actor_id"):
+        if name.startswith("__") or name in ("_meta", "_methods", "_actor_id", "_policy"):
             raise AttributeError(name)
         # A new ActorMethod per access: one cached on the handle would point
         # back at it, and the cycle would keep the actor alive after the
@@ -350,7 +376,8 @@ class ActorHandle:
         cw = self._cw
         if cw is not None:
             cw.actor_handle_escaped(self._actor_id)
-        return (_rebuild_handle, (self._actor_id, self._meta, self._retries, self._retry_exc))
+        return (_rebuild_handle, (self._actor_id, self._meta, self._retries, self._retry_exc,
+                                  self._policy))
 
     def __repr__(self):
         return f"Actor({self._meta['class_name']}, {self._actor_id.hex()})"
@@ -369,8 +396,9 @@ class ActorHandle:
         return self._actor_id.hex()
 
 
-def _rebuild_handle(actor_id, meta, retries, retry_exc=False):
-    return ActorHandle(actor_id, meta, retries, owned=False, retry_exceptions=retry_exc)
+def _rebuild_handle(actor_id, meta, retries, retry_exc=False, policy=None):
+    return ActorHandle(actor_id, meta, retries, owned=False, retry_exceptions=retry_exc,
+                       policy=policy)
 
 
 def make_actor_class(cls, options):

@@ -35,7 +35,7 @@ _DEFAULTS = {"num_cpus": 1, "num_gpus": 0, "object_store_memory": 150 * 1024 * 1
 # accepted for compatibility and ignored
 _IGNORED = {"dashboard_port", "include_dashboard", "min_worker_port", "max_worker_port",
             "dashboard_agent_listen_port", "node_manager_port", "object_manager_port",
-            "redis_port", "enable_object_reconstruction", "labels", "node_name", "env_vars",
+            "redis_port", "enable_object_reconstruction", "node_name", "env_vars",
             "ray_client_server_port", "runtime_env_agent_port"}
 
 
@@ -243,7 +243,8 @@ class Cluster:
 
 
 def _node_args(kw, head):
-    unknown = set(kw) - set(_DEFAULTS) - _IGNORED - {"resources", "memory", "_system_config"}
+    unknown = set(kw) - set(_DEFAULTS) - _IGNORED - {"resources", "memory", "_system_config",
+                                                    "labels"}
     if unknown:
         raise TypeError(f"add_node() got unexpected keyword argument(s): {sorted(unknown)}")
     if not head and kw.get("_system_config"):
@@ -272,6 +273,8 @@ def _node_args(kw, head):
     from pyray._private.resources import validate_shape
     validate_shape(res, "node")
     out["resources"] = dict(res)
+    from pyray._private.scheduling_strategies import parse_labels
+    out["labels"] = parse_labels(kw.get("labels"), "add_node(labels=...)")
     out["_system_config"] = kw.get("_system_config")
     return out
 

@@ -26,7 +26,8 @@ from pyray._private.task_spec import TERMINATE
 class ActorClient:
     """What a caller knows of one actor."""
     __slots__ = ("actor_id", "state", "task_addr", "ctl_addr", "worker_id", "pid", "queue",
-                 "inflight", "cause", "terminate_pending", "channel")
+                 "inflight", "cause", "terminate_pending", "channel", "max_pending",
+                 "out_of_order", "held")
 
     def __init__(self, actor_id):
         self.actor_id = actor_id
@@ -40,6 +41,16 @@ class ActorClient:
         self.cause = None
         self.terminate_pending = False
         self.channel = None
+        self.max_pending = -1       # max_pending_calls (-1: no limit)
+        self.out_of_order = False   # allow_out_of_order_execution
+        self.held = []              # calls waiting for their arguments (out of order)
+
+    def pending(self):
+        """Calls made and not finished: queued, held for arguments, sent."""
+        held = self.held
+        if held:
+            held[:] = [s for s in held if s.pending_deps > 0 and not s.cancelled]
+        return len(self.queue) + len(self.inflight) + len(held)
 
 
 
@@ -60,16 +71,46 @@ class ActorSubmitter:
             self.out.send(self.gcs_addr, GET_ACTOR_INFO.make(actor_id, self.addr))
         return ac
 
+    def actor_call_policy(self, actor_id, max_pending, out_of_order):
+        """A handle's max_pending_calls and allow_out_of_order_execution."""
+        with self.lock:
+            ac = self._actor_client(actor_id)
+            ac.max_pending = max_pending
+            ac.out_of_order = out_of_order
+
     def submit_actor_task(self, spec):
         with self.lock:
+            ac = self.actors.get(spec.actor)
+            if ac is not None and (ac.max_pending >= 0 or ac.out_of_order):
+                self._submit_with_policy(ac, spec)
+                return
             self.own_returns(spec)
-            for ref in spec.deps:
-                e = self.owned.get(ref._id)
-                if e is not None and e.state == READY and e.kind == VALUE:
-                    if spec.resolved is None:
-                        spec.resolved = {}
-                    spec.resolved[ref._id] = (VALUE, e.payload)
-            self._dispatch_actor(spec, first=False)
+            self._submit_in_order(spec)
+
+    def _submit_in_order(self, spec):
+        for ref in spec.deps:
+            e = self.owned.get(ref._id)
+            if e is not None and e.state == READY and e.kind == VALUE:
+                if spec.resolved is None:
+                    spec.resolved = {}
+                spec.resolved[ref._id] = (VALUE, e.payload)
+        self._dispatch_actor(spec, first=False)
+
+    def _submit_with_policy(self, ac, spec):
+        if 0 <= ac.max_pending <= ac.pending():
+            raise exc.PendingCallsLimitExceeded(
+                f"The task {spec.name} could not be submitted to {ac.actor_id.hex()} because "
+                f"more than {ac.max_pending} tasks are queued on the actor. This limit can "
+                "be adjusted with the `max_pending_calls` actor option.")
+        self.own_returns(spec)
+        if not ac.out_of_order:
+            self._submit_in_order(spec)
+            return
+        # out of order: a call goes to the actor once its own arguments are
+        # ready, not behind earlier calls still waiting for theirs
+        self.submit_deps(spec)
+        if spec.pending_deps > 0:
+            ac.held.append(spec)
 
     def _dispatch_actor(self, spec, first):
         """Pushes a call to its actor now, fails it (a dead actor), or queues
@@ -88,7 +129,7 @@ class ActorSubmitter:
         ac.inflight[spec.task_id] = spec
         spec.attempt += 1
         data, bufs = spec.args_payload
-        msg = PUSH_TASK.make(spec.task_id, spec.name, None, spec.name, data,
+        msg = PUSH_TASK.make(spec.task_id, spec.name, None, spec.fn.name or spec.name, data,
                              -1 if bufs is None else len(bufs), spec.resolved,
                              len(spec.return_ids) if spec.stream is None else spec.stream.wire,
                              self.addr, spec.attempt, None, None, spec.actor, None, spec.shape)

@@ -52,7 +52,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
          object_store_memory=None, namespace=None, ignore_reinit_error=False,
          local_mode=False, include_dashboard=None, log_to_driver=True, runtime_env=None,
          logging_level=logging.INFO, configure_logging=True, _system_config=None,
-         _token=None, _memory=None, **kwargs):
+         _token=None, _memory=None, labels=None, **kwargs):
     with ctx.lock:
         if ctx.core_worker is not None:
             if ctx.mode == "worker":
@@ -98,6 +98,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 raise ValueError(f"{k} must be a non-negative number, got {v!r}")
         session_dir = _init_extras(local_mode, logging_level, configure_logging, kwargs,
                                    address)
+        if labels is not None:
+            from pyray._private.scheduling_strategies import parse_labels
+            labels = parse_labels(labels, "init(labels=...)")
         from pyray._private import runtime_env as rte
         rte.parent = None
         job_env = rte.validate(runtime_env)     # a bad key fails before anything starts
@@ -113,14 +116,16 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             return RayContext(connect(address, config, namespace, _token))
         if address is None:
             cluster = _start_local(num_cpus, num_gpus, resources, object_store_memory, config,
-                                   _memory, session_dir, kwargs.get("_node_ip_address"))
+                                   _memory, labels, session_dir,
+                                   kwargs.get("_node_ip_address"))
             node = cluster.node
         else:
             if num_cpus is not None or num_gpus is not None or resources is not None or \
-                    object_store_memory is not None or _memory is not None:
+                    object_store_memory is not None or _memory is not None or \
+                    labels is not None:
                 raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus, "
-                                 "resources, object_store_memory and _memory must not be "
-                                 "provided.")
+                                 "resources, object_store_memory, _memory and labels must "
+                                 "not be provided.")
             cluster = None
             node = _find_node(address, config, _token)
         try:
@@ -195,7 +200,7 @@ def _init_extras(local_mode, logging_level, configure_logging, kwargs, address):
 
 
 def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, memory=None,
-                 session_dir=None, node_ip=None):
+                 labels=None, session_dir=None, node_ip=None):
     if num_cpus is None:
         num_cpus = os.cpu_count() or 1
     if num_gpus is None:
@@ -207,7 +212,8 @@ def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, mem
     return node_mod.LocalCluster(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                  object_store_memory=object_store_memory, config=config,
                                  memory=memory, while_starting=_import_driver_modules,
-                                 session_dir=session_dir, node_ip=node_ip or "127.0.0.1")
+                                 labels=labels, session_dir=session_dir,
+                                 node_ip=node_ip or "127.0.0.1")
 
 
 def _import_driver_modules():
@@ -350,6 +356,7 @@ def nodes():
             "NodeManagerHostname": os.uname().nodename,
             "RayletSocketName": n["raylet_addr"], "ObjectStoreSocketName": n["store_name"],
             "Resources": dict(n.get("resources", {})), "IsHead": n.get("head", False),
+            "Labels": dict(n.get("labels") or {}),
         })
     return out
 

@@ -151,6 +151,32 @@ def detect_num_gpus():
         return 0
 
 
+def detect_accelerator_type():
+    """The type of this machine's first NVIDIA GPU as Ray names it (the
+    model after the vendor: "NVIDIA A100-SXM4-80GB" -> "A100"), or None."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    for line in out.stdout.splitlines():
+        name = gpu_name_to_type(line)
+        if name:
+            return name
+    return None
+
+
+def gpu_name_to_type(name):
+    """ "NVIDIA H100 80GB HBM3" -> "H100", "Tesla V100-SXM2-16GB" -> "V100"."""
+    words = name.strip().split()
+    if len(words) < 2:
+        return None
+    model = words[1].split("-")[0]
+    return model if model and model.replace("_", "").isalnum() else None
+
+
 class ProcessHandle:
     def __init__(self, name, popen, ready_r):
         self.name = name
@@ -220,7 +246,7 @@ class LocalCluster:
                  die_with_parent=True, head=True, gcs_address=None, session_dir=None,
                  node_ip="127.0.0.1", gcs_listen=None, raylet_name="raylet",
                  while_starting=None, token=None, tcp=False, gcs_bind=None, memory=None,
-                 own_session=None):
+                 own_session=None, labels=None):
         """`while_starting`, if given, is called once the processes are
         spawned and before waiting for them (the driver imports its own
         modules meanwhile).  `token`: the cluster token (docs/cluster.md,
@@ -262,7 +288,8 @@ class LocalCluster:
                     "--object-store-memory", str(int(object_store_memory)),
                     "--memory", str(int(default_memory(object_store_memory) if memory is None
                                         else memory)),
-                    "--resources", json.dumps(resources or {}), "--node-ip", node_ip]
+                    "--resources", json.dumps(resources or {}), "--node-ip", node_ip,
+                    "--labels", json.dumps(labels or {})]
             if head:
                 args.append("--head")
             if tcp:

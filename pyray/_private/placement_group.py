@@ -96,9 +96,19 @@ class PlacementGroup:
 # the GCS requests behind the public functions (pyray.util.placement_group
 # checks the arguments, then calls these)
 # ---------------------------------------------------------------------------
-def create(bundles, strategy, name, detached):
+def create(bundles, strategy, name, detached, bundle_label_selector=None):
     """Asks the GCS to reserve ``bundles`` (already checked); returns the
-    group at once, tracked by this process so that ``ready()`` resolves."""
+    group at once, tracked by this process so that ``ready()`` resolves.
+    bundle_label_selector: None or one label selector (a dict) per bundle."""
+    selectors = None
+    if bundle_label_selector is not None:
+        from pyray._private.scheduling_strategies import parse_label_selector
+        if not isinstance(bundle_label_selector, list) or \
+                len(bundle_label_selector) != len(bundles):
+            raise ValueError("bundle_label_selector must be a list with one label selector "
+                             f"(a dict) per bundle ({len(bundles)}), got "
+                             f"{bundle_label_selector!r}")
+        selectors = [parse_label_selector(sel or {}) for sel in bundle_label_selector]
     client = _client()
     cw = client.cw
     from pyray._private import ids
@@ -107,6 +117,8 @@ def create(bundles, strategy, name, detached):
     spec = {"pg_id": bytes(pg.id), "bundles": bundles, "strategy": strategy, "name": name,
             "namespace": ctx.namespace, "detached": detached,
             "job_id": cw.job_id, "creator": cw.addr}
+    if selectors:
+        spec["selectors"] = selectors       # bundle_label_selector, parsed
     client.track(pg.id)
     if name:
         # a name can be taken: wait for the answer

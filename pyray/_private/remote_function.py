@@ -15,7 +15,7 @@ TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "num_returns", "max_retries
                 "retry_exceptions", "scheduling_strategy", "name", "memory", "runtime_env",
                 "max_calls", "accelerator_type", "label_selector", "enable_task_events",
                 "_metadata", "placement_group", "placement_group_bundle_index",
-                "placement_group_capture_child_tasks", "object_store_memory", "concurrency_groups",
+                "placement_group_capture_child_tasks", "object_store_memory",
                 "_generator_backpressure_num_objects"}
 
 
@@ -63,12 +63,40 @@ def validate_options(opts: dict, allowed=TASK_OPTIONS, what="task"):
     nm = opts.get("name")
     if nm is not None and not isinstance(nm, str):
         raise ValueError(f"The keyword 'name' only accepts a string, got {nm!r}.")
+    _check_option_types(opts, what)
     re = opts.get("retry_exceptions")
     if re is not None and not isinstance(re, bool):
         if not isinstance(re, (list, tuple)) or not all(
                 isinstance(t, type) and issubclass(t, BaseException) for t in re):
             raise ValueError("The keyword 'retry_exceptions' only accepts a bool or a list of "
                              f"exception types, got {re!r}.")
+
+
+def _check_option_types(opts, what):
+    from pyray._private.scheduling_strategies import parse_label_selector
+    for k, lo in (("max_calls", 0), ("max_pending_calls", -1)):
+        v = opts.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
+            raise ValueError(f"The keyword '{k}' only accepts an integer >= {lo}, got {v!r}.")
+    osm = opts.get("object_store_memory")
+    if osm is not None:
+        if what == "task":      # as Ray
+            raise ValueError("Setting 'object_store_memory' is not implemented for tasks")
+        if isinstance(osm, bool) or not isinstance(osm, int) or osm < 0:
+            raise ValueError(f"The keyword 'object_store_memory' only accepts a non-negative "
+                             f"integer (bytes), got {osm!r}.")
+    at = opts.get("accelerator_type")
+    if at is not None and (not isinstance(at, str) or not at):
+        raise ValueError(f"The keyword 'accelerator_type' only accepts a string such as "
+                         f"'A100', got {at!r}.")
+    for k in ("_metadata",):
+        if opts.get(k) is not None and not isinstance(opts[k], dict):
+            raise ValueError(f"The keyword '{k}' only accepts a dict, got {opts[k]!r}.")
+    ete = opts.get("enable_task_events")
+    if ete is not None and not isinstance(ete, bool):
+        raise ValueError(f"The keyword 'enable_task_events' only accepts a bool, got {ete!r}.")
+    if opts.get("label_selector") is not None:
+        parse_label_selector(opts["label_selector"])
 
 
 def make_shape(opts, default_cpus=1):
@@ -81,17 +109,27 @@ def make_shape(opts, default_cpus=1):
         shape["GPU"] = float(opts["num_gpus"])
     if opts.get("memory"):
         shape["memory"] = float(opts["memory"])
+    if opts.get("object_store_memory"):
+        shape["object_store_memory"] = float(opts["object_store_memory"])
+    if opts.get("accelerator_type"):
+        # as Ray: nodes with this accelerator have the resource (value 1)
+        shape["accelerator_type:" + opts["accelerator_type"]] = 0.001
     for k, v in (opts.get("resources") or {}).items():
         if v:
             shape[k] = float(v)
     return shape
 
 
-def strategy_key(strategy):
+def strategy_key(strategy, label_selector=None):
     if strategy is None or isinstance(strategy, str):
-        return strategy
-    key = getattr(strategy, "_key", None)
-    return key() if callable(key) else repr(strategy)
+        key = strategy
+    else:
+        key = getattr(strategy, "_key", None)
+        key = key() if callable(key) else repr(strategy)
+    if label_selector:
+        from pyray._private.scheduling_strategies import selector_key
+        key = selector_key(key, label_selector)
+    return key
 
 
 def export_function(fn, name):
@@ -282,6 +320,8 @@ class RemoteFunction:
             raise TypeError(f"@remote expects a function or a class, got {fn!r}")
         options = dict(options or {})
         validate_options(options)
+        if options.get("num_gpus") and options.get("max_calls") is None:
+            options["max_calls"] = 1    # as Ray: a GPU task's worker is not reused
         self._function = fn
         self._name = getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
         self._options = options
@@ -297,7 +337,8 @@ class RemoteFunction:
         o = self._options
         self._shape = make_shape(o)
         sched = o.get("scheduling_strategy")
-        self._key = (tuple(sorted(self._shape.items())), strategy_key(sched))
+        self._key = (tuple(sorted(self._shape.items())),
+                     strategy_key(sched, o.get("label_selector")))
         # a task without a strategy of its own joins the group of a parent
         # that captures child tasks (placement_group_capture_child_tasks)
         self._capturable, self._captured = True, {}
@@ -307,6 +348,9 @@ class RemoteFunction:
         # a generator task (generators.py): None, "streaming" or "dynamic"
         self._stream = _generator_mode(nr, self._function)
         self._num_returns = 1 if nr is None or self._stream is not None else nr
+        if o.get("max_calls"):
+            # its workers retire after that many calls (task_submitter)
+            self._key = (self._key[0], ("calls", o["max_calls"], self._key[1]))
         mr = o.get("max_retries")
         self._max_retries = mr
         self._retry_exceptions = o.get("retry_exceptions", False)

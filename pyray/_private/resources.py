@@ -11,6 +11,10 @@ from __future__ import annotations
 
 EPS = 1e-9
 
+# as Ray: a node with accelerators of type T has the resource
+# "accelerator_type:T" (1); the accelerator_type option asks for 0.001 of it
+ACCEL_PREFIX = "accelerator_type:"
+
 
 def validate_shape(shape: dict, what="task"):
     """Raises ValueError unless every amount of `shape` is a usable one."""

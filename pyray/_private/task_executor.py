@@ -369,7 +369,7 @@ class TaskExecutor:
             # that asked for none, unless RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES
             if not _NOSET_CUDA:
                 os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
-        if actor is not None and extra is None and self.actor is not None:
+        if actor is not None and extra is None and self.actor is not None and name == fn_id:
             name = f"{self.actor.cls.__name__}.{name}"     # an actor call: Class.method
         stream = None
         if type(num_returns) is not int:    # a generator: (mode, backpressure)

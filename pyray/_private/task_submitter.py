@@ -52,7 +52,7 @@ class KeyState:
 class Lease:
     __slots__ = ("lease_id", "worker_id", "task_addr", "ctl_addr", "gpu_ids", "inflight",
                  "sent_fns", "idle_since", "key", "reclaim", "pid", "first", "progress", "channel",
-                 "fast", "raylet", "node_id")
+                 "fast", "raylet", "node_id", "calls_left")
 
     def __init__(self, lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid, channel=None):
         self.lease_id = lease_id
@@ -72,7 +72,18 @@ class Lease:
         self.fast = False       # its last reply came quickly: safe to pipeline
         self.raylet = None      # the raylet that granted it, and its node
         self.node_id = None
+        # max_calls: tasks it may still be given (0: no limit, -1: none
+        # left; its worker retires once they are done)
+        self.calls_left = 0
 
+
+
+def max_calls_of(key):
+    """The max_calls a task's scheduling key carries (remote_function), or 0."""
+    strategy = key[1] if type(key) is tuple and len(key) > 1 else None
+    if type(strategy) is tuple and len(strategy) == 3 and strategy[0] == "calls":
+        return strategy[1]
+    return 0
 
 
 # the messages of the hot path, built by protocol.py's definitions
@@ -115,8 +126,10 @@ class TaskSubmitter:
             spec.pending_deps = len(pending)
             for oid in pending:
                 self.waiting_deps.setdefault(oid, []).append(spec)
-        else:
+        elif spec.actor is None:
             self._enqueue(spec)
+        else:
+            self._dispatch_actor(spec, False)   # an out-of-order actor call
 
     def _resolve_dep(self, spec, oid, e):
         """Attaches a ready dependency to the spec; a failed dependency fails
@@ -128,7 +141,8 @@ class TaskSubmitter:
             if spec.resolved is None:
                 spec.resolved = {}
             spec.resolved[oid] = (VALUE, e.payload)
-        elif e.payload != self.node_id and len(spec.key) == 2 and spec.key[1] in (None, "DEFAULT"):
+        elif e.payload != self.node_id and spec.actor is None and len(spec.key) == 2 and \
+                spec.key[1] in (None, "DEFAULT"):
             # a large argument lives on another node: prefer a worker there
             spec.key = spec.key + (e.payload,)
         return True
@@ -145,7 +159,10 @@ class TaskSubmitter:
                 continue
             spec.pending_deps -= 1
             if spec.pending_deps == 0:
-                self._enqueue(spec)
+                if spec.actor is None:
+                    self._enqueue(spec)
+                else:
+                    self._dispatch_actor(spec, False)   # an out-of-order actor call
 
     def _key_state(self, spec):
         ks = self.keys.get(spec.key)
@@ -169,6 +186,8 @@ class TaskSubmitter:
     def _push(self, lease, spec):
         if not lease.inflight:
             lease.progress = time.monotonic()
+        if lease.calls_left > 0:
+            self._count_call(lease)
         spec.lease = lease
         spec.attempt += 1
         lease.inflight[spec.task_id] = spec
@@ -188,6 +207,24 @@ class TaskSubmitter:
                              self.addr, spec.attempt, lease.gpu_ids, job,
                              spec.actor, spec.extra, spec.shape)
         self._send_task(lease.channel, lease.task_addr, msg, bufs)
+
+    def _count_call(self, lease):
+        """max_calls: the lease's last task takes it out of use; its worker
+        stops once that task is done (_retire)."""
+        lease.calls_left -= 1
+        if lease.calls_left == 0:
+            lease.calls_left = -1
+            ks = self.keys.get(lease.key)
+            if ks is not None:
+                ks.leases.pop(lease.lease_id, None)
+
+    def _retire(self, lease):
+        """A max_calls lease whose tasks are done: given back with its worker
+        stopped (as Ray: the worker exits and another one takes over)."""
+        self._return_lease(lease, disconnect=True)
+        ks = self.keys.get(lease.key)
+        if ks is not None and ks.queue:
+            self._request_leases(lease.key, ks)
 
     def _request_leases(self, key, ks):
         for _ in range(lease_requests_to_send(len(ks.queue), len(ks.pending_reqs))):
@@ -308,7 +345,9 @@ class TaskSubmitter:
                 self._dispatch_queued(ks)
             if not lease.inflight:
                 lease.idle_since = time.monotonic()
-                if lease.reclaim:
+                if lease.calls_left < 0:
+                    self._retire(lease)
+                elif lease.reclaim:
                     self._return_lease(lease)
         self.cv.notify_all()
 
@@ -342,6 +381,7 @@ class TaskSubmitter:
         lease = Lease(lease_id, worker_id, task_addr, ctl_addr, gpu_ids, key, pid,
                       self._channel_for(chan_path))
         lease.raylet, lease.node_id = self.cluster.lease_source(req_id)
+        lease.calls_left = max_calls_of(key)
         ks.leases[lease_id] = lease
         self.leases[lease_id] = lease
         self.lease_by_worker[worker_id] = lease
@@ -355,6 +395,8 @@ class TaskSubmitter:
             ks.pending_reqs.clear()
 
     def _return_lease(self, lease, disconnect=False):
+        if lease.calls_left and lease.sent_fns:
+            disconnect = True   # max_calls counts a worker's calls: it is not reused
         self.leases.pop(lease.lease_id, None)
         if self.lease_by_worker.get(lease.worker_id) is lease:
             del self.lease_by_worker[lease.worker_id]

@@ -61,30 +61,51 @@ def _roominess(free, bundle):
     return sum(free.get(k, 0.0) for k, v in bundle.items() if v > 0)
 
 
-def place_bundles(nodes, bundles, strategy):
+def place_bundles(nodes, bundles, strategy, allowed=None):
     """Chooses a node for each bundle.
 
     nodes: ``{node_id: {resource: free amount}}``, in order of preference;
-    bundles: a list of ``{resource: amount}``; strategy: one of STRATEGIES.
-    Returns a list with the node of each bundle, or None when the bundles
-    cannot all be placed on these nodes now.
+    bundles: a list of ``{resource: amount}``; strategy: one of STRATEGIES;
+    allowed: None, or for each bundle the set of nodes it may go to (None:
+    any; bundle_label_selector).  Returns a list with the node of each
+    bundle, or None when the bundles cannot all be placed on these nodes now.
     """
     if not bundles:
         return []
     free = {n: dict(a) for n, a in nodes.items()}
+    ok = _allowed_check(allowed)
     if strategy == "STRICT_SPREAD":
-        return _distinct_nodes(free, bundles)
+        return _distinct_nodes(free, bundles, ok)
     if strategy in ("STRICT_PACK", "PACK"):
         total = _sum(bundles)
         for n, a in free.items():
-            if fits(a, total):
+            if fits(a, total) and all(ok(i, n) for i in range(len(bundles))):
                 return [n] * len(bundles)
         if strategy == "STRICT_PACK":
             return None
-    return _greedy(free, bundles, pack=strategy == "PACK")
+    return _greedy(free, bundles, pack=strategy == "PACK", ok=ok)
 
 
-def _greedy(free, bundles, pack):
+def _allowed_check(allowed):
+    """ok(bundle index, node): whether the bundle may go to the node."""
+    if not allowed:
+        return lambda i, n: True
+    return lambda i, n: allowed[i] is None or n in allowed[i]
+
+
+def bundle_nodes_allowed(selectors, node_labels):
+    """For each bundle, the nodes whose labels match its selector (None: a
+    bundle without one); None when no bundle has a selector.
+    selectors: per bundle, a tuple of label requirements (or empty);
+    node_labels: {node id: {label: value}}."""
+    if not selectors or not any(selectors):
+        return None
+    from pyray._private.scheduling_strategies import labels_match
+    return [None if not sel else {n for n, lab in node_labels.items() if labels_match(lab, sel)}
+            for sel in selectors]
+
+
+def _greedy(free, bundles, pack, ok=None):
     """Largest bundles first.  PACK prefers the nodes already used (most
     bundles first); SPREAD prefers the nodes used least.  Ties go to the
     node with the most room, then to node order."""
@@ -94,7 +115,7 @@ def _greedy(free, bundles, pack):
     out = [None] * len(bundles)
     for i in order:
         b = bundles[i]
-        fitting = [n for n, a in free.items() if fits(a, b)]
+        fitting = [n for n, a in free.items() if fits(a, b) and (ok is None or ok(i, n))]
         if not fitting:
             return None
         sign = -1 if pack else 1
@@ -105,11 +126,12 @@ def _greedy(free, bundles, pack):
     return out
 
 
-def _distinct_nodes(free, bundles):
+def _distinct_nodes(free, bundles, ok):
     """One node per bundle (a bipartite matching: Kuhn's augmenting paths)."""
     if len(bundles) > len(free):
         return None
-    options = [[n for n, a in free.items() if fits(a, b)] for b in bundles]
+    options = [[n for n, a in free.items() if fits(a, b) and ok(i, n)]
+               for i, b in enumerate(bundles)]
     holder = {}                      # node -> bundle index
 
     def assign(i, seen):
@@ -156,6 +178,9 @@ class GroupEntry:
         self.namespace = spec.get("namespace")
         self.bundles = [{k: float(v) for k, v in b.items()} for b in spec["bundles"]]
         self.strategy = spec["strategy"]
+        # bundle_label_selector: per bundle, label requirements (or ())
+        self.selectors = [tuple(tuple(r[:2]) + (tuple(r[2]),) for r in sel)
+                          for sel in (spec.get("selectors") or ())]
         self.detached = bool(spec.get("detached"))
         self.job_id = spec.get("job_id")
         self.state = PENDING
@@ -177,7 +202,8 @@ class GroupEntry:
         """What pyray.gcs.storage keeps of the group."""
         return {"spec": {"pg_id": self.pg_id, "name": self.name, "namespace": self.namespace,
                          "bundles": self.bundles, "strategy": self.strategy,
-                         "detached": self.detached, "job_id": self.job_id},
+                         "detached": self.detached, "job_id": self.job_id,
+                         "selectors": self.selectors},
                 "state": self.state, "nodes": self.nodes, "subscribers": sorted(self.subscribers),
                 "created_ms": self.created_ms, "had_actors": self.had_actors, "seq": self.seq}
 
@@ -410,7 +436,9 @@ class PlacementGroupManager:
             # bundles on a node returns all the group's bundles there)
             for nid in e.prepared:
                 view.pop(nid, None)
-        placement = place_bundles(view, [e.bundles[i] for i in indices], e.strategy)
+        allowed = self._allowed(e)
+        placement = place_bundles(view, [e.bundles[i] for i in indices], e.strategy,
+                                  allowed and [allowed[i] for i in indices])
         e.attempts += 1
         if placement is None:
             if not e.warned and e.lost is None and self._infeasible(e):
@@ -438,7 +466,16 @@ class PlacementGroupManager:
         (False while no node has joined yet)."""
         totals = {nid: n.info.get("resources", {})
                   for nid, n in self.server.state.nodes.items() if n.alive}
-        return bool(totals) and place_bundles(totals, e.bundles, e.strategy) is None
+        return bool(totals) and place_bundles(totals, e.bundles, e.strategy,
+                                              self._allowed(e)) is None
+
+    def _allowed(self, e):
+        """The nodes each bundle's label selector allows (None: no selector)."""
+        if not e.selectors:
+            return None
+        return bundle_nodes_allowed(e.selectors, {
+            nid: n.info.get("labels") or {}
+            for nid, n in self.server.state.nodes.items() if n.alive})
 
     def on_response(self, rid, ok, payload):
         """A raylet's answer to a reservation."""

@@ -21,6 +21,7 @@ from pyray._private.protocol import (ACTOR_STATE, CLUSTER_VIEW, DRIVER_EXIT, GET
                                      LEASE_INFEASIBLE, NODE_DEAD, NODE_RESOURCES, UNREGISTER_NODE,
                                      Op)
 from pyray._private.resources import fits
+from pyray._private.scheduling_strategies import label_strategy, labels_match
 from pyray._private.server import Server
 from pyray._private.transport import Outbox, bind_inbox
 from pyray.gcs.storage import GcsStorage
@@ -298,6 +299,15 @@ class GcsServer(Server):
         if self.pgs.holds(shape):
             return self.pgs.pick_node(shape)
         alive = [n for n in self.state.nodes.values() if n.alive]
+        labels = label_strategy(strategy)
+        if labels is not None:
+            # node labels: those matching the hard requirements, the ones
+            # also matching the soft ones first
+            hard, soft = labels
+            alive = [n for n in alive if labels_match(n.info.get("labels") or {}, hard)]
+            if soft:
+                alive.sort(key=lambda n: not labels_match(n.info.get("labels") or {}, soft))
+            strategy = None
         if type(strategy) is tuple and strategy and strategy[0] == "node":
             for n in alive:
                 if n.info["node_id"].hex() == strategy[1] and fits(n.info.get("resources", {}),

@@ -21,6 +21,7 @@ not routed.
 from __future__ import annotations
 
 from pyray._private.resources import fits, take
+from pyray._private.scheduling_strategies import label_strategy, labels_match
 
 LOCAL, SPILL, REJECT, FAIL, REFRESH, INFEASIBLE = range(6)
 QUEUE, GRANT_OR_REJECT = "queue", "grant_or_reject"
@@ -30,7 +31,10 @@ def parse_key(key):
     """(strategy, locality node id or None) of a task's scheduling key, or
     None for keys that are not routed between nodes."""
     if type(key) is tuple and len(key) >= 2 and type(key[0]) is tuple:
-        return key[1], (key[2] if len(key) > 2 else None)
+        strategy = key[1]
+        if type(strategy) is tuple and len(strategy) == 3 and strategy[0] == "calls":
+            strategy = strategy[2]      # max_calls (task_submitter) does not route
+        return strategy, (key[2] if len(key) > 2 else None)
     return None
 
 
@@ -41,14 +45,15 @@ def lease_id_base(node_id):
 
 
 class Peer:
-    __slots__ = ("node_id", "raylet_addr", "om_addr", "total", "available")
+    __slots__ = ("node_id", "raylet_addr", "om_addr", "total", "available", "labels")
 
-    def __init__(self, node_id, raylet_addr, om_addr, total, available):
+    def __init__(self, node_id, raylet_addr, om_addr, total, available, labels=None):
         self.node_id = node_id
         self.raylet_addr = raylet_addr
         self.om_addr = om_addr
         self.total = total
         self.available = available
+        self.labels = labels or {}
 
 
 def unschedulable_message(node_hex):
@@ -57,9 +62,16 @@ def unschedulable_message(node_hex):
             "cannot run it, and soft=False was specified.")
 
 
+def unsatisfiable_labels_message(hard):
+    return (f"No node in the cluster has labels matching {list(hard)}; the task or actor "
+            "stays pending until one joins. Check the label_selector / "
+            "NodeLabelSchedulingStrategy and the nodes' labels (pyray.nodes()).")
+
+
 class ClusterView:
-    def __init__(self, node_id):
+    def __init__(self, node_id, labels=None):
         self.node_id = node_id
+        self.labels = labels or {}   # this node's
         self.peers = {}          # live nodes other than this one: node id -> Peer
         self.known = {node_id}   # every node id ever seen, alive or dead
         self.dead = set()
@@ -87,7 +99,8 @@ class ClusterView:
                 continue
             total = dict(n.get("resources") or {})
             avail = dict(n.get("available") or total)
-            peers[nid] = Peer(nid, n.get("raylet_addr"), n.get("om_addr"), total, avail)
+            peers[nid] = Peer(nid, n.get("raylet_addr"), n.get("om_addr"), total, avail,
+                              n.get("labels"))
         self.peers = peers
         self.seq += 1
         return newly_dead
@@ -113,6 +126,9 @@ class ClusterView:
         an owner sent here first; QUEUE / GRANT_OR_REJECT for one another
         raylet sent here.
         refreshed: the node table was updated after the request arrived."""
+        labels = label_strategy(strategy)
+        if labels is not None:
+            return self._labelled(labels, shape, res, spilled_mode, refreshed)
         if spilled_mode is not None:
             if spilled_mode == QUEUE or res.fits(shape):
                 return (LOCAL, None, None) if res.feasible(shape) else (REJECT, None, None)
@@ -182,17 +198,52 @@ class ClusterView:
                     return SPILL, self.peers[nid], (GRANT_OR_REJECT if want_room else QUEUE)
         return (INFEASIBLE if refreshed else REFRESH), None, None
 
-    def _most_free(self, shape):
+    def local_labels_ok(self, strategy):
+        """Whether this node may run work of this strategy (its labels match
+        a label strategy's hard requirements; any other strategy: True)."""
+        labels = label_strategy(strategy)
+        return labels is None or labels_match(self.labels, labels[0])
+
+    def _labelled(self, labels, shape, res, spilled_mode, refreshed):
+        """Node label strategy: nodes matching the hard requirements, those
+        also matching the soft ones first; among them the default policy."""
+        hard, soft = labels
+        here = labels_match(self.labels, hard)
+        if spilled_mode is not None:
+            if here and (spilled_mode == QUEUE or res.fits(shape)) and res.feasible(shape):
+                return LOCAL, None, None
+            return REJECT, None, None
+        peers = [p for p in self.peers.values() if labels_match(p.labels, hard)]
+        tiers = [(here, peers)]
+        if soft:
+            tiers.insert(0, (here and labels_match(self.labels, soft),
+                             [p for p in peers if labels_match(p.labels, soft)]))
+        for local, cands in tiers:
+            if local and res.fits(shape):
+                return LOCAL, None, None
+            peer = self._most_free(shape, cands)
+            if peer is not None:
+                return SPILL, peer, GRANT_OR_REJECT
+        for local, cands in tiers:
+            if local and res.feasible(shape):
+                return LOCAL, None, None
+            peer = self._feasible_peer(shape, cands)
+            if peer is not None:
+                return SPILL, peer, QUEUE
+        return (INFEASIBLE if refreshed else REFRESH), None, None
+
+    def _most_free(self, shape, peers=None):
         best, best_free = None, -1.0
-        for p in self.peers.values():
+        for p in (self.peers.values() if peers is None else peers):
             if fits(p.available, shape):
                 free = p.available.get("CPU", 0.0)
                 if free > best_free:
                     best, best_free = p, free
         return best
 
-    def _feasible_peer(self, shape):
-        cands = [p for p in self.peers.values() if fits(p.total, shape)]
+    def _feasible_peer(self, shape, peers=None):
+        cands = [p for p in (self.peers.values() if peers is None else peers)
+                 if fits(p.total, shape)]
         if not cands:
             return None
         self._spread_next += 1

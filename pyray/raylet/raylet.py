@@ -22,7 +22,10 @@ from pyray._private.protocol import (CANCEL_LEASE_REQUEST, CLUSTER_VIEW, DRIVER_
                                      REGISTER_WORKER, REQUEST_LEASE, REQUEST_LEASE_SPILLED,
                                      RESPONSE, RETURN_LEASE, SHUTDOWN, UNREGISTER_NODE,
                                      WORKER_BLOCKED, WORKER_DIED, WORKER_UNBLOCKED, Op)
-from pyray._private.resources import BUNDLE_MARKER, group_resource, validate_shape
+from pyray._private.node import detect_accelerator_type
+from pyray._private.resources import (ACCEL_PREFIX, BUNDLE_MARKER, group_resource,
+                                      validate_shape)
+from pyray._private.scheduling_strategies import ACCELERATOR_LABEL, NODE_ID_LABEL
 from pyray._private.runtime_env import env_of_key
 from pyray._private.server import Server
 from pyray.raylet import cluster_view as cv
@@ -65,6 +68,18 @@ class Raylet(Server):
         total = {"CPU": args.num_cpus, "GPU": args.num_gpus,
                  "memory": args.memory, "object_store_memory": args.object_store_memory}
         total.update(json.loads(args.resources or "{}"))
+        labels = json.loads(args.labels or "{}")
+        if args.num_gpus and not any(k.startswith(ACCEL_PREFIX) for k in total):
+            accel = detect_accelerator_type()
+            if accel:
+                total[ACCEL_PREFIX + accel] = 1.0
+        # as Ray: every node is labelled with its id, and with its
+        # accelerator type where it has one (docs/cluster.md, "Labels")
+        labels.setdefault(NODE_ID_LABEL, self.node_id.hex())
+        accel = [k[len(ACCEL_PREFIX):] for k in total if k.startswith(ACCEL_PREFIX)]
+        if accel:
+            labels.setdefault(ACCELERATOR_LABEL, accel[0])
+        self.labels = labels
         total[f"node:{args.node_ip}"] = 1.0
         if args.head:
             total["node:__internal_head__"] = 1.0
@@ -80,7 +95,7 @@ class Raylet(Server):
             "node_id": self.node_id, "raylet_addr": self.addr, "gcs_addr": args.gcs_address,
             "store_name": self.store.name, "session_dir": self.session_dir,
             "node_ip": args.node_ip, "resources": dict(self.res.total), "pid": os.getpid(),
-            "head": bool(args.head), "tcp": bool(args.tcp),
+            "head": bool(args.head), "tcp": bool(args.tcp), "labels": labels,
             "om_addr": f"ipc://{self.session_dir}/sockets/om-{self.node_id.hex()[:12]}",
         }
         # fork the zygote before any thread or zmq context exists
@@ -105,7 +120,7 @@ class Raylet(Server):
         self.requests = collections.OrderedDict()
         # lease ids start from a node prefix: unique across the cluster
         self.lease_counter = cv.lease_id_base(self.node_id)
-        self.view = cv.ClusterView(self.node_id)
+        self.view = cv.ClusterView(self.node_id, labels)
         self.view_refresh = None    # (req id, sent at) of a node-table request in flight
         self.registration = None    # (request id, ready fd, sent at) until the GCS answers
         self.gcs_incarnation = None  # the run of the GCS we are registered with
@@ -346,7 +361,7 @@ class Raylet(Server):
                     req.req_id, f"The placement group {arg} of this task was removed."))
             elif code == sched.INFEASIBLE:
                 send(req.owner, LEASE_INFEASIBLE.make(
-                    req.req_id, sched.infeasible_message(req.shape, self.res.total)))
+                    req.req_id, arg or sched.infeasible_message(req.shape, self.res.total)))
             elif code == sched.REFRESH:
                 self._refresh_view()
         if spawn:
@@ -672,6 +687,7 @@ def main(argv=None):
     ap.add_argument("--memory", type=float, default=0)
     ap.add_argument("--object-store-memory", type=int, required=True)
     ap.add_argument("--resources", default="{}")
+    ap.add_argument("--labels", default="{}", help="the node's labels, a JSON object")
     ap.add_argument("--ready-fd", type=int, default=None)
     ap.add_argument("--head", action="store_true")
     ap.add_argument("--tcp", action="store_true",

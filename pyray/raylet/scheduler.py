@@ -66,8 +66,8 @@ def plan(requests, res, view, take_idle, starting, removed_pgs, env_need=None):
 
     Returns (actions, spawn, blocked): actions are tuples ``(code, key,
     request, arg, extra)`` in order -- GRANT: (worker, gpu ids); SPILL: (peer,
-    mode); FAIL: (message, None); PG_REMOVED: (group hex, None); the others
-    (None, None).  spawn: how many workers to start.  blocked: the
+    mode); FAIL: (message, None); PG_REMOVED: (group hex, None); INFEASIBLE:
+    (message or None, None); the others (None, None).  spawn: how many workers to start.  blocked: the
     requests that wait for resources held by leases."""
     actions = []
     need_workers = 0
@@ -81,6 +81,14 @@ def plan(requests, res, view, take_idle, starting, removed_pgs, env_need=None):
             act = _route(key, req, res, view)
             if act is not None:
                 actions.append(act)
+                continue
+            if not view.local_labels_ok(route[0]):
+                # no node has the labels it asks for: it waits like a
+                # request for resources no node has
+                if not req.warned:
+                    req.warned = True
+                    actions.append((INFEASIBLE, key, req,
+                                    cv.unsatisfiable_labels_message(route[0][1]), None))
                 continue
         if not res.feasible(req.shape):
             if route is not None and not special:

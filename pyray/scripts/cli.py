@@ -237,8 +237,6 @@ _UNSUPPORTED = {
                           "file in a directory; size it with --object-store-memory",
     "--storage": "there is no cluster storage URI; write results to a path or a bucket "
                  "from the tasks themselves",
-    "--labels": "node labels (label scheduling); use custom resources (--resources) to "
-                "steer work to nodes",
     "--node-manager-port": "a node's raylet listens on a port the kernel picks "
                            "(docs/cluster.md); only the GCS port (--port) is fixed",
     "--object-manager-port": "a node's object manager listens on a port the kernel picks "
@@ -385,8 +383,37 @@ def _node_options(args, config):
         sys.exit("pyray start: use --memory, not --resources '{\"memory\": ...}'")
     if args.memory is not None and args.memory < 0:
         sys.exit(f"pyray start: --memory must be >= 0, got {args.memory}")
+    from pyray._private.scheduling_strategies import parse_labels
+    try:
+        labels = parse_labels(args.labels, "--labels")
+        if args.labels_file:
+            labels = {**_labels_file(args.labels_file), **labels}
+    except ValueError as err:
+        sys.exit(f"pyray start: {err}")
     return {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
-            "object_store_memory": osm, "node_ip": ip, "memory": args.memory}
+            "object_store_memory": osm, "node_ip": ip, "memory": args.memory,
+            "labels": labels}
+
+
+def _labels_file(path):
+    """--labels-file: a YAML mapping of label -> value, one `key: value` a
+    line (the flat form Ray documents)."""
+    from pyray._private.scheduling_strategies import parse_labels
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as err:
+        raise ValueError(f"--labels-file: cannot read {path}: {err}") from None
+    out = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        k, sep, v = line.partition(":")
+        if not sep:
+            raise ValueError(f"--labels-file {path} line {n}: expected `key: value`")
+        out[k.strip().strip("'\"")] = v.strip().strip("'\"")
+    return parse_labels(out, f"--labels-file {path}")
 
 
 def _join(args, config):
@@ -636,6 +663,10 @@ def main(argv=None):
     st.add_argument("--num-cpus", type=float, default=None)
     st.add_argument("--num-gpus", type=float, default=None)
     st.add_argument("--resources", default=None, help="JSON, e.g. '{\"custom\": 4}'")
+    st.add_argument("--labels", default=None,
+                    help="node labels: 'k1=v1,k2=v2' or a JSON object (docs/cluster.md)")
+    st.add_argument("--labels-file", default=None,
+                    help="a YAML file of `label: value` lines")
     st.add_argument("--object-store-memory", type=int, default=None)
     st.add_argument("--memory", type=int, default=None,
                     help="the node's memory resource in bytes (default: the memory "

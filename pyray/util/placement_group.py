@@ -39,9 +39,7 @@ def placement_group(bundles, strategy="PACK", name="", lifetime=None,
         name = ""
     if not isinstance(name, str):
         raise TypeError(f"The placement group name must be a string, got {name!r}")
-    if bundle_label_selector:
-        raise ValueError("bundle_label_selector is not supported by pyray")
-    return _pg.create(bundles, strategy, name, lifetime == "detached")
+    return _pg.create(bundles, strategy, name, lifetime == "detached", bundle_label_selector)
 
 
 def remove_placement_group(placement_group):

@@ -3,6 +3,7 @@
 each a real command in a subprocess."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -194,7 +195,7 @@ def test_stop_force_kills_at_once_and_a_blocking_start_notices(cli_env):
 def test_ray_flags_pyray_lacks_give_one_clear_line_and_exit_code_2(cli_env):
     for flag, value in (("--plasma-directory", "/tmp"), ("--node-manager-port", "6380"),
                         ("--min-worker-port", "10002"), ("--storage", "/tmp/s"),
-                        ("--labels", '{"a": "b"}'), ("--include-dashboard", "true"),
+                        ("--include-dashboard", "true"),
                         ("--system-config", '{"no_such_key": 1}')):
         out = pyray_cmd(cli_env, "start", "--head", "--port", str(free_port()),
                         f"{flag}={value}", check=False)
@@ -218,6 +219,7 @@ def test_ray_start_flags_are_accepted_with_their_effect(cli_env):
                     "--disable-usage-stats", "--ray-client-server-port", "10001",
                     "--metrics-export-port", "8080", "--runtime-env-agent-port", "9000",
                     "--log-style", "record", "--log-color", "false", "--verbose",
+                    "--labels", "zone=us,tier=gold",
                     "--system-config", '{"memory_usage_threshold": 0.9, '
                                        '"memory_monitor_refresh_ms": "500"}')
     try:
@@ -228,6 +230,8 @@ def test_ray_start_flags_are_accepted_with_their_effect(cli_env):
         raylet = next(p for p in psutil.process_iter(["cmdline"])
                       if "pyray.raylet.raylet" in (p.info["cmdline"] or ())
                       and temp in " ".join(p.info["cmdline"]))
+        cmd = raylet.cmdline()                                      # --labels
+        assert json.loads(cmd[cmd.index("--labels") + 1]) == {"zone": "us", "tier": "gold"}
         env = raylet.environ()                                      # --system-config
         assert env["PYRAY_MEMORY_USAGE_THRESHOLD"] == "0.9"
         assert env["PYRAY_MEMORY_MONITOR_REFRESH_MS"] == "500"
