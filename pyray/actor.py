@@ -329,6 +329,9 @@ class _NamedCall(_MethodDesc):
 _METHOD_DESC = _MethodDesc()
 
 
+_BUILTIN_METHODS = frozenset(("__ray_ready__", "__ray_call__", "__ray_terminate__"))
+
+
 class ActorHandle:
     def __init__(self, actor_id, meta, max_task_retries=0, owned=False, retry_exceptions=False,
                  policy=None):
@@ -349,6 +352,10 @@ class ActorHandle:
 
     def __getattr__(self, name):
         if name.startswith("__") or name in ("_meta", "_methods", "_actor_id", "_policy"):
+            if name in _BUILTIN_METHODS:
+                # Ray's built-in methods: __ray_ready__(), __ray_call__(fn, *args)
+                # (fn(actor_instance, *args) in the actor), __ray_terminate__()
+                return ActorMethod(self, name, 1, 0)
             raise AttributeError(name)
         # A new ActorMethod per access: one cached on the handle would point
         # back at it, and the cycle would keep the actor alive after the

@@ -216,6 +216,32 @@ class ActorInstance:
         os._exit(0)
 
 
+def _ray_ready(self):
+    return True
+
+
+def _ray_call(self, fn, *args, **kwargs):
+    return fn(self, *args, **kwargs)
+
+
+def _ray_terminate(self):
+    from pyray.actor import exit_actor
+    exit_actor()
+
+
+# the methods every Ray actor has (ActorHandle reaches them by these names)
+BUILTIN_METHODS = {"__ray_ready__": _ray_ready, "__ray_call__": _ray_call,
+                   "__ray_terminate__": _ray_terminate}
+
+
+def add_builtin_methods(cls):
+    """Gives the actor's class (in the process that hosts it) the built-in
+    methods it does not define itself."""
+    for name, fn in BUILTIN_METHODS.items():
+        if name not in cls.__dict__ and not hasattr(cls, name):
+            setattr(cls, name, fn)
+
+
 def _method_groups(cls):
     """method name -> the concurrency group it was declared in (@method)."""
     out = {}

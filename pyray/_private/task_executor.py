@@ -468,7 +468,8 @@ class TaskExecutor:
         _, options, restarts = extra
 
         def create(*args, **kwargs):
-            from pyray._private.actor_executor import ActorInstance
+            from pyray._private.actor_executor import ActorInstance, add_builtin_methods
+            add_builtin_methods(cls)
             obj = cls(*args, **kwargs)
             self.actor = ActorInstance(self, actor_id, cls, obj, options, restarts)
             return None

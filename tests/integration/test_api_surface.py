@@ -253,3 +253,42 @@ def test_run_string_as_driver():
     import subprocess
     with pytest.raises(subprocess.CalledProcessError):
         run_string_as_driver("raise SystemExit(3)")
+
+
+@pyray.remote
+class Holder:
+    def __init__(self, x):
+        self.x = x
+
+    def get(self):
+        return self.x
+
+
+@pyray.remote
+class AsyncHolder:
+    async def get(self):
+        return "async"
+
+
+def test_builtin_actor_methods(ray_start):
+    h = Holder.remote(7)
+    assert pyray.get(h.__ray_ready__.remote()) is True
+    x, pid = pyray.get(h.__ray_call__.remote(lambda self, add: (self.x + add, os.getpid()), 3))
+    assert x == 10 and pid != os.getpid()                  # ran on the instance, in the actor
+    with pytest.raises(pyray.exceptions.RayActorError, match="exit"):
+        pyray.get(h.__ray_terminate__.remote(), timeout=20)     # as exit_actor() in a call
+    with pytest.raises(pyray.exceptions.RayActorError):
+        pyray.get(h.get.remote(), timeout=20)
+    a = AsyncHolder.remote()
+    assert pyray.get(a.__ray_ready__.remote()) is True
+    with pytest.raises(AttributeError):
+        a.__not_a_method__
+
+
+def test_kill_actor_and_wait_for_failure(ray_start):
+    from pyray._private.test_utils import kill_actor_and_wait_for_failure
+    h = Holder.options(max_restarts=1).remote(1)
+    pid = pyray.get(h.__ray_call__.remote(lambda self: os.getpid()))
+    kill_actor_and_wait_for_failure(h)
+    assert pyray.get(h.__ray_call__.remote(lambda self: os.getpid())) != pid
+    assert pyray.get(h.get.remote()) == 1
