@@ -28,6 +28,7 @@ _API = {
     "init": "pyray._private.api",
     "is_initialized": "pyray._private.api",
     "nodes": "pyray._private.api",
+    "timeline": "pyray._private.timeline",
     "put": "pyray._private.api",
     "shutdown": "pyray._private.api",
     "wait": "pyray._private.api",

@@ -236,6 +236,7 @@ def _connect_driver(node, config, namespace, job_config=None):
         object_ref._set_core_worker(cw)
         job_id = cw.rpc(cw.gcs_addr, Op.REGISTER_JOB, {
             "driver_addr": cw.addr, "pid": os.getpid(), "namespace": namespace,
+            "node_id": node["node_id"], "node_ip": node.get("node_ip"),
             "entrypoint": " ".join(sys.argv)[:200]})
     except BaseException:
         object_ref._set_core_worker(None)

@@ -48,6 +48,13 @@ class Config:
     memory_monitor_refresh_ms: int = 250
     # where a node spills objects (default: the session directory's spill/)
     object_spilling_directory: str = ""
+    # task events (docs/state.md): how often a process sends its recorded task
+    # state transitions to the GCS (0: never; recording is off), how many it
+    # buffers meanwhile (more are dropped and counted), and how many tasks the
+    # GCS keeps (the oldest go first)
+    task_events_report_interval_ms: int = 1000
+    task_events_max_num_status_events_buffer_on_worker: int = 100_000
+    task_events_max_num_task_in_gcs: int = 100_000
 
     @classmethod
     def from_env(cls, **overrides) -> "Config":
@@ -75,7 +82,10 @@ class Config:
 
 
 # tunables Ray reads from RAY_<name> that mean the same here
-_RAY_ENV = frozenset({"memory_usage_threshold", "memory_monitor_refresh_ms"})
+_RAY_ENV = frozenset({"memory_usage_threshold", "memory_monitor_refresh_ms",
+                      "task_events_report_interval_ms",
+                      "task_events_max_num_status_events_buffer_on_worker",
+                      "task_events_max_num_task_in_gcs"})
 
 
 def _parse(typ, text, name):

@@ -154,14 +154,15 @@ _def(0, "RESPONSE", "req_id ok payload", "the answer to a request; payload is th
 # ------------------------------------------------- core worker <-> core worker
 _def(10, "PUSH_TASK",
      "task_id fn_id fn_bytes name data nbuf resolved num_returns owner attempt gpu_ids "
-     "job actor extra shape",
+     "job actor extra shape events",
      "owner (or the GCS for an actor's creation) -> the leased worker: run this task. "
      "fn_bytes: the pickled function the first time this lease sees fn_id, else None; "
      "data: pickled (args, kwargs) with nbuf out-of-band frames (-1: none); "
      "resolved: {oid: (kind, payload)} of arguments the owner already has; "
      "job: the job's config on a lease's first task; actor: the actor id or None; "
      "extra: actor-task details ('create', options, restarts) or per-call fields; "
-     "shape: the task's resources (an actor call: its concurrency group or None)")
+     "shape: the task's resources (an actor call: its concurrency group or None); "
+     "events: record the task's events (enable_task_events, pyray._private.task_events)")
 _def(11, "TASK_REPLIES", "worker_id replies", "worker -> owner: results of finished tasks")
 _def(12, "GET_OBJECT", "oid reply_to", "borrower -> owner: send me this object (OBJECT_VALUE)")
 _def(13, "OBJECT_VALUE", "oid kind payload", "owner -> borrower: the value, where it is, or the error")
@@ -266,6 +267,19 @@ _def(140, "GENERATOR_ITEMS", "task_id worker first items",
 _def(141, "GENERATOR_ACK", "task_id consumed",
      "owner -> the producing worker: this many items were consumed "
      "(_generator_backpressure_num_objects)")
+
+# ------------------------------------------- task events and state (docs/state.md)
+_def(150, "TASK_EVENTS", "source events dropped",
+     "any process -> GCS, one-way, about once a second: task state transitions "
+     "(pyray._private.task_events); source: (node_id, worker_id, pid, job_id); "
+     "dropped: events this process dropped since the last batch (its buffer was full)")
+_def(151, "GET_TASK_EVENTS", "job_id",
+     "-> {tasks: [record], dropped: n}: the GCS's task records (job_id None: all jobs)",
+     request=True)
+_def(152, "LIST_WORKERS", "", "raylet -> [worker row] of its worker pool", request=True)
+_def(153, "LIST_JOBS", "", "GCS -> [job row] (the job table)", request=True)
+_def(154, "LIST_OWNED_OBJECTS", "",
+     "a core worker -> [object row]: the objects it owns and the refs it holds", request=True)
 
 # ------------------------------------------------ the client server (docs/client.md)
 # A client outside the cluster (`pyray.init("pyray://host:port")`) talks to

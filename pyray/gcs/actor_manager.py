@@ -119,6 +119,7 @@ class ActorManager:
         self._save(entry)
         if spec.get("name"):
             self.names[key] = entry.actor_id
+        self.server.task_events.actor_registered(spec)
         self._schedule(entry)
         return {"actor_id": entry.actor_id, "existing": False, "meta": spec["meta"]}
 
@@ -151,11 +152,30 @@ class ActorManager:
         return out
 
     def list_actors(self):
-        return [{"actor_id": e.actor_id.hex(), "state": e.state, "name": e.name or "",
-                 "namespace": e.namespace, "class_name": e.spec["meta"].get("class_name"),
-                 "pid": e.worker[3] if e.worker else None, "restarts": e.restarts}
-                for e in self.actors.values()]
-
+        """The actor table, with the fields of Ray's ActorState
+        (pyray.util.state)."""
+        node_of = {n.info["raylet_addr"]: n.info["node_id"].hex()
+                   for n in self.server.state.nodes.values()}
+        out = []
+        for e in self.actors.values():
+            spec = e.spec
+            w = e.worker
+            pg = spec.get("placement_group")
+            out.append({
+                "actor_id": e.actor_id.hex(), "state": e.state, "name": e.name or "",
+                "namespace": e.namespace, "ray_namespace": e.namespace,
+                "class_name": spec["meta"].get("class_name"),
+                "job_id": spec["job_id"].hex() if spec.get("job_id") else None,
+                "pid": w[3] if w else None, "worker_id": w[0].hex() if w else None,
+                "node_id": node_of.get(e.raylet_addr) if w else None,
+                "restarts": e.restarts, "num_restarts": e.restarts,
+                "is_detached": bool(spec.get("detached")),
+                "required_resources": dict(spec["shape"]) if isinstance(spec.get("shape"), dict)
+                else {},
+                "placement_group_id": _pg_hex(pg),
+                "death_cause": _cause_text(e.cause) if e.state == DEAD else None,
+                "seq": e.seq})
+        return out
     def kill(self, actor_id, no_restart):
         e = self.actors.get(actor_id)
         if e is None or e.state == DEAD:
@@ -249,7 +269,8 @@ class ActorManager:
                              spec["meta"]["class_name"] + ".__init__", data, len(bufs), None, 1,
                              self.server.address, e.creation_attempt, e.gpu_ids,
                              spec["job_config"], e.actor_id,
-                             ("create", spec["options"], e.restarts), spec["shape"])
+                             ("create", spec["options"], e.restarts), spec["shape"],
+                             spec["options"].get("enable_task_events", True))
         self.out.send(e.worker[1], msg, bufs)
 
     def on_task_replies(self, msg, frames=None):
@@ -333,6 +354,24 @@ class ActorManager:
     def forget_subscriber(self, addr):
         for e in self.actors.values():
             e.subscribers.discard(addr)
+
+
+def _pg_hex(pg):
+    if not pg:
+        return None
+    pid = pg[0] if isinstance(pg, (tuple, list)) else pg
+    if isinstance(pid, dict):
+        pid = pid.get("pg_id")
+    return pid.hex() if isinstance(pid, (bytes, bytearray)) else (str(pid) if pid else None)
+
+
+def _cause_text(cause):
+    if cause is None:
+        return None
+    try:
+        return str(errors.decode(cause))
+    except Exception:  # noqa: BLE001 - an undecodable cause is still a death
+        return "the actor died"
 
 
 def dumps(obj):

@@ -211,6 +211,9 @@ class GroupEntry:
         return {
             "placement_group_id": self.hex,
             "name": self.name,
+            "namespace": self.namespace,
+            "creator_job_id": self.job_id.hex() if isinstance(self.job_id, bytes) else self.job_id,
+            "is_detached": bool(self.detached),
             "bundles": {i: dict(b) for i, b in enumerate(self.bundles)},
             "bundles_to_node_id": {i: (n.hex() if n is not None else "")
                                    for i, n in enumerate(self.nodes)},

@@ -105,6 +105,9 @@ class GcsState:
         self.storage.put("meta", "job_counter", self.job_counter)
         return job_id
 
+    def list_jobs(self):
+        return [dict(j) for j in self.jobs.values()]
+
     def save_job(self, job_id):
         self.storage.mark("job", job_id, lambda: self.jobs.get(job_id))
 
@@ -187,12 +190,16 @@ class GcsServer(Server):
         from pyray.gcs.placement_groups import PlacementGroupManager
         self.actors = am = ActorManager(self)
         self.pgs = pgs = PlacementGroupManager(self)
+        from pyray.gcs.task_events import TaskEventStore
+        self.task_events = te = TaskEventStore(config.task_events_max_num_task_in_gcs)
         s = self.state
         req = self.request          # requests: fn(**fields) -> RESPONSE (pyray._private.server)
         self.handlers = {
             Op.REGISTER_NODE: req(self._register_node),
             Op.GET_NODES: req(s.get_nodes),
-            Op.REGISTER_JOB: req(s.register_job),
+            Op.REGISTER_JOB: req(self._register_job),
+            Op.LIST_JOBS: req(s.list_jobs),
+            Op.GET_TASK_EVENTS: req(te.query),
             Op.KV_PUT: req(self._kv_put),
             Op.KV_GET: req(lambda key: s.kv.get(key)),
             Op.KV_DEL: req(self._kv_del),
@@ -225,6 +232,7 @@ class GcsServer(Server):
             Op.UNREGISTER_NODE: self.h_unregister_node,
             Op.SHUTDOWN: self.h_shutdown,
             Op.DRIVER_EXIT: self.h_driver_exit,
+            Op.TASK_EVENTS: te.h_task_events,
         }
         self._restore()
 
@@ -262,6 +270,11 @@ class GcsServer(Server):
             except Exception:  # noqa: BLE001 - a full disk must not stop the cluster
                 log.exception("writing the GCS tables failed")
         self.out.release()
+
+    def _register_job(self, info):
+        job_id = self.state.register_job(info)
+        self.task_events.driver_started(job_id, info)
+        return job_id
 
     def _heartbeat(self, node_id):
         """A raylet's heartbeat request: the answer tells it which run of
@@ -420,6 +433,7 @@ class GcsServer(Server):
             for n in self.state.nodes.values():
                 if n.alive:
                     self.out.send(n.info["raylet_addr"], DRIVER_EXIT.make(job_id))
+        self.task_events.driver_finished(job_id)
         job = self.state.jobs.get(job_id)
         if job is not None:
             job["end_time"] = job.get("end_time") or __import__("time").time()

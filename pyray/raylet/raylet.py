@@ -144,6 +144,7 @@ class Raylet(Server):
             Op.WORKER_UNBLOCKED: self.h_unblocked,
             Op.KILL_WORKER: self.h_kill_worker,
             Op.RAYLET_INFO: self.h_info,
+            Op.LIST_WORKERS: self.request(self._list_workers),
             Op.DRIVER_EXIT: self.h_driver_exit,
             Op.SHUTDOWN: self.h_shutdown,
             Op.PING: self.h_ping,
@@ -183,6 +184,11 @@ class Raylet(Server):
                                         "memory_usage": mm.node_memory(),
                                         "memory_usage_threshold":
                                             self.config.memory_usage_threshold})
+
+    def _list_workers(self):
+        """The worker pool, for the state API (pyray.util.state.list_workers)."""
+        return {"node_id": self.node["node_id"], "node_ip": self.node.get("node_ip"),
+                "workers": self.pool.rows()}
 
     def h_register_worker(self, msg, frames):
         _, version, wid, pid, task_addr, ctl_addr, chan_path = REGISTER_WORKER.parse(msg)

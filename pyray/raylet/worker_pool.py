@@ -81,6 +81,10 @@ class WorkerPool:
     def __len__(self):
         return len(self.workers)
 
+    def rows(self):
+        return [{"worker_id": w.worker_id, "pid": w.pid, "state": w.state, "job_id": w.job_id,
+                 "lease_id": w.lease_id, "ctl_addr": w.ctl_addr} for w in self.workers.values()]
+
     def values(self):
         return self.workers.values()
 

@@ -694,6 +694,8 @@ def main(argv=None):
     mb.add_argument("--num-cpus", type=int, default=2)
     mb.add_argument("--seconds", type=float, default=1.0)
     mb.set_defaults(fn=microbenchmark)
+    from pyray.scripts import state_cli
+    state_cli.register(sub)
     args = ap.parse_args(argv)
     return args.fn(args)
 
