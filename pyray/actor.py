@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 
 from pyray import exceptions as exc
-from pyray._private import ids
+from pyray._private import ids, task_events
 from pyray._private import runtime_env as _rte
 from pyray._private.context import ctx
 from pyray._private.object_ref import ObjectRef
@@ -48,6 +48,7 @@ def _method_meta(cls):
                          "retry_exceptions": _pack_retry_exceptions(
                              opts.get("retry_exceptions")),
                          "concurrency_group": opts.get("concurrency_group"),
+                         "enable_task_events": opts.get("enable_task_events", True),
                          "sig": signature_params(fn, drop_first=bound),
                          "is_async": inspect.iscoroutinefunction(fn) or
                          inspect.isasyncgenfunction(fn)}
@@ -174,7 +175,8 @@ class ActorClass:
         options = {"max_restarts": o.get("max_restarts", 0) or 0,
                    "max_concurrency": max_conc, "is_async": meta["is_async"],
                    "max_task_retries": o.get("max_task_retries", 0) or 0,
-                   "concurrency_groups": dict(groups)}
+                   "concurrency_groups": dict(groups),
+                   "enable_task_events": o.get("enable_task_events", True)}
         spec = {
             "actor_id": actor_id, "name": name, "namespace": namespace,
             "get_if_exists": bool(o.get("get_if_exists")),
@@ -248,10 +250,11 @@ def _validate_name(name, namespace):
 
 class ActorMethod:
     __slots__ = ("_handle", "_name", "_num_returns", "_retries", "_retry_exc", "_group",
-                 "_check", "_desc")
+                 "_check", "_desc", "_no_events")
 
     def __init__(self, handle, name, num_returns, retries, retry_exc=False, group=None,
-                 check=None, task_name=None):
+                 check=None, task_name=None, no_events=False):
+        self._no_events = no_events     # enable_task_events=False (pyray._private.task_events)
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
@@ -276,7 +279,8 @@ class ActorMethod:
                            opts.get("max_task_retries", self._retries),
                            opts.get("retry_exceptions", self._retry_exc),
                            opts.get("concurrency_group", self._group), self._check,
-                           opts.get("name", self._desc.name))
+                           opts.get("name", self._desc.name),
+                           opts.get("enable_task_events", not self._no_events) is False)
 
     def remote(self, *args, **kwargs):
         h = self._handle
@@ -291,6 +295,8 @@ class ActorMethod:
         # an actor call's shape is its concurrency group (None: the method's own)
         spec.shape = self._group
         spec.actor = h._actor_id
+        if self._no_events:
+            task_events.skip(spec.task_id)
         cw.submit_actor_task(spec)
         return returned(refs, self._num_returns)
 
@@ -371,7 +377,8 @@ class ActorHandle:
             m = self._methods[name] = (
                 info["num_returns"], self._retries if retries is None else retries,
                 self._retry_exc if retry_exc is None else _unpack_retry_exceptions(retry_exc),
-                None, arg_checker(info.get("sig")))
+                None, arg_checker(info.get("sig")), None,
+                info.get("enable_task_events") is False)
         return ActorMethod(self, name, *m)
 
     def __del__(self):

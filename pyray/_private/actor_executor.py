@@ -21,6 +21,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from pyray import exceptions as exc
+from pyray._private import task_events
 from pyray._private.protocol import ACTOR_EXITING
 from pyray._private.runtime_context import running_call
 from pyray._private.task_executor import flush_std
@@ -125,6 +126,7 @@ class ActorInstance:
             with self.idle:
                 self.calls.pop(call.task_id, None)
             rt.send_replies(call.dest, [rt.complete(call, result, err)])
+            task_events.finished(call.task_id, err)
         with self.idle:
             self.inflight -= 1
             self.idle.notify_all()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 
 from pyray import exceptions as exc
+from pyray._private import task_events
 from pyray._private import errors, ids
 from pyray._private.io_loop import GCS_RESEND_S
 from pyray._private.ownership import READY
@@ -132,7 +133,8 @@ class ActorSubmitter:
         msg = PUSH_TASK.make(spec.task_id, spec.name, None, spec.fn.name or spec.name, data,
                              -1 if bufs is None else len(bufs), spec.resolved,
                              len(spec.return_ids) if spec.stream is None else spec.stream.wire,
-                             self.addr, spec.attempt, None, None, spec.actor, None, spec.shape)
+                             self.addr, spec.attempt, None, None, spec.actor, None, spec.shape,
+                             task_events.enabled(spec.task_id))
         self._send_task(ac.channel, ac.task_addr, msg, bufs)
 
     def _retry_actor_task(self, spec):
@@ -239,7 +241,7 @@ class ActorSubmitter:
         """Out of scope: the actor stops after the calls already sent to it."""
         ac.terminate_pending = False
         msg = PUSH_TASK.make(ids.new_task_id(), TERMINATE, None, "terminate", b"", 0, None, 0,
-                             self.addr, 1, None, None, ac.actor_id, None, None)
+                             self.addr, 1, None, None, ac.actor_id, None, None, False)
         self._send_task(ac.channel, ac.task_addr, msg, None)
 
     def _cancel_actor_task(self, spec, recursive=True):

@@ -26,6 +26,7 @@ import time
 import zmq
 
 from pyray import exceptions as exc
+from pyray._private import task_events
 from pyray._private import errors, ids, serialization
 from pyray._private.actor_submitter import ActorSubmitter
 from pyray._private.cluster_client import ClusterClient, addr_suffix
@@ -145,6 +146,7 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop, Generators):
             Op.NODE_DEAD: self.cluster.h_node_dead,
             Op.OBJECT_COPY: self.cluster.h_object_copy,
         }
+        task_events.attach(self)
         self._start_io_thread()
 
     # ------------------------------------------------------------------

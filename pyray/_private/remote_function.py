@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 import sys
 
-from pyray._private import ids, serialization
+from pyray._private import ids, serialization, task_events
 from pyray._private import runtime_env as _rte
 from pyray._private.context import ctx
 from pyray._private.object_ref import ObjectRef
@@ -361,6 +361,7 @@ class RemoteFunction:
         # what the task is called (runtime context, errors, log prefixes):
         # the `name` option, else the function's qualified name
         self._task_name = o.get("name") or self._name
+        self._no_events = o.get("enable_task_events") is False
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Remote functions cannot be called directly. Instead of running "
@@ -440,6 +441,8 @@ class RemoteFunction:
         spec, refs = build_spec(cw, self._get_desc(), self._task_name, args, kwargs,
                                 self._num_returns, self._shape, key, mr,
                                 self._retry_exceptions)
+        if self._no_events:
+            task_events.skip(spec.task_id)
         if self._stream is not None:
             from pyray._private import generators
             return generators.submit(cw, spec, refs[0], self._stream,

@@ -30,6 +30,7 @@ import traceback
 import zmq
 
 from pyray import exceptions as exc
+from pyray._private import task_events
 from pyray._private import errors, object_ref, serialization
 from pyray._private.context import ctx
 from pyray._private.channel import Channel, ChannelClosed, Listener
@@ -344,6 +345,7 @@ class TaskExecutor:
         finally:
             self._leave()
         reply = self.complete(call, result, err)
+        task_events.finished(call.task_id, err)
         if call.extra is not None and call.extra[0] == "create":
             self.created = (call.task_id, reply)
         return call.dest, reply
@@ -351,7 +353,7 @@ class TaskExecutor:
     def _begin(self, frames):
         try:
             (_, task_id, fn_id, fn_bytes, name, data, nbuf, resolved, num_returns, owner, attempt,
-             gpu_ids, job, actor, extra, shape) = _push_task(pickle.loads(frames[0]))
+             gpu_ids, job, actor, extra, shape, events) = _push_task(pickle.loads(frames[0]))
         except Exception as err:  # noqa: BLE001
             log.warning("dropped a malformed task message: %s", err)
             return None
@@ -404,6 +406,8 @@ class TaskExecutor:
             call.args, call.kwargs = args, kwargs
         except BaseException as err:  # noqa: BLE001 - reported to the owner
             call.reply = self.error_reply(call, _task_error(name, err), True)
+            return call
+        task_events.started(task_id, name, actor, extra, attempt, events)
         return call
 
     def _stored_args(self, oid, owner):

@@ -24,6 +24,8 @@ import sys
 import time
 
 from pyray import exceptions as exc
+from pyray._private import task_events
+from pyray._private.task_events import NORMAL_TASK
 from pyray._private import errors
 from pyray._private.ids import TASK_ID_SIZE
 from pyray._private.lease_policy import (answered_fast, inflight_limit, lease_requests_to_send,
@@ -107,6 +109,7 @@ class TaskSubmitter:
     def submit(self, spec):
         """Queues a task; it is pushed to a leased worker once its owned
         dependencies are ready.  Called from the user's thread."""
+        task_events.submitted(spec.task_id, spec.name, NORMAL_TASK, None, bool(spec.deps))
         with self.lock:
             self.own_returns(spec)
             self.submit_deps(spec)
@@ -205,7 +208,7 @@ class TaskSubmitter:
                              -1 if bufs is None else len(bufs), spec.resolved,
                              len(spec.return_ids) if spec.stream is None else spec.stream.wire,
                              self.addr, spec.attempt, lease.gpu_ids, job,
-                             spec.actor, spec.extra, spec.shape)
+                             spec.actor, spec.extra, spec.shape, task_events.enabled(spec.task_id))
         self._send_task(lease.channel, lease.task_addr, msg, bufs)
 
     def _count_call(self, lease):
