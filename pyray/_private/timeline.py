@@ -9,8 +9,8 @@ def timeline(filename=None):
     """Every recorded task and actor call as a Chrome trace "X" event (pid:
     its node, tid: its worker, ts/dur in microseconds).  Returns the list,
     or writes it to `filename` as JSON and returns None (as Ray)."""
-    from pyray.util.state import data
-    events = data.timeline_events()
+    from pyray._private import state
+    events = state.timeline_events()
     if filename is None:
         return events
     with open(filename, "w") as f:

@@ -87,8 +87,8 @@ def parse_filter(text):
 
 # ------------------------------------------------------------- commands
 def cmd_list(args):
-    from pyray.util.state import data
-    from pyray.util.state.exception import RayStateApiException
+    from pyray._private import state as data
+    from pyray._private.state_schema import RayStateApiException
     try:
         filters = [parse_filter(f) for f in args.filter]
         reply = data.query(_resource(args.resource), filters=filters, limit=args.limit,
@@ -109,8 +109,8 @@ def cmd_list(args):
 
 
 def cmd_get(args):
-    from pyray.util.state import data
-    from pyray.util.state.exception import RayStateApiException
+    from pyray._private import state as data
+    from pyray._private.state_schema import RayStateApiException
     try:
         rows = data.get_row(_resource(args.resource), args.id, timeout=args.timeout,
                             address=args.address)
@@ -125,8 +125,8 @@ def cmd_get(args):
 
 
 def cmd_summary(args):
-    from pyray.util.state import data
-    from pyray.util.state.exception import RayStateApiException
+    from pyray._private import state as data
+    from pyray._private.state_schema import RayStateApiException
     try:
         s = data.summarize(args.resource, timeout=args.timeout, address=args.address)
     except (RayStateApiException, ValueError, ConnectionError) as err:
@@ -168,11 +168,11 @@ def _counts(d):
 
 def cmd_logs(args):
     import fnmatch
-    from pyray.util.state import api, data
-    from pyray.util.state.exception import RayStateApiException
+    from pyray._private import state as data
+    from pyray._private.state_schema import RayStateApiException
     try:
-        files = api.list_logs(args.address, node_id=args.node_id, node_ip=args.node_ip,
-                              timeout=args.timeout)
+        files = data.log_files(args.node_id, address=args.address, timeout=args.timeout,
+                             node_ip=args.node_ip)
     except (RayStateApiException, ValueError, ConnectionError) as err:
         _fail("logs", err)
     pattern = args.glob or "*"
@@ -215,8 +215,8 @@ _UNITS = {"B": 1, "KB": 2 ** 10, "MB": 2 ** 20, "GB": 2 ** 30}
 
 
 def cmd_memory(args):
-    from pyray.util.state import data
-    from pyray.util.state.exception import RayStateApiException
+    from pyray._private import state as data
+    from pyray._private.state_schema import RayStateApiException
     try:
         rows = data.query("objects", limit=10 ** 9, detail=True, timeout=args.timeout,
                           address=args.address)["result"]

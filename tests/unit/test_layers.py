@@ -47,6 +47,11 @@ UTIL_BRIDGES = {
     # the strategy classes are defined where the submit path reads them;
     # this module is their public name
     "pyray.util.scheduling_strategies": ("pyray._private.scheduling_strategies",),
+    # the state API: its shapes and its data are the runtime's (the CLI and
+    # pyray.timeline() read them too)
+    "pyray.util.state.common": ("pyray._private.state_schema",),
+    "pyray.util.state.exception": ("pyray._private.state_schema",),
+    "pyray.util.state.data": ("pyray._private.state",),
 }
 
 # runtime modules that reach up to a library, and the only ones each may

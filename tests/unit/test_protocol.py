@@ -37,11 +37,11 @@ def test_a_message_with_a_field_too_many_is_refused(m):
 
 
 def test_a_message_with_a_field_missing_is_refused_with_the_field_names():
-    msg = protocol.PUSH_TASK.make(*range(15))[:-1]
+    msg = protocol.PUSH_TASK.make(*range(16))[:-1]
     with pytest.raises(ProtocolError) as info:
         protocol.PUSH_TASK.parse(msg)
     text = str(info.value)
-    assert "PUSH_TASK" in text and "expected 15" in text and "got 14" in text and "shape" in text
+    assert "PUSH_TASK" in text and "expected 16" in text and "got 15" in text and "events" in text
 
 
 def test_a_sender_with_the_wrong_fields_fails_at_the_sender():

@@ -8,10 +8,13 @@ import warnings as _warnings
 from typing import List, Optional, Tuple
 
 from pyray.util.state import data
-from pyray.util.state.common import (DEFAULT_LIMIT, DEFAULT_RPC_TIMEOUT, SCHEMAS, ActorState,
-                                     JobState, NodeState, ObjectState, PlacementGroupState,
-                                     TaskState, WorkerState)
+from pyray.util.state.common import (DEFAULT_LIMIT, DEFAULT_RPC_TIMEOUT, ActorState, JobState,
+                                     NodeState, ObjectState, PlacementGroupState, TaskState,
+                                     WorkerState)
 from pyray.util.state.exception import RayStateApiException
+
+SCHEMAS = {"actors": ActorState, "tasks": TaskState, "nodes": NodeState, "workers": WorkerState,
+           "placement_groups": PlacementGroupState, "objects": ObjectState, "jobs": JobState}
 
 log = logging.getLogger("pyray.util.state")
 
@@ -171,12 +174,7 @@ def list_logs(address: Optional[str] = None, node_id: Optional[str] = None,
     """{node_id: [file name]}: Ray groups the files by kind; pyray lists
     them per node (nodes whose session directory is on this machine)."""
     import fnmatch
-    if node_ip is not None:
-        ids = [n.node_id for n in list_nodes(address, [("node_ip", "=", node_ip)], timeout=timeout)]
-        if not ids:
-            raise RayStateApiException(f"no node has the address {node_ip!r}")
-        node_id = node_id or ids[0]
-    files = data.log_files(node_id, address=address, timeout=timeout)
+    files = data.log_files(node_id, address=address, timeout=timeout, node_ip=node_ip)
     if glob_filter:
         files = {n: [f for f in fs if fnmatch.fnmatch(f, glob_filter)] for n, fs in files.items()}
     return files
