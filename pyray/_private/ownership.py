@@ -20,7 +20,7 @@ import logging
 import os
 
 from pyray import exceptions as exc
-from pyray._private import errors, ids, serialization
+from pyray._private import errors, ids, serialization, task_events
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import (ADD_BORROWER, ERROR, GET_OBJECT, IN_STORE, OBJECT_VALUE,
                                      RELEASE_CONTAINED, REMOVE_BORROWER, VALUE)
@@ -212,6 +212,7 @@ class Ownership:
             self.set_ready(oid, ERROR, payload)
 
     def fail_task(self, spec, error):
+        task_events.failed(spec.task_id, error, spec.name, spec.actor)
         self._finish_error(spec, errors.encode(error))
 
     def _h_get_object(self, msg, frames):

@@ -11,7 +11,9 @@ counts them; the count travels with the next batch.
 Event tuples (the GCS reads them in pyray.gcs.task_events):
   (task_id, state, time, name, type, actor_id, attempt)  PENDING_*/RUNNING
   (task_id, FINISHED, time)
-  (task_id, FAILED, time, error_type, error_message)
+  (task_id, FAILED, time, error_type, error_message)    a worker's
+  (task_id, FAILED, time, error_type, error_message, name, type, actor_id)
+                                                        an owner's
 
 A task submitted with ``enable_task_events=False`` is named in ``_off``
 (by the owner when it submits it, by the worker when it receives it): no
@@ -96,7 +98,7 @@ def running(task_id, name, task_type, actor_id, attempt):
 def started(task_id, name, actor_id, extra, attempt, events):
     """A worker is about to run a task it received (PUSH_TASK's fields)."""
     global _enabled
-    if extra is None:
+    if extra is None or extra[0] != "create":
         task_type = NORMAL_TASK if actor_id is None else ACTOR_TASK
     else:
         task_type = ACTOR_CREATION_TASK
@@ -121,11 +123,12 @@ def finished(task_id, err=None):
         _add((task_id, FAILED, _now(), error_type(err), _message(err)))
 
 
-def failed(task_id, err):
+def failed(task_id, err, name=None, actor_id=None):
     """The owner failed a task without a worker reporting (its worker died,
-    it was cancelled before it ran, ...)."""
+    it was cancelled before it ran, its actor died, ...)."""
     if _enabled and task_id not in _off:
-        _add((task_id, FAILED, _now(), error_type(err), _message(err)))
+        _add((task_id, FAILED, _now(), error_type(err), _message(err), name,
+              NORMAL_TASK if actor_id is None else ACTOR_TASK, actor_id))
 
 
 def error_type(err):

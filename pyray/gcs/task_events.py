@@ -79,6 +79,13 @@ class TaskEventStore:
             elif rec["creation_time_ms"] is None or ms < rec["creation_time_ms"]:
                 rec["creation_time_ms"] = ms
         elif state == FAILED:
+            if len(ev) > 5 and rec["name"] is None:     # the owner's: who the task was
+                rec["name"] = rec["func_or_class_name"] = ev[5]
+                rec["type"] = ev[6]
+                if ev[7] is not None:
+                    rec["actor_id"] = _hex(ev[7])
+            if rec["error_type"] is not None and len(ev) > 5:
+                return      # the worker's own report of the failure says more
             rec["error_type"], rec["error_message"] = ev[3], ev[4]
             rec["end_time_ms"] = ms
             rec["_end_us"] = ts * 1e6

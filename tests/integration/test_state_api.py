@@ -32,6 +32,11 @@ def fails():
     raise KeyError("no such key: missing-thing")
 
 
+@pyray.remote(max_retries=0)
+def crashes():
+    os._exit(1)
+
+
 @pyray.remote
 def quiet():
     return 1
@@ -86,6 +91,14 @@ def test_a_failing_task_is_failed_with_its_error(ray_start, wait_for):
     assert "missing-thing" in t.error_message
     failed = list_tasks(filters=[("state", "=", "FAILED"), ("name", "=", "fails")])
     assert [x.task_id for x in failed] == [t.task_id]
+
+
+def test_a_task_whose_worker_died_is_failed_by_its_owner(ray_start, wait_for):
+    ref = crashes.remote()
+    with pytest.raises(pyray.exceptions.WorkerCrashedError):
+        pyray.get(ref)
+    t = _task(ref.task_id().hex(), wait_for, "FAILED")
+    assert t.error_type == "WORKER_DIED" and t.name == "crashes"
 
 
 def test_actors_are_listed_with_class_state_pid_and_node(ray_start, wait_for):
