@@ -186,6 +186,17 @@ def _sender():
             pass
 
 
+def _after_fork():
+    """A forked child has no sender thread and not its parent's events."""
+    global _thread
+    _thread = None
+    _buf.clear()
+    _dropped[0] = 0
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def flush():
     """Sends what the buffer holds to the GCS now (the state API calls this
     in the caller's process before it asks the GCS)."""
