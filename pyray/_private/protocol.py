@@ -269,9 +269,10 @@ _def(141, "GENERATOR_ACK", "task_id consumed",
      "(_generator_backpressure_num_objects)")
 
 # ------------------------------------------- task events and state (docs/state.md)
-_def(150, "TASK_EVENTS", "source events dropped",
+_def(150, "TASK_EVENTS", "source events count dropped",
      "any process -> GCS, one-way, about once a second: task state transitions "
-     "(pyray._private.task_events); source: (node_id, worker_id, pid, job_id); "
+     "(pyray._private.task_events); source: (node_id, worker_id, pid, job_id); events: "
+     "the pickled list of `count` event tuples (the GCS unpickles them only when asked); "
      "dropped: events this process dropped since the last batch (its buffer was full)")
 _def(151, "GET_TASK_EVENTS", "job_id",
      "-> {tasks: [record], dropped: n}: the GCS's task records (job_id None: all jobs)",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import os
+import pickle
 import threading
 import time
 
@@ -211,7 +212,8 @@ def flush():
     pop = _buf.popleft
     events = [pop() for _ in range(n)]
     source = (cw.node_id, cw.worker_id, os.getpid(), cw.job_id)
-    cw.out.send(cw.gcs_addr, TASK_EVENTS.make(source, events, dropped))
+    blob = pickle.dumps(events, protocol=5)
+    cw.out.send(cw.gcs_addr, TASK_EVENTS.make(source, blob, n, dropped))
     return True
 
 

@@ -1,11 +1,24 @@
 """The GCS's task records, built from the TASK_EVENTS batches every process
-sends (pyray._private.task_events).  Bounded: past
-``task_events_max_num_task_in_gcs`` tasks the oldest record goes, and is
-counted as dropped (the state API reports the count, as Ray's
-``num_status_task_events_dropped``)."""
+sends (pyray._private.task_events).
+
+A batch arrives as one pickled blob and waits, unread, in ``pending``: the
+GCS spends nothing on task events while nobody asks.  A query (and the
+GCS's own records: actor creations, drivers) first folds the pending
+batches into the records.
+
+Bounded twice (``task_events_max_num_task_in_gcs`` = N): at most N records
+(the oldest goes first, counted in ``num_tasks_dropped_gcs``), and at most
+4 N events waiting unread (and the newest batch, whatever its size: a
+process sends at most task_events_max_num_status_events_buffer_on_worker
+at a time): past that the records and then the oldest batches go unread, their events counted in
+``num_status_task_events_dropped`` (a task has three or four events, so 4 N
+newer events are about N newer tasks, which would have pushed the older
+records out anyway).
+"""
 from __future__ import annotations
 
 import collections
+import pickle
 import time
 
 from pyray._private.protocol import TASK_EVENTS
@@ -18,83 +31,102 @@ from pyray._private.task_events import (ACTOR_CREATION_TASK, DRIVER_TASK, FAILED
 _RANK = {PENDING_ARGS_AVAIL: 0, PENDING_NODE_ASSIGNMENT: 1, SUBMITTED_TO_WORKER: 2,
          RUNNING: 3, FINISHED: 4, FAILED: 4}
 
+# a record is a list (cheap to update); query() turns it into Ray's fields
+(_JOB, _NAME, _TYPE, _ACTOR, _ATTEMPT, _NODE, _WORKER, _PID, _STATE, _ERR_TYPE, _ERR_MSG,
+ _CREATED, _START, _END, _EVENTS) = range(15)
+
 
 def _hex(b):
     return b.hex() if isinstance(b, (bytes, bytearray)) else b
 
 
+def _ms(t):
+    return None if t is None else int(t * 1000)
+
+
 class TaskEventStore:
     def __init__(self, limit):
         self.limit = max(1, int(limit))
-        self.tasks = collections.OrderedDict()      # task id -> record (dict), oldest first
+        self.max_pending = 4 * self.limit
+        self.tasks = collections.OrderedDict()      # task id -> record (list), oldest first
+        self.pending = collections.deque()          # (source, blob, count), unread
+        self.pending_events = 0
         self.dropped_gcs = 0        # records evicted by the bound
-        self.dropped_workers = 0    # events processes dropped before sending them
+        self.dropped_events = 0     # events dropped unread (here, or by their process)
 
     def h_task_events(self, msg, frames=None):
         m = TASK_EVENTS.parse(msg)
-        node_id, worker_id, pid, job_id = m.source
-        self.dropped_workers += m.dropped or 0
-        for ev in m.events:
-            self.add(ev, node_id, worker_id, pid, job_id)
+        self.dropped_events += m.dropped or 0
+        if not m.count:
+            return
+        self.pending.append((m.source, m.events, m.count))
+        self.pending_events += m.count
+        if self.pending_events - self.pending[0][2] >= self.max_pending:
+            # newer events than the records can hold: the records go first,
+            # then the oldest batches (whole: the newest always stays)
+            self.dropped_gcs += len(self.tasks)
+            self.tasks.clear()
+            while self.pending_events - self.pending[0][2] >= self.max_pending:
+                _, _, n = self.pending.popleft()
+                self.pending_events -= n
+                self.dropped_events += n
 
-    def _record(self, task_id, job_id):
+    def fold(self):
+        """Reads the pending batches into the records."""
+        pending, self.pending = self.pending, collections.deque()
+        self.pending_events = 0
+        add = self.add
+        for (node_id, worker_id, pid, job_id), blob, _ in pending:
+            for ev in pickle.loads(blob):
+                add(ev, node_id, worker_id, pid, job_id)
+
+    def add(self, ev, node_id=None, worker_id=None, pid=None, job_id=None):
+        task_id, state, ts = ev[0], ev[1], ev[2]
         rec = self.tasks.get(task_id)
         if rec is None:
             if len(self.tasks) >= self.limit:
                 self.tasks.popitem(last=False)
                 self.dropped_gcs += 1
-            rec = self.tasks[task_id] = {
-                "task_id": _hex(task_id), "attempt_number": 0, "name": None, "state": None,
-                "job_id": _hex(job_id), "actor_id": None, "type": None,
-                "func_or_class_name": None, "language": "PYTHON", "node_id": None,
-                "worker_id": None, "worker_pid": None, "error_type": None,
-                "error_message": None, "events": [], "creation_time_ms": None,
-                "start_time_ms": None, "end_time_ms": None, "is_debugger_paused": None}
-        return rec
-
-    def add(self, ev, node_id=None, worker_id=None, pid=None, job_id=None):
-        task_id, state, ts = ev[0], ev[1], ev[2]
-        rec = self._record(task_id, job_id)
-        ms = int(ts * 1000)
-        if len(ev) > 3 and state != FAILED:
-            name, ttype, actor_id, attempt = ev[3], ev[4], ev[5], ev[6]
-            rec["name"] = name
-            rec["func_or_class_name"] = name
-            rec["type"] = ttype
-            if actor_id is not None:
-                rec["actor_id"] = _hex(actor_id)
-            if state == RUNNING:
-                attempt = max(0, attempt - 1)     # the wire counts from 1, Ray from 0
-                if attempt > rec["attempt_number"]:
-                    # a retry: the record follows the newest attempt
-                    rec["state"] = None
-                    rec["error_type"] = rec["error_message"] = rec["end_time_ms"] = None
-                    rec["attempt_number"] = attempt
-                rec["node_id"], rec["worker_id"], rec["worker_pid"] = \
-                    _hex(node_id), _hex(worker_id), pid
-                rec["start_time_ms"] = ms
-                rec["_start_us"] = ts * 1e6
-                if job_id is not None:
-                    rec["job_id"] = _hex(job_id)
-            elif rec["creation_time_ms"] is None or ms < rec["creation_time_ms"]:
-                rec["creation_time_ms"] = ms
-        elif state == FAILED:
-            if len(ev) > 5 and rec["name"] is None:     # the owner's: who the task was
-                rec["name"] = rec["func_or_class_name"] = ev[5]
-                rec["type"] = ev[6]
-                if ev[7] is not None:
-                    rec["actor_id"] = _hex(ev[7])
-            if rec["error_type"] is not None and len(ev) > 5:
-                return      # the worker's own report of the failure says more
-            rec["error_type"], rec["error_message"] = ev[3], ev[4]
-            rec["end_time_ms"] = ms
-            rec["_end_us"] = ts * 1e6
+            rec = self.tasks[task_id] = [job_id, None, None, None, 0, None, None, None, None,
+                                         None, None, None, None, None, []]
+        rec[_EVENTS].append((state, ts))
+        if state == RUNNING:
+            rec[_NAME], rec[_TYPE] = ev[3], ev[4]
+            if ev[5] is not None:
+                rec[_ACTOR] = ev[5]
+            attempt = max(0, ev[6] - 1)     # the wire counts from 1, Ray from 0
+            if attempt > rec[_ATTEMPT]:
+                # a retry: the record follows the newest attempt
+                rec[_ATTEMPT] = attempt
+                rec[_STATE] = rec[_ERR_TYPE] = rec[_ERR_MSG] = rec[_END] = None
+            rec[_NODE], rec[_WORKER], rec[_PID] = node_id, worker_id, pid
+            rec[_START] = ts
+            if job_id is not None:
+                rec[_JOB] = job_id
         elif state == FINISHED:
-            rec["end_time_ms"] = ms
-            rec["_end_us"] = ts * 1e6
-        rec["events"].append({"state": state, "created_ms": ms})
-        if rec["state"] is None or _RANK.get(state, 0) >= _RANK.get(rec["state"], 0):
-            rec["state"] = state
+            rec[_END] = ts
+        elif state == FAILED:
+            if len(ev) > 5:                 # the owner's report: who the task was
+                if rec[_NAME] is None:
+                    rec[_NAME], rec[_TYPE] = ev[5], ev[6]
+                    if ev[7] is not None:
+                        rec[_ACTOR] = ev[7]
+                if rec[_ERR_TYPE] is not None:
+                    return                  # the worker's own report says more
+            rec[_ERR_TYPE], rec[_ERR_MSG] = ev[3], ev[4]
+            rec[_END] = ts
+        else:                               # pending: the owner's
+            if rec[_NAME] is None:
+                rec[_NAME], rec[_TYPE] = ev[3], ev[4]
+                if ev[5] is not None:
+                    rec[_ACTOR] = ev[5]
+            if rec[_CREATED] is None or ts < rec[_CREATED]:
+                rec[_CREATED] = ts
+            if rec[_JOB] is None:
+                rec[_JOB] = job_id
+        cur = rec[_STATE]
+        if cur is None or _RANK.get(state, 0) >= _RANK.get(cur, 0):
+            rec[_STATE] = state
 
     # ---- records the GCS makes itself -------------------------------------
     def actor_registered(self, spec):
@@ -102,30 +134,47 @@ class TaskEventStore:
         tid = spec.get("creation_task_id")
         if tid is None or spec.get("options", {}).get("enable_task_events") is False:
             return
+        self.fold()
         name = spec["meta"].get("class_name", "?") + ".__init__"
         self.add((tid, PENDING_NODE_ASSIGNMENT, time.time(), name, ACTOR_CREATION_TASK,
                   spec["actor_id"], 0), job_id=spec.get("job_id"))
 
     def driver_started(self, job_id, info):
         """Ray lists each job's driver as a DRIVER_TASK."""
-        tid = b"driver:" + job_id
-        self.add((tid, RUNNING, time.time(), "driver", DRIVER_TASK, None, 0),
+        self.fold()
+        self.add((b"\xff" * 12 + job_id, RUNNING, time.time(), "driver", DRIVER_TASK, None, 0),
                  info.get("node_id"), None, info.get("pid"), job_id)
-        self.tasks[tid]["task_id"] = (b"\xff" * 12 + job_id).hex()
 
     def driver_finished(self, job_id):
-        tid = b"driver:" + job_id
+        tid = b"\xff" * 12 + job_id
+        self.fold()
         if tid in self.tasks:
             self.add((tid, FINISHED, time.time()))
 
     def query(self, job_id=None):
-        if job_id is None:
-            tasks = list(self.tasks.values())
-        else:
-            jid = _hex(job_id)
-            tasks = [r for r in self.tasks.values() if r["job_id"] == jid]
-        return {"tasks": [dict(r, events=list(r["events"])) for r in tasks],
-                "num_status_task_events_dropped": self.dropped_workers,
+        self.fold()
+        out = []
+        for tid, r in self.tasks.items():
+            if job_id is not None and r[_JOB] != job_id:
+                continue
+            out.append({
+                "task_id": tid.hex(), "attempt_number": r[_ATTEMPT], "name": r[_NAME],
+                "state": r[_STATE], "job_id": _hex(r[_JOB]), "actor_id": _hex(r[_ACTOR]),
+                "type": r[_TYPE], "func_or_class_name": r[_NAME], "language": "PYTHON",
+                "node_id": _hex(r[_NODE]), "worker_id": _hex(r[_WORKER]), "worker_pid": r[_PID],
+                "error_type": r[_ERR_TYPE], "error_message": r[_ERR_MSG],
+                "events": [{"state": s, "created_ms": _ms(t)} for s, t in
+                           sorted(r[_EVENTS], key=lambda e: e[1])],
+                "creation_time_ms": _ms(r[_CREATED]), "start_time_ms": _ms(r[_START]),
+                "end_time_ms": _ms(r[_END]), "is_debugger_paused": False,
+                "required_resources": {}, "runtime_env_info": {}, "parent_task_id": None,
+                "placement_group_id": None, "profiling_data": {}, "task_log_info": None,
+                "call_site": None, "label_selector": {},
+                # microseconds, for the timeline (not a Ray column)
+                "_start_us": None if r[_START] is None else r[_START] * 1e6,
+                "_end_us": None if r[_END] is None else r[_END] * 1e6})
+        return {"tasks": out,
+                "num_status_task_events_dropped": self.dropped_events,
                 "num_profile_task_events_dropped": 0,
                 "num_tasks_dropped_gcs": self.dropped_gcs,
-                "total": len(tasks) + self.dropped_gcs}
+                "total": len(out) + self.dropped_gcs}
