@@ -54,6 +54,7 @@ _off = set()            # task ids recorded with enable_task_events=False
 _thread = None
 _lock = threading.Lock()    # starting the sender thread only
 _now = time.time
+_interval_ms = 1000
 
 
 def configure(config):
@@ -68,8 +69,6 @@ def _add(event):
         _buf.append(event)
     else:
         _dropped[0] += 1
-    if _thread is None:
-        _start()
 
 
 def skip(task_id):
@@ -83,17 +82,16 @@ def enabled(task_id):
     return task_id not in _off
 
 
+# The three calls on the task path append inline (no further call).
+
 def submitted(task_id, name, task_type, actor_id=None, waits_for_args=False):
     """The owner submitted a task (it waits for its arguments, or for a worker)."""
     if _enabled and task_id not in _off:
-        _add((task_id, PENDING_ARGS_AVAIL if waits_for_args else PENDING_NODE_ASSIGNMENT,
-              _now(), name, task_type, actor_id, 0))
-
-
-def running(task_id, name, task_type, actor_id, attempt):
-    """A worker starts running a task."""
-    if _enabled and task_id not in _off:
-        _add((task_id, RUNNING, _now(), name, task_type, actor_id, attempt))
+        if len(_buf) < _limit:
+            _buf.append((task_id, PENDING_ARGS_AVAIL if waits_for_args else
+                         PENDING_NODE_ASSIGNMENT, _now(), name, task_type, actor_id, 0))
+        else:
+            _dropped[0] += 1
 
 
 def started(task_id, name, actor_id, extra, attempt, events):
@@ -108,7 +106,10 @@ def started(task_id, name, actor_id, extra, attempt, events):
     if not events:
         _off.add(task_id)
     elif _enabled:
-        _add((task_id, RUNNING, _now(), name, task_type, actor_id, attempt))
+        if len(_buf) < _limit:
+            _buf.append((task_id, RUNNING, _now(), name, task_type, actor_id, attempt))
+        else:
+            _dropped[0] += 1
 
 
 def finished(task_id, err=None):
@@ -119,7 +120,10 @@ def finished(task_id, err=None):
     if not _enabled:
         return
     if err is None:
-        _add((task_id, FINISHED, _now()))
+        if len(_buf) < _limit:
+            _buf.append((task_id, FINISHED, _now()))
+        else:
+            _dropped[0] += 1
     else:
         _add((task_id, FAILED, _now(), error_type(err), _message(err)))
 
@@ -162,24 +166,13 @@ def _start():
     with _lock:
         if _thread is not None:
             return
-        _thread = threading.Thread(target=_sender, name="pyray-task-events", daemon=True)
+        _thread = threading.Thread(target=_sender, name="pyray-task-events", daemon=True,
+                                   args=(max(0.01, _interval_ms / 1000.0),))
         _thread.start()
 
 
-def _sender():
-    from pyray._private import context
-    configured = False
+def _sender(interval):
     while True:
-        cw = context.ctx.core_worker
-        interval = 1.0
-        if cw is not None:
-            if not configured:
-                configure(cw.config)
-                configured = True
-            interval = max(0.01, cw.config.task_events_report_interval_ms / 1000.0)
-            if not _enabled:
-                _buf.clear()
-                return
         time.sleep(interval)
         try:
             flush()
@@ -219,8 +212,16 @@ def flush():
 
 # ------------------------------------------------------ the state API's objects
 def attach(cw):
-    """Called once by each core worker: answers the state API's
-    LIST_OWNED_OBJECTS (pyray.util.state.list_objects)."""
+    """Called once by each core worker: reads the config, starts the sender
+    thread (recording on), answers the state API's LIST_OWNED_OBJECTS
+    (pyray.util.state.list_objects)."""
+    global _interval_ms
+    configure(cw.config)
+    _buf.clear()            # an earlier cluster's (init() after shutdown())
+    _dropped[0] = 0
+    _interval_ms = int(cw.config.task_events_report_interval_ms)
+    if _enabled:
+        _start()
     cw.extra_handlers[Op.LIST_OWNED_OBJECTS] = lambda msg, frames: _h_list_objects(cw, msg)
 
 
