@@ -211,6 +211,17 @@ def test_enable_task_events_false_records_nothing(ray_start, wait_for):
     pyray.get([quiet_call, loud_call])
     _task(loud_call.task_id().hex(), wait_for, "FINISHED")
     assert get_task(quiet_call.task_id().hex()) is None
+    # an actor's option: neither its creation nor its calls
+    hushed = Counter.options(enable_task_events=False).remote()
+    hushed_call = hushed.incr.remote()
+    pyray.get(hushed_call)
+    marker = quiet.remote()
+    pyray.get(marker)
+    _task(marker.task_id().hex(), wait_for, "FINISHED")
+    time.sleep(1.2)
+    aid = hushed._actor_id.hex()
+    assert list_tasks(filters=[("actor_id", "=", aid)]) == []
+    assert get_task(hushed_call.task_id().hex()) is None
 
 
 def _cli(*args, timeout=30):
