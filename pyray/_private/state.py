@@ -249,10 +249,12 @@ def _matches(row, filters):
 
 
 def query(resource, filters=None, limit=DEFAULT_LIMIT, detail=False, timeout=DEFAULT_RPC_TIMEOUT,
-          address=None, source=None):
+          address=None, source=None, exclude_driver=True):
     """One list request: {"result": [row], "total", "num_after_truncation",
     "num_filtered", "partial_failure_warning", "warnings"} (Ray's
-    ListApiResponse), rows as dicts of the resource's columns."""
+    ListApiResponse), rows as dicts of the resource's columns.  Tasks leave
+    out the drivers' DRIVER_TASK records unless `exclude_driver` is False or
+    a filter asks for that type (as Ray's ListApiOptions.exclude_driver)."""
     resource = resource_name(resource)
     filters = check_filters(resource, filters)
     if limit is None:
@@ -265,6 +267,9 @@ def query(resource, filters=None, limit=DEFAULT_LIMIT, detail=False, timeout=DEF
     if resource == "tasks":
         job = next((v for k, p, v in filters if k == "job_id" and p == "="), None)
         rows, extra = task_rows(src, warnings, bytes.fromhex(job) if _is_hex(job) else None)
+        if exclude_driver and not any(k == "type" and p == "=" and _norm(v) == "driver_task"
+                                      for k, p, v in filters):
+            rows = [r for r in rows if r["type"] != "DRIVER_TASK"]
     else:
         rows = _ROWS[resource](src, warnings)
     total = len(rows) + extra.get("num_tasks_dropped_gcs", 0)
@@ -414,3 +419,58 @@ def log_path(filename, node_id=None, address=None, timeout=DEFAULT_RPC_TIMEOUT, 
     raise RayStateApiException(
         f"no log file {filename!r} on {'node ' + node_id if node_id else 'the nodes'} "
         f"(`pyray logs` lists them)")
+
+
+# ------------------------------------------------------------- over HTTP
+LIST_ROUTES = ("actors", "tasks", "nodes", "objects", "placement_groups", "workers", "jobs")
+
+
+def http_get(path, params=None, address=None, source=None):
+    """Ray's state routes (GET /api/v0/...): returns (HTTP status, JSON
+    body).  `params` maps each query parameter to its list of values (as
+    urllib.parse.parse_qs gives them): limit, timeout, detail,
+    filter_keys / filter_predicates / filter_values (repeated, in step),
+    exclude_driver.  Routes: /api/v0/<resource>, /api/v0/<tasks|actors|
+    objects>/summarize, /api/v0/tasks/timeline."""
+    params = params or {}
+
+    def one(name, default=None):
+        v = params.get(name)
+        return v[-1] if v else default
+
+    def flag(name, default):
+        v = one(name)
+        return default if v is None else str(v).lower() in ("1", "true", "yes")
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    try:
+        if parts[:2] != ["api", "v0"] or len(parts) not in (3, 4):
+            return 404, _body(False, f"no route {path!r}; the state routes are /api/v0/"
+                                     f"<{'|'.join(LIST_ROUTES)}>, /api/v0/<tasks|actors|objects>"
+                                     f"/summarize and /api/v0/tasks/timeline")
+        resource = resource_name(parts[2])
+        timeout = float(one("timeout", DEFAULT_RPC_TIMEOUT))
+        if len(parts) == 4:
+            if parts[3] == "summarize" and resource in ("tasks", "actors", "objects"):
+                return 200, _body(True, "", {"result": {"node_id_to_summary": summarize(
+                    resource, timeout=timeout, address=address, source=source)}})
+            if parts[3] == "timeline" and resource == "tasks":
+                return 200, timeline_events(source=source, address=address, timeout=timeout)
+            return 404, _body(False, f"no route {path!r}")
+        keys, preds, values = (params.get(k, []) for k in
+                               ("filter_keys", "filter_predicates", "filter_values"))
+        if not len(keys) == len(preds) == len(values):
+            raise RayStateApiException("filter_keys, filter_predicates and filter_values "
+                                       "must come in step (one of each per filter)")
+        reply = query(resource, list(zip(keys, preds, values)),
+                      limit=int(one("limit", DEFAULT_LIMIT)), detail=flag("detail", False),
+                      timeout=timeout, address=address, source=source,
+                      exclude_driver=flag("exclude_driver", True))
+    except (RayStateApiException, ValueError) as err:
+        return 400, _body(False, str(err))
+    except Exception as err:  # noqa: BLE001 - the cluster did not answer
+        return 500, _body(False, f"{type(err).__name__}: {err}")
+    return 200, _body(True, "", {"result": reply})
+
+
+def _body(ok, msg, data=None):
+    return {"result": ok, "msg": msg, "data": data or {}}

@@ -260,3 +260,30 @@ def test_the_cli_lists_gets_and_summarizes_from_another_process(ray_start, wait_
     mem = _cli("memory", "--address", gcs)
     assert mem.returncode == 0 and held.hex() in mem.stdout
     pyray.kill(c)
+
+
+def test_the_http_routes_answer_in_rays_shape(ray_start, wait_for):
+    from pyray.util.state import data
+    c = Counter.options(name="http-counter").remote()
+    pyray.get(c.incr.remote())
+    status, body = data.http_get("/api/v0/actors", {
+        "filter_keys": ["name"], "filter_predicates": ["="], "filter_values": ["http-counter"],
+        "detail": ["true"], "limit": ["10"]})
+    assert status == 200 and body["result"] is True
+    res = body["data"]["result"]
+    assert res["num_after_truncation"] == 1 and res["result"][0]["actor_id"] == c._actor_id.hex()
+    assert res["result"][0]["is_detached"] is False          # a detail column
+    status, body = data.http_get("/api/v0/tasks", {"filter_keys": ["colour"],
+                                                   "filter_predicates": ["="],
+                                                   "filter_values": ["red"]})
+    assert status == 400 and body["result"] is False and "Supported filter columns" in body["msg"]
+    # the driver's own record only when asked for
+    tasks = data.query("tasks", limit=10_000)["result"]
+    assert all(t["type"] != "DRIVER_TASK" for t in tasks)
+    drivers = data.query("tasks", [("type", "=", "DRIVER_TASK")])["result"]
+    assert [t["job_id"] for t in drivers if t["state"] == "RUNNING"] == \
+        [pyray.get_runtime_context().get_job_id()]
+    status, summary = data.http_get("/api/v0/actors/summarize")
+    assert status == 200 and "Counter" in \
+        summary["data"]["result"]["node_id_to_summary"]["cluster"]["summary"]
+    pyray.kill(c)

@@ -3,6 +3,7 @@
 timeout, address)`` returns Ray's list-response shape ({"result": [row],
 "total", "num_after_truncation", "num_filtered", "partial_failure_warning",
 "warnings"}); ``get_row``, ``summarize`` and ``timeline_events`` as the
-functions of pyray.util.state use them (docs/state.md)."""
-from pyray._private.state import (Source, get_row, log_files, log_path,  # noqa: F401
-                                  query, summarize, timeline_events)
+functions of pyray.util.state use them; ``http_get(path, params)`` answers
+Ray's state routes whole: (status, JSON body) (docs/state.md)."""
+from pyray._private.state import (LIST_ROUTES, Source, get_row, http_get,  # noqa: F401
+                                  log_files, log_path, query, summarize, timeline_events)
