@@ -54,6 +54,10 @@ class Source:
 
     def call(self, addr, op, *args, timeout=None):
         timeout = self.timeout if timeout is None else timeout
+        if self.cw is not None and addr != self.gcs_addr and not hasattr(self.cw, "out"):
+            raise RayStateApiException(
+                "a Ray Client reaches the GCS only: pass address= (the head's host:port) to "
+                "list workers, objects or logs")
         if self.cw is not None:
             return self.cw.rpc(addr, op, *args, timeout=timeout)
         from pyray._private import bootstrap

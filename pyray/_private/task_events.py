@@ -196,8 +196,8 @@ def flush():
     in the caller's process before it asks the GCS)."""
     from pyray._private import context
     cw = context.ctx.core_worker
-    if cw is None or getattr(cw, "closing", False):
-        return False
+    if cw is None or getattr(cw, "closing", False) or getattr(cw, "out", None) is None:
+        return False        # none, stopping, or a Ray Client's (its server's driver records)
     n = len(_buf)
     dropped, _dropped[0] = _dropped[0], 0
     if not n and not dropped:
