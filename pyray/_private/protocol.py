@@ -306,8 +306,9 @@ _def(211, "CLIENT_PING", "",
      "PYRAY_CLIENT_TIMEOUT_S ends and releases all it held)")
 _def(212, "CLIENT_GEN", "req_id task_id what timeout",
      "client -> server: an ObjectRefGenerator of a generator task the client submitted; "
-     "what \"next\": answered with the next item's oid (pinned for the client) or None at "
-     "the end (GetTimeoutError after timeout); \"finished\": answered with is_finished()")
+     "what \"next\": answered with (oids, ended): the next item's oid and those of the items "
+     "that came after it, pinned for the client, ended True when no item follows "
+     "(GetTimeoutError after timeout); \"finished\": answered with is_finished()")
 _def(213, "CLIENT_LOG", "prefix is_err text",
      "server -> client: lines workers of the job printed (LOG_LINES), for a client that "
      "connected with log_to_driver=True")

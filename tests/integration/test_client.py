@@ -243,8 +243,9 @@ else:
 
 
 def test_a_connection_is_authenticated_once_with_its_own_key(head):
-    """After the hello, a message signed with the token itself (or recorded
-    from another connection) is refused: only the session key is taken."""
+    """After the hello, a message signed with the token itself, replayed, or
+    recorded from another connection is refused: only the session key and
+    the next message number are taken."""
     import zmq
     from pyray._private.client import wire
     from pyray._private.protocol import CLIENT_HELLO, CLIENT_REPLY, CLIENT_WAIT
@@ -271,14 +272,16 @@ def test_a_connection_is_authenticated_once_with_its_own_key(head):
         assert m.ok, m
         skey = wire.session_key(key, nonce, m.payload["nonce"])
         # signed with the token, not the session key: refused
-        s.send_multipart(wire.sign(key, CLIENT_WAIT.make(2, [], 1, 0, True)))
+        s.send_multipart(wire.sign(key, CLIENT_WAIT.make(2, [], 1, 0, True), seq=1))
         assert s.poll(10000) and s.recv_multipart() == [wire.BAD_TOKEN]
-        # the session key works on its connection...
-        good = wire.sign(skey, CLIENT_WAIT.make(3, [], 1, 0, True))
+        # the session key works on its connection, as message 1...
+        good = wire.sign(skey, CLIENT_WAIT.make(3, [], 1, 0, True), seq=1)
         s.send_multipart(good)
         assert s.poll(10000)
-        assert CLIENT_REPLY.parse(wire.unsign(skey, s.recv_multipart())[0]).req_id == 3
-        # ...and nowhere else: replayed on a new connection it is refused
+        assert CLIENT_REPLY.parse(wire.unsign(skey, s.recv_multipart(), 1)[0]).req_id == 3
+        # ...once: replayed on it, or on a new connection, it is refused
+        s.send_multipart(good)
+        assert s.poll(10000) and s.recv_multipart() == [wire.BAD_TOKEN]
         _, other = ask(good)
         assert other == [wire.BAD_TOKEN]
     finally:
@@ -418,6 +421,15 @@ g = count.remote(2)
 ready, _ = ray.wait([g], timeout=30)
 assert ready == [g], ready
 assert ray.get(next(g))[0] == 0
+
+g = count.remote(3)
+ray.get(g.completed())
+assert ray.get(next(g))[0] == 0          # the others came with it
+assert ray.wait([g], timeout=0)[0] == [g]
+assert [ray.get(r)[0] for r in g] == [1, 2] and g.is_finished()
+
+paced = count.options(_generator_backpressure_num_objects=1).remote(4)
+assert [ray.get(r)[0] for r in paced] == [0, 1, 2, 3]
 
 async def consume():
     return [ray.get(r)[0] async for r in count.remote(3)]

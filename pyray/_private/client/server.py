@@ -47,6 +47,9 @@ _new = object.__new__
 CLIENT_TIMEOUT_S = float(os.environ.get("PYRAY_CLIENT_TIMEOUT_S", "10"))
 
 
+# the most items of a generator one `next` request hands to the client
+GEN_BATCH = 256
+
 # the messages answered with CLIENT_REPLY (besides CLIENT_HELLO)
 _REQUESTS = frozenset((Op.CLIENT_GET, Op.CLIENT_PUT, Op.CLIENT_WAIT, Op.CLIENT_GCS,
                        Op.CLIENT_GEN))
@@ -56,9 +59,11 @@ class Session:
     """One client connection: what it pinned, its actor handles, its
     functions, the streams of its generator tasks."""
 
-    def __init__(self, ident, key, log_to_driver):
+    def __init__(self, ident, token_key, log_to_driver):
         self.ident = ident
-        self.key = key          # the session key (wire.py)
+        # signing: the hello (message 0 each way) is signed with the token,
+        # the rest with the session key (wire.py)
+        self.link = wire.Link(token_key, received=1)
         self.pins = {}          # oid -> server-side ObjectRef
         self.handles = {}       # actor id -> count
         self.functions = {}     # fn id -> FunctionDescriptor
@@ -87,7 +92,7 @@ class ClientServer:
         self.sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 4)
         self.sock.bind(f"tcp://{host}:{port}")
         self.sessions = {}
-        self.ended = collections.OrderedDict()   # ident -> key of a session that ended
+        self.ended = collections.OrderedDict()   # ident -> a session that ended
         self.pool = ThreadPoolExecutor(64, thread_name_prefix="pyray-client")
         self.replies = collections.deque()
         self.logs = collections.deque()     # workers' output, for the clients that want it
@@ -157,12 +162,19 @@ class ClientServer:
         if len(rest) == 1 and rest[0].nbytes == 0:
             self._end(ident)               # ROUTER_NOTIFY: the peer disconnected
             return
+        if len(rest) >= 5 and rest[0].nbytes == 1 and bytes(rest[0]) == wire.REFS_AHEAD:
+            self._on_message(ident, rest[1:3])       # the client's ref changes, then
+            rest = rest[3:]                          # the message they go ahead of
+        self._on_message(ident, rest)
+
+    def _on_message(self, ident, rest):
         sess = self.sessions.get(ident)
-        # a session's messages are signed with its key, a new one's hello with
-        # the token, a message of a session that ended with that session's key
-        key = sess.key if sess is not None else self.ended.get(ident, self.key)
+        # a session's messages are checked by its link, a new one's hello with
+        # the token, a message of a session that ended by that session's link
+        old = None if sess is not None else self.ended.get(ident)
+        link = sess.link if sess is not None else old.link if old is not None else None
         try:
-            got = wire.unsign(key, rest)
+            got = wire.unsign(self.key, rest) if link is None else link.unsign(rest)
         except Exception as err:  # noqa: BLE001 - a bad peer must not stop the loop
             log.warning("dropped a malformed client message: %s", err)
             got = None
@@ -180,27 +192,27 @@ class ClientServer:
             if msg[0] in _REQUESTS:
                 self._send(ident, msg[1], False, errors.encode(ConnectionError(
                     "this client's session with the client server has ended (its "
-                    "connection dropped); call pyray.shutdown() and pyray.init() again")),
-                    key=key)
+                    "connection dropped); call pyray.shutdown() and pyray.init() again")))
             return
         try:
             handler(sess or ident, msg, extra)
         except Exception as err:  # noqa: BLE001 - answered to the client or logged
             if msg[0] in _REQUESTS or msg[0] == Op.CLIENT_HELLO:
-                self._send(ident, msg[1], False, errors.request_failed(err),
-                           key=self.key if msg[0] == Op.CLIENT_HELLO else None)
+                self._send(ident, msg[1], False, errors.request_failed(err))
             else:
                 log.warning("client message %r failed: %s", msg[0], err, exc_info=True)
 
-    def _send(self, ident, req_id, ok, payload, frames=(), raw=(), key=None):
+    def _send(self, ident, req_id, ok, payload, frames=(), raw=()):
         sess = self.sessions.get(ident)
         if sess is None and ok:
             return        # the session ended meanwhile
-        if key is None:
-            key = sess.key if sess is not None else self.ended.get(ident, self.key)
+        if sess is None:
+            sess = self.ended.get(ident)
+        msg = CLIENT_REPLY.make(req_id, ok, payload)
         try:
-            self.sock.send_multipart([ident, *wire.sign(key, CLIENT_REPLY.make(
-                req_id, ok, payload), frames, raw)], copy=False)
+            parts = (wire.sign(self.key, msg, frames, raw) if sess is None      # a failed hello
+                     else sess.link.sign(msg, frames, raw))
+            self.sock.send_multipart([ident, *parts], copy=False)
         except zmq.ZMQError as err:
             log.warning("reply to a client failed: %s", err)
 
@@ -231,7 +243,7 @@ class ClientServer:
             msg = CLIENT_LOG.make(prefix, is_err, text)
             for s in sessions:
                 try:
-                    self.sock.send_multipart([s.ident, *wire.sign(s.key, msg)], copy=False)
+                    self.sock.send_multipart([s.ident, *s.link.sign(msg)], copy=False)
                 except zmq.ZMQError as err:
                     log.warning("sending output to a client failed: %s", err)
 
@@ -255,7 +267,7 @@ class ClientServer:
         sess = self.sessions.pop(ident, None)
         if sess is None:
             return
-        self.ended[ident] = sess.key        # to answer its late requests
+        self.ended[ident] = sess        # to answer its late requests
         while len(self.ended) > 1024:
             self.ended.popitem(last=False)
         cw = self.cw
@@ -299,7 +311,8 @@ class ClientServer:
         opts = m.options or {}
         nonce = wire.new_nonce()
         key = wire.session_key(self.key, opts.get("nonce") or b"", nonce)
-        self.sessions[ident] = Session(ident, key, bool(opts.get("log_to_driver", True)))
+        sess = self.sessions[ident] = Session(ident, self.key,
+                                              bool(opts.get("log_to_driver", True)))
         cw = self.cw
         from pyray._private.context import ctx
         info = {"addr": cw.addr, "job_id": cw.job_id, "job_config": cw.job_config,
@@ -309,7 +322,8 @@ class ClientServer:
                 "task_max_retries": cw.config.task_max_retries, "pid": os.getpid(),
                 "nonce": nonce}
         log.info("client session opened (%d open)", len(self.sessions))
-        self._send(ident, m.req_id, True, info, key=self.key)     # the client has no key yet
+        self._send(ident, m.req_id, True, info)     # with the token: the client has no key yet
+        sess.link.key = key
 
     def _h_submit(self, sess, msg, frames):
         m = CLIENT_SUBMIT.parse(msg)
@@ -471,15 +485,28 @@ class ClientServer:
                 try:
                     ref = gen._next_sync(1.0 if left is None else min(left, 1.0))
                 except StopIteration:
-                    return None, ()
+                    return ([], True), ()
                 except exc.GetTimeoutError:
                     if left is not None and left <= 1.0:
                         raise
                     if sess.ident not in self.sessions or self.stopping:
                         raise ConnectionError("the client's session ended") from None
                     continue
+                break
+            sess.pins[ref._id] = ref
+            oids = [ref._id]
+            # the items already there go along (not under backpressure: there
+            # an item counts as consumed only when the client's caller takes it)
+            while gen._st.backpressure <= 0 and len(oids) < GEN_BATCH:
+                try:
+                    ref = gen._next_sync(0)
+                except StopIteration:
+                    return (oids, True), ()
+                except exc.GetTimeoutError:
+                    break
                 sess.pins[ref._id] = ref
-                return ref._id, ()
+                oids.append(ref._id)
+            return (oids, False), ()
         self._in_pool(sess, m.req_id, run)
 
     def _h_refs(self, sess, msg, frames):

@@ -8,7 +8,9 @@ SHA256) followed by the indexes of the frames it covers by length only.
   later message of the connection, both ways, is signed with the session
   key derived from the token and both nonces (`session_key`), so a message
   recorded from one connection is refused on any other, and a peer without
-  the token never gets a message unpickled.
+  the token never gets a message unpickled.  Each direction numbers its
+  messages (`Link`) and the number is under the MAC: a message replayed,
+  dropped or reordered within the connection is refused too.
 * A MAC covers the message, the count and lengths of all frames and the
   bytes of every frame that will be unpickled or is small; the large
   out-of-band buffers of values (`RAW_MIN` and up: a numpy array's data)
@@ -31,6 +33,9 @@ CLIENT_PROTOCOL_VERSION = 2
 BAD_TOKEN = b"PYRAY_CLIENT_BAD_TOKEN"
 DEFAULT_PORT = 10001
 RAW_MIN = 1 << 16
+# the first frame of a zmq message that holds two client messages: a
+# CLIENT_REFS (its two frames) and then the message it goes ahead of
+REFS_AHEAD = b"R"
 _MAC_LEN = 32
 
 
@@ -52,9 +57,9 @@ def raw_frames(frames, skip=0):
     return [i for i in range(skip, len(frames)) if memoryview(frames[i]).nbytes >= RAW_MIN]
 
 
-def _mac(key, head, frames, raw):
+def _mac(key, head, frames, raw, seq):
     lens = [memoryview(f).nbytes for f in frames]
-    h = hmac.new(key, struct.pack(f"<{len(lens) + 2}Q", len(lens), len(head), *lens),
+    h = hmac.new(key, struct.pack(f"<{len(lens) + 3}Q", seq, len(lens), len(head), *lens),
                  hashlib.sha256)
     h.update(head)
     skip = set(raw)
@@ -64,12 +69,36 @@ def _mac(key, head, frames, raw):
     return h.digest()
 
 
-def sign(key: bytes, msg, frames=(), raw=()):
-    """The frames of a signed message; raw: indexes into `frames` covered by
-    their length only (value buffers, never unpickled)."""
+def sign(key: bytes, msg, frames=(), raw=(), seq=0):
+    """The frames of a signed message, number `seq` of its direction; raw:
+    indexes into `frames` covered by their length only (value buffers,
+    never unpickled)."""
     head = dumps_fallback(msg)
     rawb = struct.pack(f"<{len(raw)}I", *raw)
-    return [_mac(key, head, frames, raw) + rawb, head, *frames]
+    return [_mac(key, head, frames, raw, seq) + rawb, head, *frames]
+
+
+class Link:
+    """The signing state of one connection at one end: the key (the token
+    until the hello is done, then the session key) and each direction's
+    message count.  Used by one thread at a time per direction."""
+    __slots__ = ("key", "sent", "received")
+
+    def __init__(self, key, sent=0, received=0):
+        self.key = key
+        self.sent = sent
+        self.received = received
+
+    def sign(self, msg, frames=(), raw=()):
+        parts = sign(self.key, msg, frames, raw, self.sent)
+        self.sent += 1
+        return parts
+
+    def unsign(self, frames):
+        got = unsign(self.key, frames, self.received)
+        if got is not None:
+            self.received += 1
+        return got
 
 
 def dumps_fallback(obj) -> bytes:
@@ -85,9 +114,9 @@ def dumps_fallback(obj) -> bytes:
     return cloudpickle.dumps(obj, protocol=5)
 
 
-def unsign(key: bytes, frames):
-    """(msg, extra frames) of a signed message, or None when the MAC is
-    missing or wrong (nothing was unpickled)."""
+def unsign(key: bytes, frames, seq=0):
+    """(msg, extra frames) of signed message number `seq`, or None when the
+    MAC is missing or wrong (nothing was unpickled)."""
     if len(frames) < 2:
         return None
     tag = bytes(frames[0])
@@ -97,7 +126,7 @@ def unsign(key: bytes, frames):
     raw = struct.unpack(f"<{(len(tag) - _MAC_LEN) // 4}I", tag[_MAC_LEN:])
     if any(i >= len(rest) for i in raw):
         return None
-    if not hmac.compare_digest(tag[:_MAC_LEN], _mac(key, frames[1], rest, raw)):
+    if not hmac.compare_digest(tag[:_MAC_LEN], _mac(key, frames[1], rest, raw, seq)):
         return None
     msg = pickle.loads(frames[1])
     if not isinstance(msg, tuple) or not msg or not isinstance(msg[0], int):

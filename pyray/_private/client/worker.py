@@ -52,7 +52,7 @@ class ClientWorker:
         self.address = address
         host, port = wire.parse_address(address)
         self.endpoint = f"tcp://{host}:{port}"
-        self.key = token.encode()
+        self.link = wire.Link(token.encode())
         self.config = config
         self.lock = threading.RLock()
         self.cv = threading.Condition(self.lock)
@@ -85,7 +85,7 @@ class ClientWorker:
         info, _ = self._hello(namespace, {"log_to_driver": bool(config.log_to_driver),
                                           "nonce": nonce})
         # the rest of the connection is signed with its own key (wire.py)
-        self.key = wire.session_key(self.key, nonce, info["nonce"])
+        self.link.key = wire.session_key(self.link.key, nonce, info["nonce"])
         self.addr = info["addr"]
         self.driver_addr = info["addr"]
         self.gcs_addr = info["gcs_addr"]
@@ -160,11 +160,13 @@ class ClientWorker:
             raise exc.RaySystemError("the client connection is closed: call pyray.init() again")
         with self.lock:
             refs = self._take_ref_changes()
-        parts = wire.sign(self.key, msg, frames, raw)
-        with self.slock:
-            if refs is not None:
-                self.sock.send_multipart(wire.sign(self.key, refs), copy=False)
-            self.sock.send_multipart(parts, copy=False)
+        link = self.link
+        with self.slock:        # messages are numbered in the order they are sent
+            if refs is None:
+                self.sock.send_multipart(link.sign(msg, frames, raw), copy=False)
+            else:               # the ref changes ride ahead of it in the same zmq message
+                self.sock.send_multipart([wire.REFS_AHEAD, *link.sign(refs),
+                                          *link.sign(msg, frames, raw)], copy=False)
 
     def _request(self, msg_fn, frames=(), timeout=None, raw=()):
         req = next(self._req)
@@ -221,7 +223,7 @@ class ClientWorker:
                     "PYRAY_TOKEN to the token `pyray start --head` printed)")
                 self.cv.notify_all()
             return
-        got = wire.unsign(self.key, bufs)
+        got = self.link.unsign(bufs)      # one reader at a time
         if got is None:
             return
         if got[0][0] == Op.CLIENT_LOG:
@@ -357,9 +359,11 @@ class ClientWorker:
         return ObjectRef(oid, self.addr)
 
     def gen_next(self, task_id, timeout):
-        """The next item's ref of a generator task, None at its end."""
-        oid, _ = self._request(lambda req: CLIENT_GEN.make(req, task_id, "next", timeout))
-        return None if oid is None else self._adopt(oid)
+        """(refs, ended) of a generator task: the next item's ref and those
+        of the items already there after it; ended: none follows."""
+        (oids, ended), _ = self._request(
+            lambda req: CLIENT_GEN.make(req, task_id, "next", timeout))
+        return [self._adopt(oid) for oid in oids], ended
 
     def gen_finished(self, task_id):
         return self._request(lambda req: CLIENT_GEN.make(req, task_id, "finished", None))[0]
@@ -436,9 +440,17 @@ class ClientWorker:
             raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
         if not refs:
             return [], []
-        idx, _ = self._request(lambda req: CLIENT_WAIT.make(
-            req, [(r._task_id,) if type(r) is ClientObjectRefGenerator else wire.wire_ref(r)
-                  for r in refs], num_returns, timeout, bool(fetch_local)))
+        # a generator holding items (or at its end) is ready without asking
+        here = [i for i, r in enumerate(refs)
+                if type(r) is ClientObjectRefGenerator and r._here()]
+        idx = here[:num_returns]
+        if len(idx) < num_returns:
+            rest = [i for i in range(len(refs)) if i not in set(here)]
+            got, _ = self._request(lambda req: CLIENT_WAIT.make(
+                req, [(refs[i]._task_id,) if type(refs[i]) is ClientObjectRefGenerator
+                      else wire.wire_ref(refs[i]) for i in rest],
+                num_returns - len(idx), timeout, bool(fetch_local)))
+            idx = sorted(idx + [rest[j] for j in got])
         s = set(idx)
         return [refs[i] for i in idx], [r for i, r in enumerate(refs) if i not in s]
 
@@ -472,23 +484,31 @@ class ClientWorker:
 class ClientObjectRefGenerator(ObjectRefGenerator):
     """The ObjectRefGenerator of a generator task submitted through the
     client: the server holds the task's stream; `next` asks it for the next
-    item (one round trip each), whose ref the server pins for this client."""
+    item, and gets the refs of the items already there after it too (kept
+    here, handed out by the next `next` calls); the server pins each for
+    this client."""
 
     def __init__(self, completion_ref, cw):
         self._ref = completion_ref
         self._cw = cw
         self._st = None
         self._task_id = completion_ref._id[:TASK_ID_SIZE]
-        self._ended = False
+        self._ended = False          # the server has no item after those in _buf
+        self._buf = collections.deque()
 
     def _next_sync(self, timeout_s=None):
-        if self._ended:
-            raise StopIteration
-        ref = self._cw.gen_next(self._task_id, timeout_s)
-        if ref is None:
-            self._ended = True
-            raise StopIteration
-        return ref
+        if not self._buf:
+            if self._ended:
+                raise StopIteration
+            refs, self._ended = self._cw.gen_next(self._task_id, timeout_s)
+            self._buf.extend(refs)
+            if not self._buf:
+                raise StopIteration
+        return self._buf.popleft()
+
+    def _here(self):
+        """next() would not ask the server."""
+        return bool(self._buf) or self._ended
 
     def _next_or_none(self):
         try:
@@ -504,6 +524,8 @@ class ClientObjectRefGenerator(ObjectRefGenerator):
         return ref
 
     def is_finished(self):
+        if self._buf:
+            return False
         return self._ended or bool(self._cw.gen_finished(self._task_id))
 
     def _ready(self):
