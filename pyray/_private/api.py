@@ -113,7 +113,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         if isinstance(address, str) and address.startswith(("pyray://", "ray://")):
             # Ray Client: tasks, actors and objects through the head's client server
             from pyray._private.client.worker import connect
-            return RayContext(connect(address, config, namespace, _token))
+            info = connect(address, config, namespace, _token, job_env)
+            return RayContext(info)
         if address is None:
             cluster = _start_local(num_cpus, num_gpus, resources, object_store_memory, config,
                                    _memory, labels, session_dir,

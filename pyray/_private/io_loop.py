@@ -298,11 +298,16 @@ class IoLoop:
 
 
     def _h_log_lines(self, msg, frames):
-        _, prefix, is_err, text = LOG_LINES.parse(msg)
-        stream = sys.stderr if is_err else sys.stdout
-        try:
-            stream.write("".join(f"{prefix} {line}\n" for line in text.splitlines()))
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+        print_log_lines(*LOG_LINES.parse(msg)[1:])
+
+
+def print_log_lines(prefix, is_err, text):
+    """Lines a worker printed, on the driver's stdout/stderr, each after the
+    worker's prefix (also a Ray Client driver's, client/worker.py)."""
+    stream = sys.stderr if is_err else sys.stdout
+    try:
+        stream.write("".join(f"{prefix} {line}\n" for line in text.splitlines()))
+        stream.flush()
+    except (OSError, ValueError):
+        pass
 
