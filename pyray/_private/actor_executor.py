@@ -17,15 +17,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import logging
 import os
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from pyray import exceptions as exc
 from pyray._private.protocol import ACTOR_EXITING
 from pyray._private.runtime_context import running_call
 from pyray._private.task_executor import flush_std
 from pyray.actor import ActorExit
+
+log = logging.getLogger("pyray.worker")
 
 
 class ActorInstance:
@@ -60,9 +63,9 @@ class ActorInstance:
             t.start()
             started.wait()
         elif self.concurrent:
-            self.pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="pyray-actor")
+            self.pool = CallThreads(self.max_concurrency, "pyray-actor", self._run_threaded)
             for g, n in self.groups.items():
-                self.pools[g] = ThreadPoolExecutor(n, thread_name_prefix=f"pyray-actor-{g}")
+                self.pools[g] = CallThreads(n, f"pyray-actor-{g}", self._run_threaded)
 
     def _run_loop(self, started):
         asyncio.set_event_loop(self.loop)
@@ -106,13 +109,13 @@ class ActorInstance:
         with self.idle:
             self.inflight += 1
             self.calls[call.task_id] = call
-        if self.loop is not None:
-            self.pending.append(call)
-            if not self.wake_scheduled:
-                self.wake_scheduled = True
-                self.loop.call_soon_threadsafe(self._start_pending)
-        else:
-            (self.pool if group is None else self.pools[group]).submit(self._run_threaded, call)
+            if self.loop is None:
+                (self.pool if group is None else self.pools[group]).submit(call)
+                return
+        self.pending.append(call)
+        if not self.wake_scheduled:
+            self.wake_scheduled = True
+            self.loop.call_soon_threadsafe(self._start_pending)
 
     def _start_pending(self):
         """Starts the async calls submit() queued (event loop thread)."""
@@ -153,6 +156,9 @@ class ActorInstance:
         with self.idle:
             self.calls.pop(call.task_id, None)
             self.inflight -= 1
+            if self.loop is None:
+                group = call.group
+                (self.pool if group is None else self.pools[group]).inflight -= 1
             if self.exit_started:
                 self.idle.notify_all()
         if isinstance(err, ActorExit):
@@ -238,6 +244,41 @@ class ActorInstance:
         import time
         time.sleep(0.02)
         os._exit(0)
+
+
+class CallThreads:
+    """The threads of a threaded actor's concurrency group (or of its
+    default group, max_concurrency of them), taking calls from one queue.
+    A thread starts when a call arrives while every thread is busy, up to
+    the group's size, as a ThreadPoolExecutor would, but without a future
+    and its locks per call.  submit() and the ``inflight`` count belong to
+    the actor's lock (ActorInstance.idle)."""
+    __slots__ = ("size", "name", "run", "queue", "threads", "inflight")
+
+    def __init__(self, size, name, run):
+        self.size = size
+        self.name = name
+        self.run = run                  # runs one call and decrements inflight
+        self.queue = queue.SimpleQueue()
+        self.threads = 0
+        self.inflight = 0               # calls submitted and not finished
+
+    def submit(self, call):
+        self.inflight += 1
+        self.queue.put(call)
+        if self.inflight > self.threads < self.size:
+            threading.Thread(target=self._serve, name=f"{self.name}_{self.threads}",
+                             daemon=True).start()
+            self.threads += 1
+
+    def _serve(self):
+        get, run = self.queue.get, self.run
+        while True:
+            call = get()
+            try:
+                run(call)
+            except BaseException:  # noqa: BLE001 - the thread keeps serving calls
+                log.exception("actor call %s failed outside the method", call.name)
 
 
 def _method_groups(cls):
