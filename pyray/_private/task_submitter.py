@@ -78,6 +78,8 @@ class Lease:
 # the messages of the hot path, built by protocol.py's definitions
 _push_task_msg = PUSH_TASK.make
 _task_replies = TASK_REPLIES.parse
+# a reply of the right length is unpacked as it is (no named tuple per batch)
+_TASK_REPLIES_LEN = len(TASK_REPLIES.fields) + 1
 
 
 class TaskSubmitter:
@@ -273,7 +275,9 @@ class TaskSubmitter:
 
 
     def _h_task_replies(self, msg, frames):
-        _, worker_id, replies = _task_replies(msg)
+        if len(msg) != _TASK_REPLIES_LEN:
+            msg = _task_replies(msg)    # raises ProtocolError naming the fields
+        _, worker_id, replies = msg
         lease = self.lease_by_worker.get(worker_id)
         for task_id, results, contained_at, retry in replies:
             spec = lease.inflight.pop(task_id, None) if lease is not None else None
