@@ -26,8 +26,8 @@ import time
 from pyray import exceptions as exc
 from pyray._private import errors
 from pyray._private.ids import TASK_ID_SIZE
-from pyray._private.lease_policy import (answered_fast, inflight_limit, lease_requests_to_send,
-                                         pick_lease)
+from pyray._private.lease_policy import (MAX_LEASE_REQUESTS, answered_fast, inflight_limit,
+                                         lease_requests_to_send, pick_lease)
 from pyray._private.ownership import PENDING
 from pyray._private.protocol import (CANCEL_TASK, ERROR, LEASE_GRANTED, LEASE_INFEASIBLE,
                                      LEASE_PG_REMOVED, PUSH_TASK, RECLAIM_LEASE, REQUEST_LEASE,
@@ -166,7 +166,9 @@ class TaskSubmitter:
                 self._push(lease, spec)
                 return
         ks.queue.append(spec)
-        self._request_leases(spec.key, ks)
+        pending = len(ks.pending_reqs)
+        if pending < MAX_LEASE_REQUESTS and pending < len(ks.queue):
+            self._request_leases(spec.key, ks)      # else: as many asked as may be
 
     def _push(self, lease, spec):
         if not lease.inflight:
