@@ -123,8 +123,7 @@ class ActorInstance:
         pending = self.pending
         create = self.loop.create_task
         while pending:
-            call = pending.popleft()
-            call.task = create(self._run_async(call))
+            create(self._run_async(pending.popleft()))
 
     def cancel(self, task_id):
         """cancel() of a call of this actor that has arrived: it replies
@@ -138,7 +137,7 @@ class ActorInstance:
                 return False
             self.cancelled_calls.add(task_id)
         if call is not None and self.loop is not None:
-            # not started yet (task None): it sees cancelled_calls when it starts
+            # one that has not started yet sees cancelled_calls when it starts
             self.loop.call_soon_threadsafe(self._cancel_async, call)
         return True
 
@@ -186,6 +185,12 @@ class ActorInstance:
     async def _run_async(self, call):
         group = call.group
         try:
+            # from here on a CancelledError is ours to answer: cancel()
+            # interrupts only a started task (one cancelled before its first
+            # step would end without running this coroutine's handlers)
+            call.task = asyncio.current_task()
+            if call.task_id in self.cancelled_calls:
+                raise asyncio.CancelledError
             async with (self.sem if group is None else self.sems[group]):
                 if self.exited:
                     self._refuse(call)
@@ -204,7 +209,7 @@ class ActorInstance:
                 except BaseException as e:  # noqa: BLE001 - goes to the caller
                     result, err = None, e
                     self.exited = self.exited or isinstance(e, ActorExit)
-        except asyncio.CancelledError:      # cancel() while it waited for its turn
+        except asyncio.CancelledError:      # cancel() before or while it waited for its turn
             result, err = None, exc.TaskCancelledError(call.task_id.hex())
         self._done(call, result, err)
 
