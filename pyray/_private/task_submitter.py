@@ -26,8 +26,8 @@ import time
 from pyray import exceptions as exc
 from pyray._private import errors
 from pyray._private.ids import TASK_ID_SIZE
-from pyray._private.lease_policy import (answered_fast, inflight_limit, lease_requests_to_send,
-                                         pick_lease)
+from pyray._private.lease_policy import (MAX_LEASE_REQUESTS, answered_fast, inflight_limit,
+                                         lease_requests_to_send, pick_lease)
 from pyray._private.ownership import PENDING
 from pyray._private.protocol import (CANCEL_TASK, ERROR, LEASE_GRANTED, LEASE_INFEASIBLE,
                                      LEASE_PG_REMOVED, PUSH_TASK, RECLAIM_LEASE, REQUEST_LEASE,
@@ -89,6 +89,8 @@ def max_calls_of(key):
 # the messages of the hot path, built by protocol.py's definitions
 _push_task_msg = PUSH_TASK.make
 _task_replies = TASK_REPLIES.parse
+# a reply of the right length is unpacked as it is (no named tuple per batch)
+_TASK_REPLIES_LEN = len(TASK_REPLIES.fields) + 1
 
 
 class TaskSubmitter:
@@ -181,7 +183,9 @@ class TaskSubmitter:
                 self._push(lease, spec)
                 return
         ks.queue.append(spec)
-        self._request_leases(spec.key, ks)
+        pending = len(ks.pending_reqs)
+        if pending < MAX_LEASE_REQUESTS and pending < len(ks.queue):
+            self._request_leases(spec.key, ks)      # else: as many asked as may be
 
     def _push(self, lease, spec):
         if not lease.inflight:
@@ -310,7 +314,9 @@ class TaskSubmitter:
 
 
     def _h_task_replies(self, msg, frames):
-        _, worker_id, replies = _task_replies(msg)
+        if len(msg) != _TASK_REPLIES_LEN:
+            msg = _task_replies(msg)    # raises ProtocolError naming the fields
+        _, worker_id, replies = msg
         lease = self.lease_by_worker.get(worker_id)
         for task_id, results, contained_at, retry in replies:
             spec = lease.inflight.pop(task_id, None) if lease is not None else None
