@@ -46,6 +46,11 @@ class Config:
     memory_usage_threshold: float = 0.95
     # how often the raylet samples the node's memory; 0 disables the monitor
     memory_monitor_refresh_ms: int = 250
+    # a task killed by the memory monitor is retried this many times (-1:
+    # without limit; a task with max_retries=0 never), apart from its
+    # max_retries, after a delay of base * 2**(kills - 1) ms (at most 60 s)
+    task_oom_retries: int = -1
+    task_oom_retry_delay_base_ms: int = 1000
     # where a node spills objects (default: the session directory's spill/)
     object_spilling_directory: str = ""
 
@@ -75,7 +80,8 @@ class Config:
 
 
 # tunables Ray reads from RAY_<name> that mean the same here
-_RAY_ENV = frozenset({"memory_usage_threshold", "memory_monitor_refresh_ms"})
+_RAY_ENV = frozenset({"memory_usage_threshold", "memory_monitor_refresh_ms", "task_oom_retries",
+                      "task_oom_retry_delay_base_ms"})
 
 
 def _parse(typ, text, name):

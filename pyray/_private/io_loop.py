@@ -263,6 +263,8 @@ class IoLoop:
                     if self.decref_q:
                         self.drain_decrefs()
                     self._return_idle_leases(now)
+                    if self.oom_delayed:
+                        self._requeue_oom_delayed(now)
                     if now >= self._actor_reask_at:
                         self._reask_actor_info(now)
             if self._pending_callbacks:

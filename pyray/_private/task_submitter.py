@@ -104,6 +104,7 @@ class TaskSubmitter:
         self.lease_by_worker = {}    # worker id -> Lease
         self.pending_lease_reqs = {}  # req id -> key
         self.tasks_by_id = {}        # task id -> TaskSpec, while not finished
+        self.oom_delayed = []        # (due, TaskSpec): retries after a kill for memory
         self._max_inflight = config.max_tasks_in_flight_per_worker
 
     def submit(self, spec):
@@ -446,18 +447,51 @@ class TaskSubmitter:
         for spec in list(lease.inflight.values()):
             if spec.cancelled:
                 self.fail_task(spec, exc.TaskCancelledError(spec.task_id.hex()))
+            elif kind == "oom":
+                self._retry_after_oom(spec, reason)
             elif spec.retries_left != 0 and ks is not None:
                 spec.retries_left -= 1
                 ks.queue.appendleft(spec)
-            elif kind == "oom":
-                self.fail_task(spec, exc.OutOfMemoryError(
-                    f"Task {spec.name} failed: {reason} It was not retried because its "
-                    "retries are used up (max_retries)."))
             else:
                 self.fail_task(spec, exc.WorkerCrashedError(
                     f"The worker running task {spec.name} died unexpectedly ({reason}); "
                     "it was not retried because its retries are used up (max_retries)."))
         lease.inflight.clear()
+
+    def _retry_after_oom(self, spec, reason):
+        """A task whose worker the memory monitor killed: as in Ray, retried
+        on its own count (config task_oom_retries, -1: without limit; never
+        for a task with max_retries=0) after a delay that doubles each time
+        (task_oom_retry_delay_base_ms, at most a minute), so that memory is
+        given back first; its max_retries are kept for other failures."""
+        left = spec.oom_retries_left
+        if left is None:
+            left = self.config.task_oom_retries
+        if left == 0:
+            why = ("its max_retries is 0" if spec.oom_retries_left == 0 and spec.oom_kills == 0
+                   else "its retries after kills for memory (task_oom_retries) are used up")
+            self.fail_task(spec, exc.OutOfMemoryError(
+                f"Task {spec.name} failed: {reason} It was not retried because {why}."))
+            return
+        spec.oom_retries_left = left - 1 if left > 0 else left
+        spec.oom_kills += 1
+        delay = min(self.config.task_oom_retry_delay_base_ms / 1000.0 *
+                    2 ** (spec.oom_kills - 1), 60.0)
+        self.oom_delayed.append((time.monotonic() + delay, spec))
+
+    def _requeue_oom_delayed(self, now):
+        """Called on the io loop's tick: the OOM retries that are due."""
+        due = [spec for t, spec in self.oom_delayed if t <= now]
+        if not due:
+            return
+        self.oom_delayed = [(t, spec) for t, spec in self.oom_delayed if t > now]
+        for spec in due:
+            if spec.cancelled:
+                self.fail_task(spec, exc.TaskCancelledError(spec.task_id.hex()))
+                continue
+            ks = self._key_state(spec)
+            ks.queue.appendleft(spec)
+            self._request_leases(spec.key, ks)
 
     def _h_lease_pg_removed(self, msg, frames):
         """The placement group the queued tasks of a key were placed in is
