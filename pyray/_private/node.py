@@ -145,7 +145,10 @@ def dashboard_available():
     """Whether the dashboard's dependencies (starlette, uvicorn) are
     installed; looked up, not imported."""
     from importlib.util import find_spec
-    return all(find_spec(m) is not None for m in ("starlette", "uvicorn"))
+    try:
+        return all(find_spec(m) is not None for m in ("starlette", "uvicorn"))
+    except (ImportError, ValueError):        # a module set to None in sys.modules
+        return False
 
 
 def detect_num_gpus():

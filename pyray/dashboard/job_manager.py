@@ -84,6 +84,10 @@ def _descendants(pid):
 
 
 def _die_with_parent():
+    # signals as a fresh process has them (a worker may ignore some, and an
+    # ignored signal stays ignored across exec)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
     # the entrypoint gets SIGTERM if its supervisor dies (Linux)
     try:
         import ctypes
@@ -132,8 +136,8 @@ class JobSupervisor:
         return True
 
     def stop(self):
-        """SIGTERM to the entrypoint's process tree, SIGKILL after
-        STOP_WAIT_S.  Whether it was running."""
+        """SIGTERM to the entrypoint's process tree, SIGKILL to what is left
+        of it after STOP_WAIT_S.  Whether it was running."""
         with self.lock:
             self.stopping = True
             proc = self.proc
@@ -142,22 +146,29 @@ class JobSupervisor:
                 return True
             if proc.poll() is not None:
                 return False
-            tree = _descendants(proc.pid)
-        _kill_tree(proc.pid, [proc.pid] + tree, signal.SIGTERM)
-
-        def kill_later():
-            try:
-                proc.wait(STOP_WAIT_S)
-            except subprocess.TimeoutExpired:
-                pass
-            _kill_tree(proc.pid, [proc.pid] + tree + _descendants(proc.pid), signal.SIGKILL)
-        threading.Thread(target=kill_later, daemon=True).start()
+        _kill_tree(proc.pid, [proc.pid] + _descendants(proc.pid), signal.SIGTERM)
         return True
+
+    def _end_group(self):
+        """Waits up to STOP_WAIT_S for the entrypoint's process group (a
+        driver among it ends its job on SIGTERM: its tasks and actors go
+        too), then kills what is left."""
+        pgid = self.proc.pid
+        deadline = time.monotonic() + STOP_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.05)
+        _kill_tree(pgid, [], signal.SIGKILL)
 
     def _wait(self):
         code = self.proc.wait()
-        # what the entrypoint left behind in its session goes with it
-        _kill_tree(self.proc.pid, _descendants(self.proc.pid), signal.SIGKILL)
+        if not self.stopping:
+            # what the entrypoint left behind in its session goes with it
+            _kill_tree(self.proc.pid, [], signal.SIGTERM)
+        self._end_group()
         if self.stopping:
             self._finish(JobStatus.STOPPED, "Job was intentionally stopped.", code, None)
         elif code == 0:

@@ -68,6 +68,13 @@ def _json_arg(value, flag):
         sys.exit(f"pyray job submit: {flag} must be JSON: {err}")
 
 
+def _command_line(words):
+    """The shell command of `-- word...`: one word is taken as a command
+    line as it is (pipes, &&); several are quoted as the shell would see them."""
+    import shlex
+    return words[0] if len(words) == 1 else shlex.join(words)
+
+
 def submit(args):
     entrypoint = list(args.entrypoint)
     if entrypoint and entrypoint[0] == "--":
@@ -92,7 +99,7 @@ def submit(args):
     print(f"Job submission server address: {client.address}")
     try:
         job_id = client.submit_job(
-            entrypoint=" ".join(entrypoint), submission_id=args.submission_id or args.job_id,
+            entrypoint=_command_line(entrypoint), submission_id=args.submission_id or args.job_id,
             runtime_env=runtime_env or None,
             metadata=_json_arg(args.metadata_json, "--metadata-json"),
             entrypoint_num_cpus=args.entrypoint_num_cpus,
