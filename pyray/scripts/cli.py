@@ -166,6 +166,10 @@ def _dashboard_choice(args):
                      "--dashboard-host and --dashboard-port go with --head")
         return None
     if wanted is False:
+        for flag in ("--dashboard-host", "--dashboard-port"):
+            if getattr(args, _flag_dest(flag)) is not None:
+                print(f"pyray start: note: {flag} is ignored: --include-dashboard is false.",
+                      file=sys.stderr)
         return None
     if not node_mod.dashboard_available():
         if wanted:

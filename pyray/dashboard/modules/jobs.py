@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import hashlib
 import json
 import os
 import re
@@ -131,6 +132,10 @@ def routes(dashboard):
                 return error(413, f"The package is larger than {MAX_PACKAGE_BYTES} bytes "
                                   "(PYRAY_RUNTIME_ENV_MAX_PACKAGE_BYTES); leave large files "
                                   "out with runtime_env['excludes'].")
+        name = request.path_params["name"]
+        if hashlib.sha256(data).hexdigest()[:32] != name[len("_ray_pkg_"):-len(".zip")]:
+            return error(400, f"The package's bytes do not match its name {name} (the name "
+                              "carries the first 32 hex digits of their SHA-256).")
         await dashboard.run_blocking(_store, path, bytes(data))
         return JSONResponse({"uploaded": True})
 
