@@ -316,14 +316,33 @@ class JobManager:
         rec = read(sid)
         if rec is None:
             raise KeyError(sid)
-        return rec
+        return self._checked(rec)
+
+    def _checked(self, rec):
+        """A RUNNING job whose supervisor is gone (its worker or node died)
+        is FAILED: nothing is left to end it or to write its end."""
+        if rec["status"] != JobStatus.RUNNING.value:
+            return rec
+        sid = rec["submission_id"]
+        try:
+            pyray.get_actor(supervisor_name(sid))
+            return rec
+        except ValueError:
+            pass
+        rec = read(sid) or rec           # it may have ended just now
+        if rec["status"] != JobStatus.RUNNING.value:
+            return rec
+        return update(sid, status=JobStatus.FAILED.value, end_time=_now_ms(),
+                      error_type="JOB_SUPERVISOR_ACTOR_DIED",
+                      message="The job's supervisor actor died while the job was running "
+                              "(its worker or the head node's raylet was killed).") or rec
 
     def list(self):
         out = []
         for key in kv._internal_kv_list(JOB_PREFIX, namespace=KV_NAMESPACE):
             raw = kv._internal_kv_get(key, namespace=KV_NAMESPACE)
             if raw is not None:
-                out.append(json.loads(raw))
+                out.append(self._checked(json.loads(raw)))
         return sorted(out, key=lambda r: r.get("start_time") or 0)
 
     def stop(self, sid):

@@ -227,6 +227,17 @@ def test_stop_ends_the_process_tree_and_the_jobs_actors(client, tmp_path):
         client.stop_job("no-such-job")
 
 
+def test_a_job_whose_supervisor_dies_is_failed_and_its_entrypoint_ends(client):
+    sid = client.submit_job(entrypoint="sleep 300")
+    wait_until(lambda: client.get_job_status(sid) == JobStatus.RUNNING, 30, "RUNNING")
+    entrypoint = psutil.Process(int(client.get_job_info(sid).driver_info.pid))
+    entrypoint.parent().kill()                # the supervisor's worker
+    assert wait_status(client, sid) == JobStatus.FAILED
+    info = client.get_job_info(sid)
+    assert info.error_type == "JOB_SUPERVISOR_ACTOR_DIED" and "supervisor" in info.message
+    wait_until(lambda: gone(entrypoint.pid), 10, "the entrypoint to end with its supervisor")
+
+
 def test_the_job_api_needs_the_token_even_on_loopback(head):
     anonymous = JobSubmissionClient(head["url"], headers={"X-Nothing": "1"})
     with pytest.raises(RuntimeError, match="status code 401"):
