@@ -23,6 +23,7 @@ import threading
 import time
 
 import pyray
+import pyray.util
 from pyray.experimental import internal_kv as kv
 from pyray.job_submission.common import (JOB_PREFIX, KV_NAMESPACE, LOG_TAIL_CHARS, JobDetails,
                                          JobStatus)
@@ -130,7 +131,8 @@ class JobSupervisor:
                     return False
             update(self.sid, status=JobStatus.RUNNING.value, message="Job is currently running.",
                    driver_node_id=pyray.get_runtime_context().get_node_id(),
-                   driver_info={"id": self.sid, "node_ip_address": "127.0.0.1",
+                   driver_info={"id": self.sid,
+                                "node_ip_address": pyray.util.get_node_ip_address(),
                                 "pid": str(self.proc.pid)})
         threading.Thread(target=self._wait, name="job-wait", daemon=True).start()
         return True

@@ -66,7 +66,7 @@ class Dashboard:
             if self._connected:
                 return
             import pyray
-            pyray.init(address=self.gcs_address, namespace=NAMESPACE, _token=self.token,
+            pyray.init(address=self.gcs_address, namespace=NAMESPACE, _token=self.token or None,
                        log_to_driver=False, logging_level=logging.WARNING)
             self.head_node_id = pyray.get_runtime_context().get_node_id()
             self._connected = True

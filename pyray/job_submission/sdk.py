@@ -85,7 +85,8 @@ class JobSubmissionClient:
     def __init__(self, address: Optional[str] = None, create_cluster_if_needed: bool = False,
                  cookies: Optional[Dict[str, Any]] = None,
                  metadata: Optional[Dict[str, Any]] = None,
-                 headers: Optional[Dict[str, Any]] = None, verify: Optional[Union[str, bool]] = True,
+                 headers: Optional[Dict[str, Any]] = None,
+                 verify: Optional[Union[str, bool]] = True,
                  timeout: float = 30.0):
         if create_cluster_if_needed:
             raise ValueError("create_cluster_if_needed=True is not supported: start the "

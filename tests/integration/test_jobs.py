@@ -385,18 +385,21 @@ def test_a_port_in_use_fails_the_dashboard_not_init(ray_init):
         assert f"the dashboard cannot listen on 127.0.0.1:{port}" in log
 
 
-def test_init_time_is_not_slowed_by_the_dashboard():
-    def timed(**kw):
-        t = time.perf_counter()
+def test_init_does_no_work_for_the_dashboard():
+    """init() only spawns the dashboard (that it does not wait for it is
+    checked above): the driver's own CPU time for init() is the same with
+    and without it.  CPU time, not wall time: the machine may be loaded."""
+    def cpu_of_init(**kw):
+        t = time.process_time()
         pyray.init(num_cpus=1, object_store_memory=64 << 20, **kw)
-        took = time.perf_counter() - t
+        took = time.process_time() - t
         pyray.shutdown()
         return took
     without, with_ = [], []
-    for _ in range(2):
-        without.append(timed(include_dashboard=False))
-        with_.append(timed(include_dashboard=True, dashboard_port=free_port()))
-    assert min(with_) < min(without) + 0.25, (with_, without)
+    for _ in range(3):
+        without.append(cpu_of_init(include_dashboard=False))
+        with_.append(cpu_of_init(include_dashboard=True, dashboard_port=free_port()))
+    assert min(with_) < min(without) + 0.05, (with_, without)
 
 
 def test_without_starlette_the_dashboard_is_skipped_or_a_clear_error(tmp_path):
