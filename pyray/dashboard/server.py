@@ -248,7 +248,7 @@ def main(argv=None):
         if token_path:
             with contextlib.suppress(OSError):
                 with open(token_path) as f:
-                    mine = f.read().strip() == token
+                    mine = f.read().split("\n")[:2] == [token, str(os.getpid())]
                 if mine:
                     os.remove(token_path)
 

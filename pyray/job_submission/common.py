@@ -119,13 +119,26 @@ def write_token_file(port, token) -> str:
     tmp = f"{path}.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(token)
+        f.write(f"{token}\n{os.getpid()}\n")
     os.replace(tmp, path)
     return path
 
 
+def _is_my_dashboard(pid):
+    """Whether `pid` is a live dashboard process of this user (a file left
+    by a dashboard that was killed must not send the token to whatever
+    listens on its port now)."""
+    try:
+        if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+            return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"pyray.dashboard.server" in f.read()
+    except (OSError, ValueError):
+        return False
+
+
 def read_token_file(port) -> Optional[str]:
-    """The token a dashboard of this user left for `port`, or None."""
+    """The token a running dashboard of this user left for `port`, or None."""
     path = token_file(port)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -135,4 +148,7 @@ def read_token_file(port) -> Optional[str]:
         st = os.fstat(f.fileno())
         if st.st_uid != os.getuid() or st.st_mode & 0o077:
             return None
-        return f.read().strip() or None
+        token, _, pid = f.read().partition("\n")
+    if not token.strip() or not pid.strip().isdigit() or not _is_my_dashboard(int(pid)):
+        return None
+    return token.strip()

@@ -402,6 +402,19 @@ def test_init_does_no_work_for_the_dashboard():
     assert min(with_) < min(without) + 0.05, (with_, without)
 
 
+def test_a_token_file_not_of_a_running_dashboard_is_not_used():
+    # a file left by a dashboard that is gone must not hand the token to
+    # whatever listens on that port now
+    from pyray.job_submission.common import read_token_file, token_file, write_token_file
+    port = free_port()
+    path = write_token_file(port, "secret-token")       # this process is no dashboard
+    try:
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        assert read_token_file(port) is None
+    finally:
+        os.remove(path)
+
+
 def test_without_starlette_the_dashboard_is_skipped_or_a_clear_error(tmp_path):
     code = textwrap.dedent("""
         import sys, logging
