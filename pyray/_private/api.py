@@ -98,6 +98,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 raise ValueError(f"{k} must be a non-negative number, got {v!r}")
         session_dir = _init_extras(local_mode, logging_level, configure_logging, kwargs,
                                    address)
+        dashboard = _dashboard_args(include_dashboard, kwargs, address)
+        if runtime_env is None and job_config is None:
+            runtime_env = _submitted_job_env()
         if labels is not None:
             from pyray._private.scheduling_strategies import parse_labels
             labels = parse_labels(labels, "init(labels=...)")
@@ -136,6 +139,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 cluster.stop()
             raise
         ctx.cluster = cluster
+        _on_sigterm_exit()
         if job_env:
             try:
                 ctx.core_worker.job_config["runtime_env"] = rte.set_job_env(job_env,
@@ -143,7 +147,75 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             except BaseException:
                 shutdown()
                 raise
-        return RayContext(_address_info())
+        out = RayContext(_address_info())
+        if cluster is not None and dashboard is not None:
+            # not waited for: init() returns while it starts (docs/dashboard.md)
+            cluster.start_dashboard(*dashboard)
+            out.dashboard_url = f"{dashboard[0]}:{dashboard[1]}"
+        return out
+
+
+def _dashboard_args(include_dashboard, kwargs, address):
+    """(host, port) of the dashboard init() starts with the cluster, or
+    None (docs/dashboard.md)."""
+    host = kwargs.get("dashboard_host")
+    port = kwargs.get("dashboard_port")
+    if include_dashboard not in (None, True, False):
+        raise TypeError(f"include_dashboard must be None, True or False, got "
+                        f"{include_dashboard!r}")
+    if host is not None and not isinstance(host, str):
+        raise TypeError(f"dashboard_host must be a str, got {type(host).__name__}")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)
+                             or not 0 < port < 65536):
+        raise ValueError(f"dashboard_port must be a port number (1-65535), got {port!r}")
+    if address is not None and address != "local":
+        if include_dashboard or host is not None or port is not None:
+            raise ValueError("include_dashboard, dashboard_host and dashboard_port apply "
+                             "when init() starts a cluster; a running cluster has its own "
+                             "dashboard (pyray start --head --dashboard-port ...).")
+        return None
+    if include_dashboard is False:
+        return None
+    if not node_mod.dashboard_available():
+        if include_dashboard:
+            raise ValueError("include_dashboard=True needs starlette and uvicorn: "
+                             "pip install 'pyray[dashboard]'")
+        log.info("pyray: the dashboard is not started: starlette and uvicorn are not "
+                 "installed (pip install 'pyray[dashboard]').")
+        return None
+    return host or "127.0.0.1", port or 8265
+
+
+def _submitted_job_env():
+    """The runtime env of a job submitted through the dashboard: its
+    entrypoint's init() applies it (as Ray's RAY_JOB_CONFIG_JSON_ENV_VAR)."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return None
+    import json
+    try:
+        return json.loads(raw).get("runtime_env") or None
+    except (ValueError, AttributeError):
+        raise ValueError(f"RAY_JOB_CONFIG_JSON_ENV_VAR is not a JSON object: {raw[:200]!r}") \
+            from None
+
+
+def _on_sigterm_exit():
+    """In a submitted job's entrypoint (docs/jobs.md): SIGTERM (`pyray job
+    stop`) ends the driver as an exit does, so that its tasks and actors
+    end with it.  A handler the program set is left alone."""
+    if not os.environ.get("PYRAY_JOB_SUBMISSION_ID"):
+        return
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_term(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sys.exit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def _validate_namespace(namespace):

@@ -65,7 +65,9 @@ class HeadCluster:
         port = _free_port()
         try:
             out = _cli(["start", "--head", "--port", str(port), "--num-cpus", "1",
-                        "--node-ip-address", "127.0.0.1", "--num-gpus", "0", "--object-store-memory", str(128 << 20)], self.env)
+                        "--node-ip-address", "127.0.0.1", "--num-gpus", "0", "--object-store-memory", str(128 << 20),
+                        "--include-dashboard", "false"],    # only the GCS and the raylet
+                       self.env)
             assert out.returncode == 0, f"pyray start failed:\n{out.stdout}\n{out.stderr}"
             assert f"tcp://127.0.0.1:{port}" in out.stdout, out.stdout
             sessions = os.listdir(os.path.join(self.tmpdir, "pyray"))

@@ -195,7 +195,6 @@ def test_stop_force_kills_at_once_and_a_blocking_start_notices(cli_env):
 def test_ray_flags_pyray_lacks_give_one_clear_line_and_exit_code_2(cli_env):
     for flag, value in (("--plasma-directory", "/tmp"), ("--node-manager-port", "6380"),
                         ("--min-worker-port", "10002"), ("--storage", "/tmp/s"),
-                        ("--include-dashboard", "true"),
                         ("--system-config", '{"no_such_key": 1}')):
         out = pyray_cmd(cli_env, "start", "--head", "--port", str(free_port()),
                         f"{flag}={value}", check=False)
@@ -223,7 +222,7 @@ def test_ray_start_flags_are_accepted_with_their_effect(cli_env):
                     "--system-config", '{"memory_usage_threshold": 0.9, '
                                        '"memory_monitor_refresh_ms": "500"}')
     try:
-        assert "note: --dashboard-host is ignored: pyray has no dashboard" in out.stderr
+        assert "note: --dashboard-host is ignored: --include-dashboard is false" in out.stderr
         assert "note: --metrics-export-port is ignored" in out.stderr
         assert len(sessions_in(temp)) == 1                          # --temp-dir
         assert len(os.listdir(spill)) == 1                          # the node's spill dir
