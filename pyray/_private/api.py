@@ -20,7 +20,7 @@ from pyray._private import object_ref
 from pyray._private.config import Config
 from pyray._private.context import ctx
 from pyray._private.object_ref import ObjectRef
-from pyray._private.protocol import DRIVER_EXIT, SHUTDOWN, Op
+from pyray._private.protocol import DRIVER_EXIT, SHUTDOWN, WATCH_DRIVER, Op
 from pyray._private.remote_function import RemoteFunction
 
 log = logging.getLogger("pyray")
@@ -315,6 +315,8 @@ def _connect_driver(node, config, namespace, job_config=None):
         cw.shutdown()
         raise
     cw.job_id = job_id
+    # the raylet ends the job if this process dies without saying so
+    cw.out.send(cw.raylet_addr, WATCH_DRIVER.make(job_id, os.getpid()))
     namespace = namespace or f"anon-{job_id.hex()}"
     sys_path = list(sys.path)
     if job_config is not None:
