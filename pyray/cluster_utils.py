@@ -243,7 +243,8 @@ class Cluster:
 
 
 def _node_args(kw, head):
-    unknown = set(kw) - set(_DEFAULTS) - _IGNORED - {"resources", "memory", "_system_config"}
+    unknown = set(kw) - set(_DEFAULTS) - _IGNORED - {"resources", "memory", "_system_config",
+                                                     "metrics_export_port"}
     if unknown:
         raise TypeError(f"add_node() got unexpected keyword argument(s): {sorted(unknown)}")
     if not head and kw.get("_system_config"):
@@ -273,6 +274,11 @@ def _node_args(kw, head):
     validate_shape(res, "node")
     out["resources"] = dict(res)
     out["_system_config"] = kw.get("_system_config")
+    port = kw.get("metrics_export_port")
+    if port is not None:
+        from pyray._private.metrics import check_export_port
+        check_export_port(port, None, "metrics_export_port")
+    out["metrics_export_port"] = port
     return out
 
 

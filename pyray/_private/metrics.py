@@ -19,39 +19,33 @@ import atexit
 import bisect
 import os
 import threading
+import time
 
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
-# PYRAY_METRICS_REPORT_INTERVAL_MS: how often a process sends what it
-# recorded (Ray's metrics_report_interval_ms is 10 s; pyray's default is
-# shorter since a report is one small message to the local raylet)
-_DEFAULT_INTERVAL_MS = 1000
-
-
 def report_interval_s():
-    raw = os.environ.get("PYRAY_METRICS_REPORT_INTERVAL_MS") or \
-        os.environ.get("RAY_metrics_report_interval_ms")
-    try:
-        ms = float(raw) if raw else _DEFAULT_INTERVAL_MS
-    except ValueError:
-        ms = _DEFAULT_INTERVAL_MS
-    return max(ms, 10.0) / 1000.0
+    """Config.metrics_report_interval_ms, in seconds (at least 10 ms)."""
+    from pyray._private.context import ctx
+    config = ctx.config
+    if config is None:
+        from pyray._private.config import Config
+        config = Config.from_env()
+    return max(float(config.metrics_report_interval_ms), 10.0) / 1000.0
 
 
 def require_exporter():
     """Raises ImportError naming the package a node needs to export metrics."""
-    try:
-        import prometheus_client  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("prometheus_client") is None:    # found, not imported
         raise ImportError("exporting metrics needs the prometheus-client package: "
-                          "pip install 'pyray[metrics]' (or pip install prometheus-client)") \
-            from None
+                          "pip install 'pyray[metrics]' (or pip install prometheus-client)")
 
 
-def check_export_port(port, address):
-    """init(_metrics_export_port=...): a port for the node init() starts."""
+def check_export_port(port, address, what="_metrics_export_port"):
+    """init(_metrics_export_port=...): a port for the node init() starts
+    (`what`: the argument's name, for the error)."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"_metrics_export_port must be a port number (0-65535; 0 lets the "
+        raise ValueError(f"{what} must be a port number (0-65535; 0 lets the "
                          f"system pick one), got {port!r}")
     if address is not None:
         raise ValueError("_metrics_export_port applies to the node init() starts; a running "
@@ -67,29 +61,28 @@ class _Recorder:
     def __init__(self):
         self.lock = threading.Lock()
         self.pending = {}       # definition -> {tag values: value}
-        self.thread = None
-        self.pid = None
-        self.wake = threading.Event()
+        self.thread = None          # the reporting thread, once something was recorded
+        self.exit_hook = False
 
-    def _ensure_thread(self):
-        if self.thread is not None and self.pid == os.getpid():
-            return
+    def _start(self):
         with self.lock:
-            if self.thread is not None and self.pid == os.getpid():
+            if self.thread is not None:
                 return
-            if self.pid is not None:
-                self.pending = {}       # a forked child: the parent reports its own
-                self.lock = threading.Lock()
-            else:
+            if not self.exit_hook:
+                self.exit_hook = True
                 atexit.register(self.flush)
-            self.pid = os.getpid()
-            self.wake = threading.Event()
             self.thread = threading.Thread(target=self._loop, name="pyray-metrics", daemon=True)
             self.thread.start()
 
+    def _after_fork(self):
+        # a forked child reports only what it records itself
+        self.lock = threading.Lock()
+        self.pending = {}
+        self.thread = None
+
     def counter(self, defn, key, value):
-        if self.pid != os.getpid():
-            self._ensure_thread()
+        if self.thread is None:
+            self._start()
         with self.lock:
             series = self.pending.get(defn)
             if series is None:
@@ -97,8 +90,8 @@ class _Recorder:
             series[key] = series.get(key, 0.0) + value
 
     def gauge(self, defn, key, value):
-        if self.pid != os.getpid():
-            self._ensure_thread()
+        if self.thread is None:
+            self._start()
         with self.lock:
             series = self.pending.get(defn)
             if series is None:
@@ -106,8 +99,8 @@ class _Recorder:
             series[key] = value
 
     def histogram(self, defn, key, value):
-        if self.pid != os.getpid():
-            self._ensure_thread()
+        if self.thread is None:
+            self._start()
         boundaries = defn[4]
         i = bisect.bisect_left(boundaries, value)
         with self.lock:
@@ -124,7 +117,7 @@ class _Recorder:
     def _loop(self):
         interval = report_interval_s()
         while True:
-            self.wake.wait(interval)
+            time.sleep(interval)
             self.flush()
 
     def flush(self):
@@ -151,9 +144,10 @@ class _Recorder:
 
 
 recorder = _Recorder()
+os.register_at_fork(after_in_child=recorder._after_fork)
 
 
 def flush():
     """Sends this process's pending metrics now (before it leaves)."""
-    if recorder.pid == os.getpid():
+    if recorder.thread is not None:
         recorder.flush()

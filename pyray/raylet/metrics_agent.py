@@ -95,12 +95,13 @@ class MetricsAgent:
         self.node_ip = node["node_ip"]
         self.head = bool(node["head"])
         self.common = {"SessionName": self.session_name, "NodeAddress": self.node_ip}
-        self.lock = threading.Lock()        # guards user, actors, pgs
+        self.lock = threading.Lock()        # guards user, actors, pgs, closed
         self.user = {}                      # name -> UserMetric
         self.refused = set()                # names reported with a conflicting definition
         self.actors = None                  # {(state, class name): count} from the GCS
         self.pgs = None                     # {state: count} from the GCS
         self.task_counts = None             # see set_task_counts_source
+        self.closed = False                 # the raylet is closing the store
         self.gcs_req = 0
         psutil.cpu_percent(interval=None)   # starts the CPU measurement
         # as Ray: on every interface, but only loopback for a node on loopback
@@ -170,11 +171,10 @@ class MetricsAgent:
         self.task_counts = fn
 
     def close(self):
-        try:
-            self.server.shutdown()
-            self.server.server_close()
-        except Exception:  # noqa: BLE001 - stopping anyway
-            pass
+        """Before the raylet closes the store: scrapes stop reading it.  The
+        HTTP thread ends with the process (a daemon thread)."""
+        with self.lock:
+            self.closed = True
 
     # ---- a scrape (the HTTP server's thread) ---------------------------
     def collect(self):
@@ -249,10 +249,10 @@ class MetricsAgent:
                     "Worker leases on this node: GRANTED (a worker runs tasks of one owner) "
                     "and PENDING (requests waiting for resources or a worker).", ("State",),
                     [(("GRANTED",), len(raylet.leases)), (("PENDING",), len(raylet.requests))])
-        try:
+        with self.lock:
+            if self.closed:
+                return
             st = raylet.store.stats()
-        except Exception:  # noqa: BLE001 - the store is closing
-            return
         yield gauge("ray_object_store_memory",
                     "Object store memory usage in bytes by location.", ("Location",),
                     [(("MMAP_SHM",), st["used"]), (("SPILLED",), st["spilled_bytes_now"])])

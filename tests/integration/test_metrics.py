@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -22,8 +21,8 @@ pytest.importorskip("prometheus_client", reason="the metrics tests need promethe
                     "(pip install 'pyray[metrics]')")
 
 MiB = 1 << 20
-RAY_INIT_ARGS = {"num_cpus": 2, "object_store_memory": 256 * MiB, "_metrics_export_port": 0}
-os.environ.setdefault("PYRAY_METRICS_REPORT_INTERVAL_MS", "200")
+RAY_INIT_ARGS = {"num_cpus": 2, "object_store_memory": 256 * MiB, "_metrics_export_port": 0,
+                 "_system_config": {"metrics_report_interval_ms": 200}}
 
 
 def _port():
