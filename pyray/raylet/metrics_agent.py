@@ -93,7 +93,6 @@ class MetricsAgent:
         node = raylet.node
         self.session_name = os.path.basename(os.path.normpath(raylet.session_dir))
         self.node_ip = node["node_ip"]
-        self.head = bool(node["head"])
         self.common = {"SessionName": self.session_name, "NodeAddress": self.node_ip}
         self.lock = threading.Lock()        # guards user, actors, pgs, closed
         self.user = {}                      # name -> UserMetric
