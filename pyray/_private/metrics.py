@@ -43,15 +43,19 @@ def require_exporter():
 
 def check_export_port(port, address, what="_metrics_export_port"):
     """init(_metrics_export_port=...): a port for the node init() starts
-    (`what`: the argument's name, for the error)."""
+    (`what`: the argument's name, for the error); with an `address`, a
+    warning that it is not used."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"{what} must be a port number (0-65535; 0 lets the "
                          f"system pick one), got {port!r}")
     if address is not None:
-        raise ValueError("_metrics_export_port applies to the node init() starts; a running "
-                         "cluster's nodes export metrics on the port each was started with "
-                         "(pyray start --metrics-export-port), see pyray.nodes()"
-                         "[i]['MetricsExportPort']")
+        # Ray ignores it here; a warning says so
+        import warnings
+        warnings.warn(f"{what} is not used when connecting to a running cluster: its nodes "
+                      "export metrics on the ports they were started with (pyray start "
+                      "--metrics-export-port), see pyray.nodes()[i]['MetricsExportPort'].",
+                      UserWarning, stacklevel=4)
+        return
     require_exporter()
 
 
