@@ -14,8 +14,9 @@ thread:
 * the object store's usage (its stats call takes the store's own lock);
 * the machine's CPU and memory (psutil);
 * actors and placement groups by state: the head node asks the GCS for its
-  tables every ``GCS_POLL_S`` on the raylet's loop (``poll_gcs``) and
-  exports the last answer, so summing over nodes gives the cluster's count;
+  tables every ``GCS_POLL_S`` on the raylet's loop (``poll_gcs``) while it
+  is being scraped, and exports the last answer, so summing over nodes
+  gives the cluster's count;
 * user metrics (pyray.util.metrics) that the node's workers and drivers
   reported (METRICS_REPORT, ``h_report`` on the raylet's loop): counters
   and histograms add up over processes, a gauge keeps the last value set.
@@ -26,12 +27,14 @@ import logging
 import os
 import re
 import threading
+import time
 
 from pyray._private.protocol import LIST_ACTORS, METRICS_REPORT, PG_TABLE
 
 log = logging.getLogger("pyray.raylet.metrics")
 
-GCS_POLL_S = 2.0            # how often the head refreshes actor / group counts
+GCS_POLL_S = 2.0            # how often the head refreshes actor / group counts ...
+SCRAPED_RECENTLY_S = 60.0   # ... while someone scraped it this recently
 USER_PREFIX = "ray_"        # user metrics are exported as ray_<name>, as in Ray
 COMPONENT = "core_worker"   # the Component label of user metrics, as in Ray
 
@@ -102,6 +105,7 @@ class MetricsAgent:
         self.task_counts = None             # see set_task_counts_source
         self.closed = False                 # the raylet is closing the store
         self.gcs_req = 0
+        self.last_scrape = None             # monotonic time of the last scrape
         psutil.cpu_percent(interval=None)   # starts the CPU measurement
         # as Ray: on every interface, but only loopback for a node on loopback
         host = "127.0.0.1" if node_ip.startswith("127.") or node_ip == "localhost" else "0.0.0.0"
@@ -137,7 +141,11 @@ class MetricsAgent:
 
     def poll_gcs(self, now):
         """A timer on the head: asks the GCS for its actor and placement
-        group tables (answered through on_gcs_response)."""
+        group tables (answered through on_gcs_response), once at the start
+        and then while the endpoint is being scraped."""
+        last = self.last_scrape
+        if self.gcs_req and (last is None or now - last > SCRAPED_RECENTLY_S):
+            return          # nobody looks: the GCS's tables are not sent for nothing
         raylet = self.raylet
         gcs = raylet.node["gcs_addr"]
         self.gcs_req += 1
@@ -179,6 +187,7 @@ class MetricsAgent:
     def collect(self):
         from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                             HistogramMetricFamily)
+        self.last_scrape = time.monotonic()
         common_keys = list(self.common)
         common_vals = list(self.common.values())
 
