@@ -65,7 +65,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         unknown = set(kwargs) - {"dashboard_host", "dashboard_port", "_temp_dir",
                                  "_node_ip_address", "job_config", "_plasma_directory",
                                  "storage", "_enable_object_reconstruction", "_redis_password",
-                                 "logging_format"}
+                                 "logging_format", "_metrics_export_port"}
         if unknown:
             raise TypeError(f"init() got unexpected keyword argument(s): {sorted(unknown)}")
         if namespace is not None:
@@ -113,6 +113,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             address = os.environ.get("PYRAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
             if address in ("", "local"):
                 address = None
+        metrics_port = kwargs.get("_metrics_export_port")
+        if metrics_port is not None:
+            from pyray._private.metrics import check_export_port
+            check_export_port(metrics_port, address)
         if isinstance(address, str) and address.startswith(("pyray://", "ray://")):
             # Ray Client: tasks, actors and objects through the head's client server
             from pyray._private.client.worker import connect
@@ -121,7 +125,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         if address is None:
             cluster = _start_local(num_cpus, num_gpus, resources, object_store_memory, config,
                                    _memory, labels, session_dir,
-                                   kwargs.get("_node_ip_address"))
+                                   kwargs.get("_node_ip_address"), metrics_port)
             node = cluster.node
         else:
             if num_cpus is not None or num_gpus is not None or resources is not None or \
@@ -273,7 +277,7 @@ def _init_extras(local_mode, logging_level, configure_logging, kwargs, address):
 
 
 def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, memory=None,
-                 labels=None, session_dir=None, node_ip=None):
+                 labels=None, session_dir=None, node_ip=None, metrics_export_port=None):
     if num_cpus is None:
         num_cpus = os.cpu_count() or 1
     if num_gpus is None:
@@ -286,7 +290,8 @@ def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, mem
                                  object_store_memory=object_store_memory, config=config,
                                  memory=memory, while_starting=_import_driver_modules,
                                  labels=labels, session_dir=session_dir,
-                                 node_ip=node_ip or "127.0.0.1")
+                                 node_ip=node_ip or "127.0.0.1",
+                                 metrics_export_port=metrics_export_port)
 
 
 def _import_driver_modules():
@@ -352,6 +357,9 @@ def shutdown(_exiting_interpreter=False):
         if cw is None or ctx.mode != "driver":
             return
         cluster = ctx.cluster
+        metrics = sys.modules.get("pyray._private.metrics")
+        if metrics is not None:
+            metrics.flush()             # the driver's user metrics not yet reported
         cw.out.send(cw.raylet_addr, DRIVER_EXIT.make(cw.job_id))
         cw.out.send(cw.gcs_addr, DRIVER_EXIT.make(cw.job_id))
         if cluster is not None:
@@ -432,6 +440,7 @@ def nodes():
             "RayletSocketName": n["raylet_addr"], "ObjectStoreSocketName": n["store_name"],
             "Resources": dict(n.get("resources", {})), "IsHead": n.get("head", False),
             "Labels": dict(n.get("labels") or {}),
+            "MetricsExportPort": n.get("metrics_export_port"),
         })
     return out
 

@@ -53,6 +53,9 @@ class Config:
     task_oom_retry_delay_base_ms: int = 1000
     # where a node spills objects (default: the session directory's spill/)
     object_spilling_directory: str = ""
+    # how often a process sends the user metrics it recorded to its raylet
+    # (pyray.util.metrics, docs/metrics.md; Ray's is 10 s)
+    metrics_report_interval_ms: int = 1000
 
     @classmethod
     def from_env(cls, **overrides) -> "Config":
@@ -81,7 +84,7 @@ class Config:
 
 # tunables Ray reads from RAY_<name> that mean the same here
 _RAY_ENV = frozenset({"memory_usage_threshold", "memory_monitor_refresh_ms", "task_oom_retries",
-                      "task_oom_retry_delay_base_ms"})
+                      "task_oom_retry_delay_base_ms", "metrics_report_interval_ms"})
 
 
 def _parse(typ, text, name):

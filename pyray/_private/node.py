@@ -256,7 +256,7 @@ class LocalCluster:
                  die_with_parent=True, head=True, gcs_address=None, session_dir=None,
                  node_ip="127.0.0.1", gcs_listen=None, raylet_name="raylet",
                  while_starting=None, token=None, tcp=False, gcs_bind=None, memory=None,
-                 own_session=None, labels=None):
+                 own_session=None, labels=None, metrics_export_port=None):
         """`while_starting`, if given, is called once the processes are
         spawned and before waiting for them (the driver imports its own
         modules meanwhile).  `token`: the cluster token (docs/cluster.md,
@@ -267,7 +267,9 @@ class LocalCluster:
         node's ``memory`` resource in bytes (default_memory() if None).
         `own_session`: start the processes in a session of their own, so a
         terminal's Ctrl-C reaches only this process (default: when they do
-        not die with it; `pyray start --block` wants both)."""
+        not die with it; `pyray start --block` wants both).
+        `metrics_export_port`: the node serves Prometheus metrics on this
+        port (0: one the system picks; None: none, docs/metrics.md)."""
         self.config = config
         self.session_dir = session_dir or new_session_dir()
         env = dict(os.environ)
@@ -305,6 +307,8 @@ class LocalCluster:
                 args.append("--head")
             if tcp:
                 args.append("--tcp")
+            if metrics_export_port is not None:
+                args += ["--metrics-export-port", str(int(metrics_export_port))]
             self.raylet = _spawn(raylet_name, "pyray.raylet.raylet", args, self.session_dir, env,
                                  die_with_parent, own_session)
             self.procs.append(self.raylet)
@@ -318,7 +322,8 @@ class LocalCluster:
         self.node = {"node_id": bytes.fromhex(info["node_id"]), "raylet_addr": info["raylet_addr"],
                      "gcs_addr": self.gcs_address, "store_name": info["store_name"],
                      "session_dir": self.session_dir, "om_addr": info.get("om_addr"),
-                     "node_ip": node_ip, "tcp": tcp}
+                     "node_ip": node_ip, "tcp": tcp,
+                     "metrics_export_port": info.get("metrics_export_port")}
 
     def start_dashboard(self, host, port):
         """Starts the dashboard process (pyray/dashboard/server.py) without

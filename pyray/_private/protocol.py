@@ -194,6 +194,10 @@ _def(39, "KILL_WORKER", "worker_id", "GCS -> raylet")
 _def(40, "RAYLET_INFO", "", "node info (store name, node id, resources)", request=True)
 _def(41, "RECLAIM_LEASE", "lease_id", "raylet -> owner: give it back when idle")
 _def(42, "DRIVER_EXIT", "job_id", "driver -> GCS and raylet; GCS -> raylets")
+_def(43, "METRICS_REPORT", "records",
+     "a worker or driver -> its raylet, one-way: user metrics (pyray.util.metrics) recorded "
+     "since its last report, [(name, kind, description, tag_keys, boundaries, series)]; "
+     "series: {tag values: counter delta | gauge value | (bucket counts, sum, count)}")
 _def(44, "WATCH_DRIVER", "job_id pid",
      "driver -> its raylet: if this process dies without DRIVER_EXIT, end its job")
 

@@ -592,7 +592,11 @@ def redirect_output(log_path):
 
 
 def flush_std():
-    """Flushes stdout and stderr before the process leaves with os._exit."""
+    """Flushes stdout and stderr, and user metrics not yet reported, before
+    the process leaves with os._exit."""
+    metrics = sys.modules.get("pyray._private.metrics")
+    if metrics is not None:
+        metrics.flush()
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -157,6 +157,7 @@ class Raylet(Server):
             Op.NODE_DEAD: self.h_node_dead,
             Op.OWNER_DIED: self.h_owner_died,
             Op.WATCH_DRIVER: self.h_watch_driver,
+            Op.METRICS_REPORT: self.h_metrics_report,
         }
         self.ended_jobs = set()     # jobs whose driver exited: their requests are dropped
         self.drivers = {}           # job id -> pidfd of its driver, on this node
@@ -169,6 +170,13 @@ class Raylet(Server):
         self.oom_idle_warned = 0.0
         if config.memory_monitor_refresh_ms > 0 and config.memory_usage_threshold < 1.0:
             self.every(config.memory_monitor_refresh_ms / 1000.0, self.check_memory)
+        self.metrics = None             # the node's Prometheus endpoint (docs/metrics.md)
+        if args.metrics_export_port is not None:
+            from pyray.raylet.metrics_agent import GCS_POLL_S, MetricsAgent
+            self.metrics = MetricsAgent(self, args.metrics_export_port, args.node_ip)
+            self.node["metrics_export_port"] = self.metrics.port
+            if args.head:
+                self.every(GCS_POLL_S, self.metrics.poll_gcs, first=0.0)
         self.pool.fill()
 
     # ------------------------------------------------------------------
@@ -284,6 +292,12 @@ class Raylet(Server):
         w = self.pool.get(KILL_WORKER.parse(msg).worker_id)
         if w is not None:
             self.pool.kill(w)
+
+    def h_metrics_report(self, msg, frames):
+        """User metrics of a process on this node (dropped when the node
+        exports none: it was started without a metrics export port)."""
+        if self.metrics is not None:
+            self.metrics.h_report(msg, frames)
 
     def h_driver_exit(self, msg, frames):
         self._job_ended(DRIVER_EXIT.parse(msg).job_id)
@@ -507,6 +521,10 @@ class Raylet(Server):
             if ok:
                 self._gcs_answered(payload)
             return
+        if isinstance(req_id, tuple) and req_id[:1] == ("met",):
+            if self.metrics is not None:
+                self.metrics.on_gcs_response(req_id, ok, payload)
+            return
         if isinstance(req_id, tuple) and req_id[:1] == ("rte",):
             self.envs.on_response(req_id, ok, payload)
             return
@@ -522,7 +540,10 @@ class Raylet(Server):
                 os.write(ready_fd, (json.dumps({"raylet_addr": self.addr,
                                                 "om_addr": self.node["om_addr"],
                                                 "node_id": self.node_id.hex(),
-                                                "store_name": self.store.name}) + "\n").encode())
+                                                "store_name": self.store.name,
+                                                "metrics_export_port":
+                                                    self.node.get("metrics_export_port")})
+                                     + "\n").encode())
                 os.close(ready_fd)
         elif self.view_refresh is not None and req_id == self.view_refresh[0]:
             self.view_refresh = None
@@ -697,6 +718,8 @@ class Raylet(Server):
         self.serve()
 
     def close(self):
+        if self.metrics is not None:
+            self.metrics.close()
         self.pool.stop()
         self.envs.close()
         self.objects.stop()
@@ -736,6 +759,8 @@ def main(argv=None):
     ap.add_argument("--head", action="store_true")
     ap.add_argument("--tcp", action="store_true",
                     help="listen on tcp at --node-ip (other machines join), not ipc")
+    ap.add_argument("--metrics-export-port", type=int, default=None,
+                    help="serve Prometheus metrics on this port (0: one the system picks)")
     ap.add_argument("--die-with-parent", action="store_true")
     args = ap.parse_args(argv)
     parent = os.getppid()

@@ -300,7 +300,6 @@ _IGNORED = {
     "--dashboard-agent-listen-port": "pyray has no dashboard agent",
     "--dashboard-agent-grpc-port": "pyray has no dashboard agent",
     "--runtime-env-agent-port": "pyray runs no runtime-env agent process",
-    "--metrics-export-port": "pyray exports no Prometheus metrics",
 }
 
 
@@ -432,7 +431,8 @@ def _node_options(args, config):
         sys.exit(f"pyray start: {err}")
     return {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
             "object_store_memory": osm, "node_ip": ip, "memory": args.memory,
-            "labels": labels}
+            "labels": labels,
+            "metrics_export_port": _metrics_port(args.metrics_export_port)}
 
 
 def _labels_file(path):
@@ -454,6 +454,21 @@ def _labels_file(path):
             raise ValueError(f"--labels-file {path} line {n}: expected `key: value`")
         out[k.strip().strip("'\"")] = v.strip().strip("'\"")
     return parse_labels(out, f"--labels-file {path}")
+
+
+def _metrics_port(port):
+    """--metrics-export-port, checked before anything starts."""
+    if port is None:
+        return None
+    if not 0 <= port <= 65535:
+        sys.exit(f"pyray start: --metrics-export-port must be a port number (0-65535), "
+                 f"got {port}")
+    from pyray._private.metrics import require_exporter
+    try:
+        require_exporter()
+    except ImportError as err:
+        sys.exit(f"pyray start: {err}")
+    return port
 
 
 def _join(args, config):
@@ -684,6 +699,10 @@ def _add_ray_start_flags(st):
                     help="on the head: start the client server on this port (clients "
                          "connect with pyray.init('pyray://HOST:PORT'); docs/client.md); "
                          "not started without it")
+    st.add_argument("--metrics-export-port", type=int, default=None, metavar="PORT",
+                    help="serve this node's Prometheus metrics at http://NODE_IP:PORT/metrics "
+                         "(0: a port the system picks; docs/metrics.md); none without it. "
+                         "Needs the prometheus-client package (pyray[metrics])")
     for flag, why in _IGNORED.items():
         st.add_argument(flag, default=None, metavar="VALUE", help=f"accepted and ignored: {why}")
     for flag, why in _UNSUPPORTED.items():

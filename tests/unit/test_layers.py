@@ -47,6 +47,8 @@ UTIL_BRIDGES = {
     # the strategy classes are defined where the submit path reads them;
     # this module is their public name
     "pyray.util.scheduling_strategies": ("pyray._private.scheduling_strategies",),
+    # user metrics record into the process's recorder, which reports to the raylet
+    "pyray.util.metrics": ("pyray._private.metrics",),
 }
 
 # runtime modules that reach up to a library, and the only ones each may
