@@ -244,7 +244,8 @@ class Cluster:
 
 def _node_args(kw, head):
     unknown = set(kw) - set(_DEFAULTS) - _IGNORED - {"resources", "memory", "_system_config",
-                                                    "labels"}
+                                                    "labels",
+                                                    "metrics_export_port"}
     if unknown:
         raise TypeError(f"add_node() got unexpected keyword argument(s): {sorted(unknown)}")
     if not head and kw.get("_system_config"):
@@ -276,6 +277,11 @@ def _node_args(kw, head):
     from pyray._private.scheduling_strategies import parse_labels
     out["labels"] = parse_labels(kw.get("labels"), "add_node(labels=...)")
     out["_system_config"] = kw.get("_system_config")
+    port = kw.get("metrics_export_port")
+    if port is not None:
+        from pyray._private.metrics import check_export_port
+        check_export_port(port, None, "metrics_export_port")
+    out["metrics_export_port"] = port
     return out
 
 

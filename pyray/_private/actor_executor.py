@@ -15,10 +15,12 @@ groups always runs its calls on threads, never on the main thread."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
+import logging
 import os
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from pyray import exceptions as exc
 from pyray._private import task_events
@@ -26,6 +28,8 @@ from pyray._private.protocol import ACTOR_EXITING
 from pyray._private.runtime_context import running_call
 from pyray._private.task_executor import flush_std
 from pyray.actor import ActorExit
+
+log = logging.getLogger("pyray.worker")
 
 
 class ActorInstance:
@@ -45,7 +49,9 @@ class ActorInstance:
         self.sems = {}                       # concurrency group -> its semaphore (async)
         self.loop = None
         self.inflight = 0                    # calls handed to threads or the loop
-        self.calls = {}                      # task id -> its future, for those
+        self.calls = {}                      # task id -> its Call, for those
+        self.pending = collections.deque()   # async calls not handed to the loop yet
+        self.wake_scheduled = False          # the loop will run _start_pending soon
         self.cancelled_calls = set()         # calls cancel() asked about: they reply cancelled
         self.exited = False                  # exit_actor() was called: start no more calls
         self.exit_started = False
@@ -58,9 +64,9 @@ class ActorInstance:
             t.start()
             started.wait()
         elif self.concurrent:
-            self.pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="pyray-actor")
+            self.pool = CallThreads(self.max_concurrency, "pyray-actor", self._run_threaded)
             for g, n in self.groups.items():
-                self.pools[g] = ThreadPoolExecutor(n, thread_name_prefix=f"pyray-actor-{g}")
+                self.pools[g] = CallThreads(n, f"pyray-actor-{g}", self._run_threaded)
 
     def _run_loop(self, started):
         asyncio.set_event_loop(self.loop)
@@ -85,6 +91,11 @@ class ActorInstance:
         rt.send_replies(call.dest, [rt.error_reply(call, err, False)])
 
     def submit(self, call):
+        """Hands a call to the actor's threads or event loop (main thread).
+
+        Per call: one lock acquisition here and one when it ends (_done);
+        an async call reaches the event loop in a batch with the others
+        that arrived meanwhile (one wake-up of the loop, see _start_pending)."""
         if self.runtime.exiting:
             self._refuse(call)      # arrived after exit_actor() or the terminate message
             return
@@ -98,12 +109,22 @@ class ActorInstance:
             return
         with self.idle:
             self.inflight += 1
-            if self.loop is not None:
-                fut = asyncio.run_coroutine_threadsafe(self._run_async(call), self.loop)
-            else:
-                fut = (self.pool if group is None else self.pools[group]).submit(
-                    self._run_threaded, call)
-            self.calls[call.task_id] = fut
+            self.calls[call.task_id] = call
+            if self.loop is None:
+                (self.pool if group is None else self.pools[group]).submit(call)
+                return
+        self.pending.append(call)
+        if not self.wake_scheduled:
+            self.wake_scheduled = True
+            self.loop.call_soon_threadsafe(self._start_pending)
+
+    def _start_pending(self):
+        """Starts the async calls submit() queued (event loop thread)."""
+        self.wake_scheduled = False     # first: a call queued from now on wakes us again
+        pending = self.pending
+        create = self.loop.create_task
+        while pending:
+            create(self._run_async(pending.popleft()))
 
     def cancel(self, task_id):
         """cancel() of a call of this actor that has arrived: it replies
@@ -112,31 +133,42 @@ class ActorInstance:
         whose asyncio task is cancelled.  False if no such call is here."""
         rt = self.runtime
         with self.idle:
-            fut = self.calls.get(task_id)
-            if fut is None and rt.running_task_id != task_id:
+            call = self.calls.get(task_id)
+            if call is None and rt.running_task_id != task_id:
                 return False
             self.cancelled_calls.add(task_id)
-        if fut is not None and self.loop is not None:
-            fut.cancel()
+        if call is not None and self.loop is not None:
+            # one that has not started yet sees cancelled_calls when it starts
+            self.loop.call_soon_threadsafe(self._cancel_async, call)
         return True
 
-    def _done(self, call, result, err):
-        rt = self.runtime
-        if call is not None:
-            with self.idle:
-                self.calls.pop(call.task_id, None)
+    @staticmethod
+    def _cancel_async(call):
+        if call.task is not None:
+            call.task.cancel()
+
+    def _done(self, call, result, err, refused=False):
+        """A call ended: its reply goes out (unless it was refused, which
+        replied already), and it no longer counts as in flight."""
+        if not refused:
+            rt = self.runtime
             rt.send_replies(call.dest, [rt.complete(call, result, err)])
             task_events.finished(call.task_id, err)
         with self.idle:
+            self.calls.pop(call.task_id, None)
             self.inflight -= 1
-            self.idle.notify_all()
+            if self.loop is None:
+                group = call.group
+                (self.pool if group is None else self.pools[group]).inflight -= 1
+            if self.exit_started:
+                self.idle.notify_all()
         if isinstance(err, ActorExit):
             self.exit_now()
 
     def _run_threaded(self, call):
         if self.exited:
             self._refuse(call)
-            return self._done(None, None, None)
+            return self._done(call, None, None, refused=True)
         if call.task_id in self.cancelled_calls:
             return self._done(call, None, exc.TaskCancelledError(call.task_id.hex()))
         token = running_call.set(call.ctx)
@@ -155,29 +187,32 @@ class ActorInstance:
     async def _run_async(self, call):
         group = call.group
         try:
-            await self._run_async_in_group(call, group)
-        except asyncio.CancelledError:      # cancel() while it waited for its turn
-            self._done(call, None, exc.TaskCancelledError(call.task_id.hex()))
-
-    async def _run_async_in_group(self, call, group):
-        async with (self.sem if group is None else self.sems[group]):
-            if self.exited:
-                self._refuse(call)
-                return self._done(None, None, None)
-            running_call.set(call.ctx)      # this coroutine's own context
-            try:
-                if call.task_id in self.cancelled_calls:
-                    raise exc.TaskCancelledError(call.task_id.hex())
-                result = call.fn(*call.args, **call.kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-                if call.stream is not None:
-                    from pyray._private.generators import run_items_async
-                    result = await run_items_async(self.runtime, call, result)
-                err = None
-            except BaseException as e:  # noqa: BLE001 - goes to the caller
-                result, err = None, e
-                self.exited = self.exited or isinstance(e, ActorExit)
+            # from here on a CancelledError is ours to answer: cancel()
+            # interrupts only a started task (one cancelled before its first
+            # step would end without running this coroutine's handlers)
+            call.task = asyncio.current_task()
+            if call.task_id in self.cancelled_calls:
+                raise asyncio.CancelledError
+            async with (self.sem if group is None else self.sems[group]):
+                if self.exited:
+                    self._refuse(call)
+                    return self._done(call, None, None, refused=True)
+                running_call.set(call.ctx)      # this task's own context
+                try:
+                    if call.task_id in self.cancelled_calls:
+                        raise exc.TaskCancelledError(call.task_id.hex())
+                    result = call.fn(*call.args, **call.kwargs)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    if call.stream is not None:
+                        from pyray._private.generators import run_items_async
+                        result = await run_items_async(self.runtime, call, result)
+                    err = None
+                except BaseException as e:  # noqa: BLE001 - goes to the caller
+                    result, err = None, e
+                    self.exited = self.exited or isinstance(e, ActorExit)
+        except asyncio.CancelledError:      # cancel() before or while it waited for its turn
+            result, err = None, exc.TaskCancelledError(call.task_id.hex())
         self._done(call, result, err)
 
     def exit_now(self):
@@ -242,6 +277,41 @@ def add_builtin_methods(cls):
     for name, fn in BUILTIN_METHODS.items():
         if name not in cls.__dict__ and not hasattr(cls, name):
             setattr(cls, name, fn)
+
+
+class CallThreads:
+    """The threads of a threaded actor's concurrency group (or of its
+    default group, max_concurrency of them), taking calls from one queue.
+    A thread starts when a call arrives while every thread is busy, up to
+    the group's size, as a ThreadPoolExecutor would, but without a future
+    and its locks per call.  submit() and the ``inflight`` count belong to
+    the actor's lock (ActorInstance.idle)."""
+    __slots__ = ("size", "name", "run", "queue", "threads", "inflight")
+
+    def __init__(self, size, name, run):
+        self.size = size
+        self.name = name
+        self.run = run                  # runs one call and decrements inflight
+        self.queue = queue.SimpleQueue()
+        self.threads = 0
+        self.inflight = 0               # calls submitted and not finished
+
+    def submit(self, call):
+        self.inflight += 1
+        self.queue.put(call)
+        if self.inflight > self.threads < self.size:
+            threading.Thread(target=self._serve, name=f"{self.name}_{self.threads}",
+                             daemon=True).start()
+            self.threads += 1
+
+    def _serve(self):
+        get, run = self.queue.get, self.run
+        while True:
+            call = get()
+            try:
+                run(call)
+            except BaseException:  # noqa: BLE001 - the thread keeps serving calls
+                log.exception("actor call %s failed outside the method", call.name)
 
 
 def _method_groups(cls):

@@ -20,7 +20,7 @@ from pyray._private import object_ref
 from pyray._private.config import Config
 from pyray._private.context import ctx
 from pyray._private.object_ref import ObjectRef
-from pyray._private.protocol import DRIVER_EXIT, SHUTDOWN, Op
+from pyray._private.protocol import DRIVER_EXIT, SHUTDOWN, WATCH_DRIVER, Op
 from pyray._private.remote_function import RemoteFunction
 
 log = logging.getLogger("pyray")
@@ -65,7 +65,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         unknown = set(kwargs) - {"dashboard_host", "dashboard_port", "_temp_dir",
                                  "_node_ip_address", "job_config", "_plasma_directory",
                                  "storage", "_enable_object_reconstruction", "_redis_password",
-                                 "logging_format"}
+                                 "logging_format", "_metrics_export_port"}
         if unknown:
             raise TypeError(f"init() got unexpected keyword argument(s): {sorted(unknown)}")
         if namespace is not None:
@@ -98,6 +98,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 raise ValueError(f"{k} must be a non-negative number, got {v!r}")
         session_dir = _init_extras(local_mode, logging_level, configure_logging, kwargs,
                                    address)
+        dashboard = _dashboard_args(include_dashboard, kwargs, address)
+        if runtime_env is None and job_config is None:
+            runtime_env = _submitted_job_env()
         if labels is not None:
             from pyray._private.scheduling_strategies import parse_labels
             labels = parse_labels(labels, "init(labels=...)")
@@ -110,14 +113,19 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             address = os.environ.get("PYRAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
             if address in ("", "local"):
                 address = None
+        metrics_port = kwargs.get("_metrics_export_port")
+        if metrics_port is not None:
+            from pyray._private.metrics import check_export_port
+            check_export_port(metrics_port, address)
         if isinstance(address, str) and address.startswith(("pyray://", "ray://")):
             # Ray Client: tasks, actors and objects through the head's client server
             from pyray._private.client.worker import connect
-            return RayContext(connect(address, config, namespace, _token))
+            info = connect(address, config, namespace, _token, job_env)
+            return RayContext(info)
         if address is None:
             cluster = _start_local(num_cpus, num_gpus, resources, object_store_memory, config,
                                    _memory, labels, session_dir,
-                                   kwargs.get("_node_ip_address"))
+                                   kwargs.get("_node_ip_address"), metrics_port)
             node = cluster.node
         else:
             if num_cpus is not None or num_gpus is not None or resources is not None or \
@@ -135,6 +143,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 cluster.stop()
             raise
         ctx.cluster = cluster
+        _on_sigterm_exit()
         if job_env:
             try:
                 ctx.core_worker.job_config["runtime_env"] = rte.set_job_env(job_env,
@@ -142,7 +151,75 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             except BaseException:
                 shutdown()
                 raise
-        return RayContext(_address_info())
+        out = RayContext(_address_info())
+        if cluster is not None and dashboard is not None:
+            # not waited for: init() returns while it starts (docs/dashboard.md)
+            cluster.start_dashboard(*dashboard)
+            out.dashboard_url = f"{dashboard[0]}:{dashboard[1]}"
+        return out
+
+
+def _dashboard_args(include_dashboard, kwargs, address):
+    """(host, port) of the dashboard init() starts with the cluster, or
+    None (docs/dashboard.md)."""
+    host = kwargs.get("dashboard_host")
+    port = kwargs.get("dashboard_port")
+    if include_dashboard not in (None, True, False):
+        raise TypeError(f"include_dashboard must be None, True or False, got "
+                        f"{include_dashboard!r}")
+    if host is not None and not isinstance(host, str):
+        raise TypeError(f"dashboard_host must be a str, got {type(host).__name__}")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)
+                             or not 0 < port < 65536):
+        raise ValueError(f"dashboard_port must be a port number (1-65535), got {port!r}")
+    if address is not None and address != "local":
+        if include_dashboard or host is not None or port is not None:
+            raise ValueError("include_dashboard, dashboard_host and dashboard_port apply "
+                             "when init() starts a cluster; a running cluster has its own "
+                             "dashboard (pyray start --head --dashboard-port ...).")
+        return None
+    if include_dashboard is False:
+        return None
+    if not node_mod.dashboard_available():
+        if include_dashboard:
+            raise ValueError("include_dashboard=True needs starlette and uvicorn: "
+                             "pip install 'pyray[dashboard]'")
+        log.info("pyray: the dashboard is not started: starlette and uvicorn are not "
+                 "installed (pip install 'pyray[dashboard]').")
+        return None
+    return host or "127.0.0.1", port or 8265
+
+
+def _submitted_job_env():
+    """The runtime env of a job submitted through the dashboard: its
+    entrypoint's init() applies it (as Ray's RAY_JOB_CONFIG_JSON_ENV_VAR)."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return None
+    import json
+    try:
+        return json.loads(raw).get("runtime_env") or None
+    except (ValueError, AttributeError):
+        raise ValueError(f"RAY_JOB_CONFIG_JSON_ENV_VAR is not a JSON object: {raw[:200]!r}") \
+            from None
+
+
+def _on_sigterm_exit():
+    """In a submitted job's entrypoint (docs/jobs.md): SIGTERM (`pyray job
+    stop`) ends the driver as an exit does, so that its tasks and actors
+    end with it.  A handler the program set is left alone."""
+    if not os.environ.get("PYRAY_JOB_SUBMISSION_ID"):
+        return
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_term(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sys.exit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def _validate_namespace(namespace):
@@ -200,7 +277,7 @@ def _init_extras(local_mode, logging_level, configure_logging, kwargs, address):
 
 
 def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, memory=None,
-                 labels=None, session_dir=None, node_ip=None):
+                 labels=None, session_dir=None, node_ip=None, metrics_export_port=None):
     if num_cpus is None:
         num_cpus = os.cpu_count() or 1
     if num_gpus is None:
@@ -213,7 +290,8 @@ def _start_local(num_cpus, num_gpus, resources, object_store_memory, config, mem
                                  object_store_memory=object_store_memory, config=config,
                                  memory=memory, while_starting=_import_driver_modules,
                                  labels=labels, session_dir=session_dir,
-                                 node_ip=node_ip or "127.0.0.1")
+                                 node_ip=node_ip or "127.0.0.1",
+                                 metrics_export_port=metrics_export_port)
 
 
 def _import_driver_modules():
@@ -243,6 +321,8 @@ def _connect_driver(node, config, namespace, job_config=None):
         cw.shutdown()
         raise
     cw.job_id = job_id
+    # the raylet ends the job if this process dies without saying so
+    cw.out.send(cw.raylet_addr, WATCH_DRIVER.make(job_id, os.getpid()))
     namespace = namespace or f"anon-{job_id.hex()}"
     sys_path = list(sys.path)
     if job_config is not None:
@@ -278,6 +358,9 @@ def shutdown(_exiting_interpreter=False):
         if cw is None or ctx.mode != "driver":
             return
         cluster = ctx.cluster
+        metrics = sys.modules.get("pyray._private.metrics")
+        if metrics is not None:
+            metrics.flush()             # the driver's user metrics not yet reported
         cw.out.send(cw.raylet_addr, DRIVER_EXIT.make(cw.job_id))
         cw.out.send(cw.gcs_addr, DRIVER_EXIT.make(cw.job_id))
         if cluster is not None:
@@ -358,6 +441,7 @@ def nodes():
             "RayletSocketName": n["raylet_addr"], "ObjectStoreSocketName": n["store_name"],
             "Resources": dict(n.get("resources", {})), "IsHead": n.get("head", False),
             "Labels": dict(n.get("labels") or {}),
+            "MetricsExportPort": n.get("metrics_export_port"),
         })
     return out
 

@@ -46,8 +46,16 @@ class Config:
     memory_usage_threshold: float = 0.95
     # how often the raylet samples the node's memory; 0 disables the monitor
     memory_monitor_refresh_ms: int = 250
+    # a task killed by the memory monitor is retried this many times (-1:
+    # without limit; a task with max_retries=0 never), apart from its
+    # max_retries, after a delay of base * 2**(kills - 1) ms (at most 60 s)
+    task_oom_retries: int = -1
+    task_oom_retry_delay_base_ms: int = 1000
     # where a node spills objects (default: the session directory's spill/)
     object_spilling_directory: str = ""
+    # how often a process sends the user metrics it recorded to its raylet
+    # (pyray.util.metrics, docs/metrics.md; Ray's is 10 s)
+    metrics_report_interval_ms: int = 1000
     # task events (docs/state.md): how often a process sends its recorded task
     # state transitions to the GCS (0: never; recording is off), how many it
     # buffers meanwhile (more are dropped and counted), and how many tasks the
@@ -82,7 +90,8 @@ class Config:
 
 
 # tunables Ray reads from RAY_<name> that mean the same here
-_RAY_ENV = frozenset({"memory_usage_threshold", "memory_monitor_refresh_ms",
+_RAY_ENV = frozenset({"memory_usage_threshold", "memory_monitor_refresh_ms", "task_oom_retries",
+                      "task_oom_retry_delay_base_ms", "metrics_report_interval_ms",
                       "task_events_report_interval_ms",
                       "task_events_max_num_status_events_buffer_on_worker",
                       "task_events_max_num_task_in_gcs"})

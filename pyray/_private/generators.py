@@ -90,6 +90,9 @@ class Stream:
 def submit(cw, spec, completion_ref, mode, backpressure, actor=False):
     """Submits a generator task (an actor call when `actor`); returns what
     `.remote()` gives back for it."""
+    client = getattr(cw, "submit_generator", None)
+    if client is not None:       # a Ray Client driver: the client server runs the stream
+        return client(spec, completion_ref, mode, backpressure, actor)
     st = Stream(spec.task_id, mode, backpressure)
     st.completion = completion_ref._id
     spec.stream = st

@@ -263,6 +263,8 @@ class IoLoop:
                     if self.decref_q:
                         self.drain_decrefs()
                     self._return_idle_leases(now)
+                    if self.oom_delayed:
+                        self._requeue_oom_delayed(now)
                     if now >= self._actor_reask_at:
                         self._reask_actor_info(now)
             if self._pending_callbacks:
@@ -298,11 +300,16 @@ class IoLoop:
 
 
     def _h_log_lines(self, msg, frames):
-        _, prefix, is_err, text = LOG_LINES.parse(msg)
-        stream = sys.stderr if is_err else sys.stdout
-        try:
-            stream.write("".join(f"{prefix} {line}\n" for line in text.splitlines()))
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+        print_log_lines(*LOG_LINES.parse(msg)[1:])
+
+
+def print_log_lines(prefix, is_err, text):
+    """Lines a worker printed, on the driver's stdout/stderr, each after the
+    worker's prefix (also a Ray Client driver's, client/worker.py)."""
+    stream = sys.stderr if is_err else sys.stdout
+    try:
+        stream.write("".join(f"{prefix} {line}\n" for line in text.splitlines()))
+        stream.flush()
+    except (OSError, ValueError):
+        pass
 

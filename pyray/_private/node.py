@@ -141,6 +141,16 @@ def is_local_ip(ip):
     return any(a.address == ip for addrs in psutil.net_if_addrs().values() for a in addrs)
 
 
+def dashboard_available():
+    """Whether the dashboard's dependencies (starlette, uvicorn) are
+    installed; looked up, not imported."""
+    from importlib.util import find_spec
+    try:
+        return all(find_spec(m) is not None for m in ("starlette", "uvicorn"))
+    except (ImportError, ValueError):        # a module set to None in sys.modules
+        return False
+
+
 def detect_num_gpus():
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     if cvd is not None:
@@ -246,7 +256,7 @@ class LocalCluster:
                  die_with_parent=True, head=True, gcs_address=None, session_dir=None,
                  node_ip="127.0.0.1", gcs_listen=None, raylet_name="raylet",
                  while_starting=None, token=None, tcp=False, gcs_bind=None, memory=None,
-                 own_session=None, labels=None):
+                 own_session=None, labels=None, metrics_export_port=None):
         """`while_starting`, if given, is called once the processes are
         spawned and before waiting for them (the driver imports its own
         modules meanwhile).  `token`: the cluster token (docs/cluster.md,
@@ -257,7 +267,9 @@ class LocalCluster:
         node's ``memory`` resource in bytes (default_memory() if None).
         `own_session`: start the processes in a session of their own, so a
         terminal's Ctrl-C reaches only this process (default: when they do
-        not die with it; `pyray start --block` wants both)."""
+        not die with it; `pyray start --block` wants both).
+        `metrics_export_port`: the node serves Prometheus metrics on this
+        port (0: one the system picks; None: none, docs/metrics.md)."""
         self.config = config
         self.session_dir = session_dir or new_session_dir()
         env = dict(os.environ)
@@ -265,6 +277,7 @@ class LocalCluster:
         env["PYTHONUNBUFFERED"] = "1"
         self.procs = []
         self.gcs = None
+        self.dashboard = None
         self.gcs_address = gcs_address or gcs_listen or f"ipc://{self.session_dir}/sockets/gcs"
         if gcs_address is None:
             token = token or secrets.token_hex(16)
@@ -294,6 +307,8 @@ class LocalCluster:
                 args.append("--head")
             if tcp:
                 args.append("--tcp")
+            if metrics_export_port is not None:
+                args += ["--metrics-export-port", str(int(metrics_export_port))]
             self.raylet = _spawn(raylet_name, "pyray.raylet.raylet", args, self.session_dir, env,
                                  die_with_parent, own_session)
             self.procs.append(self.raylet)
@@ -307,7 +322,26 @@ class LocalCluster:
         self.node = {"node_id": bytes.fromhex(info["node_id"]), "raylet_addr": info["raylet_addr"],
                      "gcs_addr": self.gcs_address, "store_name": info["store_name"],
                      "session_dir": self.session_dir, "om_addr": info.get("om_addr"),
-                     "node_ip": node_ip, "tcp": tcp}
+                     "node_ip": node_ip, "tcp": tcp,
+                     "metrics_export_port": info.get("metrics_export_port")}
+
+    def start_dashboard(self, host, port):
+        """Starts the dashboard process (pyray/dashboard/server.py) without
+        waiting for it: it binds its port and serves on its own; a port in
+        use is an error in its log (logs/dashboard.log), and the cluster
+        runs on without it.  It stops with the cluster (stop()), and by
+        itself when this node's raylet is gone."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.token:
+            env["PYRAY_TOKEN"] = self.token
+        with open(os.path.join(self.session_dir, "logs", "dashboard.log"), "ab") as log:
+            self.dashboard = subprocess.Popen(
+                [sys.executable, "-m", "pyray.dashboard.server", "--gcs-address",
+                 self.gcs_address, "--host", host, "--port", str(int(port)), "--session-dir",
+                 self.session_dir, "--watch-pid", str(self.raylet.popen.pid)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                close_fds=True, cwd=self.session_dir, start_new_session=True)
+        return self.dashboard
 
     def start_gcs(self, wait=True):
         """Starts this node's GCS (again after kill_gcs(): it reloads its
@@ -330,6 +364,9 @@ class LocalCluster:
     def stop(self, remove_session=True, timeout=None):
         timeout = self.config.stop_timeout_s if timeout is None else timeout
         popens = [h.popen for h in self.procs]
+        if self.dashboard is not None:
+            self.dashboard.terminate()
+            popens.append(self.dashboard)
         # a SHUTDOWN message may already be on its way: give it a moment
         wait_exit(popens, 0.5)
         stop_processes(popens, signal.SIGTERM, timeout)

@@ -195,6 +195,12 @@ _def(39, "KILL_WORKER", "worker_id", "GCS -> raylet")
 _def(40, "RAYLET_INFO", "", "node info (store name, node id, resources)", request=True)
 _def(41, "RECLAIM_LEASE", "lease_id", "raylet -> owner: give it back when idle")
 _def(42, "DRIVER_EXIT", "job_id", "driver -> GCS and raylet; GCS -> raylets")
+_def(43, "METRICS_REPORT", "records",
+     "a worker or driver -> its raylet, one-way: user metrics (pyray.util.metrics) recorded "
+     "since its last report, [(name, kind, description, tag_keys, boundaries, series)]; "
+     "series: {tag values: counter delta | gauge value | (bucket counts, sum, count)}")
+_def(44, "WATCH_DRIVER", "job_id pid",
+     "driver -> its raylet: if this process dies without DRIVER_EXIT, end its job")
 
 # ------------------------------------------------------------------------ GCS
 _def(60, "REGISTER_NODE", "info", "raylet -> GCS", request=True)
@@ -290,9 +296,9 @@ _def(154, "LIST_OWNED_OBJECTS", "",
 # CLIENT_REPLY; the others are one-way and keep their order on the connection.
 # A ref travels as (oid, owner, parent), parent the same for the ref it was
 # read out of (or None).
-_def(200, "CLIENT_HELLO", "req_id version namespace",
-     "client -> client server: opens a session; answered with the server's driver "
-     "address, job, node and config values")
+_def(200, "CLIENT_HELLO", "req_id version namespace options",
+     "client -> client server: opens a session (options: {\"log_to_driver\": bool}); "
+     "answered with the server's driver address, job, node and config values")
 _def(201, "CLIENT_SUBMIT", "task fn",
      "client -> server: a task to submit (task: the spec's fields, its argument buffers "
      "as frames); fn: (fn_id, name, module, pickled function or None once sent)")
@@ -304,9 +310,10 @@ _def(203, "CLIENT_PUT", "req_id oid contained nbuffers",
      "contained: the refs nested in it")
 _def(204, "CLIENT_WAIT", "req_id refs num_returns timeout fetch_local",
      "client -> server: wait(); answered with the indices of the ready refs")
-_def(205, "CLIENT_REFS", "pins releases handles escaped",
+_def(205, "CLIENT_REFS", "pins releases handles escaped gens_dropped",
      "client -> server: refs the client now holds [(oid, owner, parent)], oids it let go, "
-     "actor handle count changes [(actor_id, delta)], actor ids whose handles were pickled")
+     "actor handle count changes [(actor_id, delta)], actor ids whose handles were pickled, "
+     "task ids of generator tasks whose ObjectRefGenerator the client let go")
 _def(206, "CLIENT_GCS", "req_id gcs_op args",
      "client -> server: a request to the GCS, made by the server's driver")
 _def(207, "CLIENT_ACTOR_KILLED", "actor_id",
@@ -318,3 +325,11 @@ _def(210, "CLIENT_REPLY", "req_id ok payload",
 _def(211, "CLIENT_PING", "",
      "client -> server, every second: the client is alive (a session silent for "
      "PYRAY_CLIENT_TIMEOUT_S ends and releases all it held)")
+_def(212, "CLIENT_GEN", "req_id task_id what timeout",
+     "client -> server: an ObjectRefGenerator of a generator task the client submitted; "
+     "what \"next\": answered with (oids, ended): the next item's oid and those of the items "
+     "that came after it, pinned for the client, ended True when no item follows "
+     "(GetTimeoutError after timeout); \"finished\": answered with is_finished()")
+_def(213, "CLIENT_LOG", "prefix is_err text",
+     "server -> client: lines workers of the job printed (LOG_LINES), for a client that "
+     "connected with log_to_driver=True")

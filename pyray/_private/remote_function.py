@@ -430,8 +430,8 @@ class RemoteFunction:
             if placed is not None:
                 return placed.remote(*args, **kwargs)
         check = self._check_args
-        if check is not None:
-            check(args, kwargs)
+        if check is not None and (kwargs or not check.lo <= len(args) <= check.hi):
+            check(args, kwargs)     # a count accepts the common call without a call
         mr = self._max_retries
         if mr is None:
             mr = cw.config.task_max_retries
@@ -448,7 +448,7 @@ class RemoteFunction:
             return generators.submit(cw, spec, refs[0], self._stream,
                                      self._options.get("_generator_backpressure_num_objects"))
         cw.submit(spec)
-        return returned(refs, self._num_returns)
+        return refs[0] if self._num_returns == 1 else returned(refs, self._num_returns)
 
     def bind(self, *args, **kwargs):
         """A FunctionNode: this call in a DAG, run by its execute() (docs/dag.md)."""

@@ -35,7 +35,7 @@ class Serialized:
         self.data = data
         self.buffers = buffers
         self.refs = refs
-        self.nbytes = len(data) + sum(b.nbytes for b in buffers)
+        self.nbytes = len(data) + sum(b.nbytes for b in buffers) if buffers else len(data)
 
 
 def _buffer_cb(buf):

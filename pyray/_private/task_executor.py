@@ -54,6 +54,9 @@ _NOSET_CUDA = bool(os.environ.get("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES")
 # plain ints: zmq's flag enums are slow to combine on the hot path
 _POLLIN = int(zmq.POLLIN)
 _push_task = PUSH_TASK.parse
+# a PUSH_TASK of the right length is unpacked as it is (parse would build a
+# named tuple of the same fields); any other length goes through parse
+_PUSH_TASK_LEN = len(PUSH_TASK.fields) + 1
 
 
 class TaskContext:
@@ -70,7 +73,7 @@ class TaskContext:
 class Call:
     """A task between arrival and reply."""
     __slots__ = ("task_id", "name", "owner", "return_ids", "extra", "ctx", "fn", "args",
-                 "kwargs", "reply", "dest", "group", "stream")
+                 "kwargs", "reply", "dest", "group", "stream", "task")
 
     def __init__(self, task_id, name, owner, return_ids, extra, ctx):
         self.task_id = task_id
@@ -86,6 +89,7 @@ class Call:
         self.dest = owner
         self.group = None       # an actor call's concurrency group
         self.stream = None      # a generator call: (mode, backpressure) (generators.py)
+        self.task = None        # an async actor call's asyncio task, once started
 
 
 class _DriverStream(io.TextIOBase):
@@ -352,8 +356,11 @@ class TaskExecutor:
 
     def _begin(self, frames):
         try:
+            msg = pickle.loads(frames[0])
+            if len(msg) != _PUSH_TASK_LEN:
+                msg = _push_task(msg)       # raises ProtocolError naming the fields
             (_, task_id, fn_id, fn_bytes, name, data, nbuf, resolved, num_returns, owner, attempt,
-             gpu_ids, job, actor, extra, shape, events) = _push_task(pickle.loads(frames[0]))
+             gpu_ids, job, actor, extra, shape, events) = msg
         except Exception as err:  # noqa: BLE001
             log.warning("dropped a malformed task message: %s", err)
             return None
@@ -362,7 +369,7 @@ class TaskExecutor:
         group = None
         if actor is not None and extra is None:
             group, shape = shape, None      # an actor call carries its concurrency group
-        if type(shape) is not dict and captures_children(shape):
+        if shape is not None and type(shape) is not dict and captures_children(shape):
             # its tasks and actors join its placement group from now on
             self.cw.pg_capture = True
         if gpu_ids is not None and gpu_ids != self.gpu_ids:
@@ -459,13 +466,15 @@ class TaskExecutor:
                 reply = self.error_reply(call, _task_error(call.name, err), True)
         del result
         for stream in (sys.stdout, sys.stderr):
-            if isinstance(stream, _DriverStream):
-                stream.flush()
+            if type(stream) is _DriverStream and stream.buf:
+                stream.flush()          # a partial line the task printed
         cw = self.cw
-        with cw.lock:
-            if cw.decref_q:
-                cw.drain_decrefs()
-        cw.register_borrows()
+        if cw.decref_q:
+            with cw.lock:
+                if cw.decref_q:
+                    cw.drain_decrefs()
+        if cw.new_foreign:
+            cw.register_borrows()
         return reply
 
     def _actor_creator(self, cls, actor_id, extra):
@@ -587,7 +596,11 @@ def redirect_output(log_path):
 
 
 def flush_std():
-    """Flushes stdout and stderr before the process leaves with os._exit."""
+    """Flushes stdout and stderr, and user metrics not yet reported, before
+    the process leaves with os._exit."""
+    metrics = sys.modules.get("pyray._private.metrics")
+    if metrics is not None:
+        metrics.flush()
     try:
         sys.stdout.flush()
         sys.stderr.flush()

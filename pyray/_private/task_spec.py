@@ -15,7 +15,8 @@ TERMINATE = "__pyray_terminate__"
 class TaskSpec:
     __slots__ = ("task_id", "fn", "name", "args_payload", "arg_refs", "deps", "resolved",
                  "return_ids", "key", "shape", "retries_left", "retry_exceptions", "attempt",
-                 "cancelled", "lease", "pending_deps", "actor", "extra", "stream")
+                 "cancelled", "lease", "pending_deps", "actor", "extra", "stream",
+                 "oom_retries_left", "oom_kills")
 
     def __init__(self, task_id, fn, name, args_payload, arg_refs, return_ids, key, shape,
                  retries_left, retry_exceptions):
@@ -38,6 +39,11 @@ class TaskSpec:
         self.actor = None
         self.extra = None
         self.stream = None              # a generator task's Stream (generators.py)
+        # kills by the memory monitor have their own count (Ray's
+        # task_oom_retries), None until the first: a task with max_retries=0
+        # is never retried after one
+        self.oom_retries_left = None if retries_left != 0 else 0
+        self.oom_kills = 0
 
 
 class FunctionDescriptor:

@@ -28,8 +28,8 @@ from pyray._private import task_events
 from pyray._private.task_events import NORMAL_TASK
 from pyray._private import errors
 from pyray._private.ids import TASK_ID_SIZE
-from pyray._private.lease_policy import (answered_fast, inflight_limit, lease_requests_to_send,
-                                         pick_lease)
+from pyray._private.lease_policy import (MAX_LEASE_REQUESTS, answered_fast, inflight_limit,
+                                         lease_requests_to_send, pick_lease)
 from pyray._private.ownership import PENDING
 from pyray._private.protocol import (CANCEL_TASK, ERROR, LEASE_GRANTED, LEASE_INFEASIBLE,
                                      LEASE_PG_REMOVED, PUSH_TASK, RECLAIM_LEASE, REQUEST_LEASE,
@@ -91,6 +91,8 @@ def max_calls_of(key):
 # the messages of the hot path, built by protocol.py's definitions
 _push_task_msg = PUSH_TASK.make
 _task_replies = TASK_REPLIES.parse
+# a reply of the right length is unpacked as it is (no named tuple per batch)
+_TASK_REPLIES_LEN = len(TASK_REPLIES.fields) + 1
 
 
 class TaskSubmitter:
@@ -104,6 +106,7 @@ class TaskSubmitter:
         self.lease_by_worker = {}    # worker id -> Lease
         self.pending_lease_reqs = {}  # req id -> key
         self.tasks_by_id = {}        # task id -> TaskSpec, while not finished
+        self.oom_delayed = []        # (due, TaskSpec): retries after a kill for memory
         self._max_inflight = config.max_tasks_in_flight_per_worker
 
     def submit(self, spec):
@@ -184,7 +187,9 @@ class TaskSubmitter:
                 self._push(lease, spec)
                 return
         ks.queue.append(spec)
-        self._request_leases(spec.key, ks)
+        pending = len(ks.pending_reqs)
+        if pending < MAX_LEASE_REQUESTS and pending < len(ks.queue):
+            self._request_leases(spec.key, ks)      # else: as many asked as may be
 
     def _push(self, lease, spec):
         if not lease.inflight:
@@ -313,7 +318,9 @@ class TaskSubmitter:
 
 
     def _h_task_replies(self, msg, frames):
-        _, worker_id, replies = _task_replies(msg)
+        if len(msg) != _TASK_REPLIES_LEN:
+            msg = _task_replies(msg)    # raises ProtocolError naming the fields
+        _, worker_id, replies = msg
         lease = self.lease_by_worker.get(worker_id)
         for task_id, results, contained_at, retry in replies:
             spec = lease.inflight.pop(task_id, None) if lease is not None else None
@@ -443,18 +450,51 @@ class TaskSubmitter:
         for spec in list(lease.inflight.values()):
             if spec.cancelled:
                 self.fail_task(spec, exc.TaskCancelledError(spec.task_id.hex()))
+            elif kind == "oom":
+                self._retry_after_oom(spec, reason)
             elif spec.retries_left != 0 and ks is not None:
                 spec.retries_left -= 1
                 ks.queue.appendleft(spec)
-            elif kind == "oom":
-                self.fail_task(spec, exc.OutOfMemoryError(
-                    f"Task {spec.name} failed: {reason} It was not retried because its "
-                    "retries are used up (max_retries)."))
             else:
                 self.fail_task(spec, exc.WorkerCrashedError(
                     f"The worker running task {spec.name} died unexpectedly ({reason}); "
                     "it was not retried because its retries are used up (max_retries)."))
         lease.inflight.clear()
+
+    def _retry_after_oom(self, spec, reason):
+        """A task whose worker the memory monitor killed: as in Ray, retried
+        on its own count (config task_oom_retries, -1: without limit; never
+        for a task with max_retries=0) after a delay that doubles each time
+        (task_oom_retry_delay_base_ms, at most a minute), so that memory is
+        given back first; its max_retries are kept for other failures."""
+        left = spec.oom_retries_left
+        if left is None:
+            left = self.config.task_oom_retries
+        if left == 0:
+            why = ("its max_retries is 0" if spec.oom_retries_left == 0 and spec.oom_kills == 0
+                   else "its retries after kills for memory (task_oom_retries) are used up")
+            self.fail_task(spec, exc.OutOfMemoryError(
+                f"Task {spec.name} failed: {reason} It was not retried because {why}."))
+            return
+        spec.oom_retries_left = left - 1 if left > 0 else left
+        spec.oom_kills += 1
+        delay = min(self.config.task_oom_retry_delay_base_ms / 1000.0 *
+                    2 ** (spec.oom_kills - 1), 60.0)
+        self.oom_delayed.append((time.monotonic() + delay, spec))
+
+    def _requeue_oom_delayed(self, now):
+        """Called on the io loop's tick: the OOM retries that are due."""
+        due = [spec for t, spec in self.oom_delayed if t <= now]
+        if not due:
+            return
+        self.oom_delayed = [(t, spec) for t, spec in self.oom_delayed if t > now]
+        for spec in due:
+            if spec.cancelled:
+                self.fail_task(spec, exc.TaskCancelledError(spec.task_id.hex()))
+                continue
+            ks = self._key_state(spec)
+            ks.queue.appendleft(spec)
+            self._request_leases(spec.key, ks)
 
     def _h_lease_pg_removed(self, msg, frames):
         """The placement group the queued tasks of a key were placed in is

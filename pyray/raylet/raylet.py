@@ -10,6 +10,7 @@ import collections
 import json
 import logging
 import os
+import select
 import time
 
 from pyray._private import daemon, errors, ids  # noqa: F401  (imports before the zygote fork)
@@ -21,7 +22,8 @@ from pyray._private.protocol import (CANCEL_LEASE_REQUEST, CLUSTER_VIEW, DRIVER_
                                      PROTOCOL_VERSION, RAYLET_INFO, RECLAIM_LEASE, REGISTER_NODE,
                                      REGISTER_WORKER, REQUEST_LEASE, REQUEST_LEASE_SPILLED,
                                      RESPONSE, RETURN_LEASE, SHUTDOWN, UNREGISTER_NODE,
-                                     WORKER_BLOCKED, WORKER_DIED, WORKER_UNBLOCKED, Op)
+                                     WATCH_DRIVER, WORKER_BLOCKED, WORKER_DIED, WORKER_UNBLOCKED,
+                                     Op)
 from pyray._private.node import detect_accelerator_type
 from pyray._private.resources import (ACCEL_PREFIX, BUNDLE_MARKER, group_resource,
                                       validate_shape)
@@ -155,7 +157,12 @@ class Raylet(Server):
             Op.CLUSTER_VIEW: self.h_cluster_view,
             Op.NODE_DEAD: self.h_node_dead,
             Op.OWNER_DIED: self.h_owner_died,
+            Op.WATCH_DRIVER: self.h_watch_driver,
+            Op.METRICS_REPORT: self.h_metrics_report,
         }
+        self.ended_jobs = set()     # jobs whose driver exited: their requests are dropped
+        self.drivers = {}           # job id -> pidfd of its driver, on this node
+        self.every(0.5, self.check_drivers)
         self.watch(self.pool.fd, self.on_zygote_events)
         self.watch(self.envs.wake_r, self.on_env_setup)
         self.every(config.heartbeat_interval_s, self.tick, first=0.0)
@@ -164,6 +171,13 @@ class Raylet(Server):
         self.oom_idle_warned = 0.0
         if config.memory_monitor_refresh_ms > 0 and config.memory_usage_threshold < 1.0:
             self.every(config.memory_monitor_refresh_ms / 1000.0, self.check_memory)
+        self.metrics = None             # the node's Prometheus endpoint (docs/metrics.md)
+        if args.metrics_export_port is not None:
+            from pyray.raylet.metrics_agent import GCS_POLL_S, MetricsAgent
+            self.metrics = MetricsAgent(self, args.metrics_export_port, args.node_ip)
+            self.node["metrics_export_port"] = self.metrics.port
+            if args.head:
+                self.every(GCS_POLL_S, self.metrics.poll_gcs, first=0.0)
         self.pool.fill()
 
     # ------------------------------------------------------------------
@@ -203,6 +217,8 @@ class Raylet(Server):
     def h_request_lease(self, msg, frames):
         _, req_id, owner, shape, job_id, driver_addr, key = REQUEST_LEASE.parse(msg)
         check_request(owner, shape, key)
+        if job_id in self.ended_jobs:
+            return
         req = Request(req_id, owner, shape, job_id, driver_addr, key)
         env = env_of_key(key)
         if env is not None:
@@ -220,6 +236,8 @@ class Raylet(Server):
         _, origin, mode, req_id, owner, shape, job_id, driver_addr, key = \
             REQUEST_LEASE_SPILLED.parse(msg)
         check_request(owner, shape, key)
+        if job_id in self.ended_jobs:
+            return
         req = Request(req_id, owner, shape, job_id, driver_addr, key)
         env = env_of_key(key)
         if env is not None:
@@ -281,8 +299,48 @@ class Raylet(Server):
         if w is not None:
             self.pool.kill(w)
 
+    def h_metrics_report(self, msg, frames):
+        """User metrics of a process on this node (dropped when the node
+        exports none: it was started without a metrics export port)."""
+        if self.metrics is not None:
+            self.metrics.h_report(msg, frames)
+
     def h_driver_exit(self, msg, frames):
-        self.pool.kill_job(DRIVER_EXIT.parse(msg).job_id)
+        self._job_ended(DRIVER_EXIT.parse(msg).job_id)
+
+    def _job_ended(self, job_id):
+        """A job's driver exited: its workers stop, and the lease requests
+        of the job (still queued here, or arriving later) are dropped, so
+        that none is granted to an owner that is gone."""
+        self.ended_jobs.add(job_id)
+        fd = self.drivers.pop(job_id, None)
+        if fd is not None:
+            os.close(fd)
+        self.pool.kill_job(job_id)
+        self._take_back([], [k for k, r in self.requests.items() if r.job_id == job_id])
+        self.schedule()
+
+    def h_watch_driver(self, msg, frames):
+        m = WATCH_DRIVER.parse(msg)
+        if m.job_id in self.ended_jobs or m.job_id in self.drivers:
+            return
+        try:
+            self.drivers[m.job_id] = os.pidfd_open(m.pid)
+        except (OSError, AttributeError):
+            return                  # already gone, or no pidfd: DRIVER_EXIT only
+
+    def check_drivers(self, now):
+        """A timer: a driver that died without DRIVER_EXIT (SIGKILL, a
+        crash) ends its job as if it had exited: here, and through the GCS
+        (its non-detached actors and placement groups, the other nodes)."""
+        if not self.drivers:
+            return
+        gone, _, _ = select.select(list(self.drivers.values()), [], [], 0)
+        if not gone:
+            return
+        for job_id in [j for j, fd in self.drivers.items() if fd in gone]:
+            self._job_ended(job_id)
+            self.out.send(self.node["gcs_addr"], DRIVER_EXIT.make(job_id))
 
     def h_shutdown(self, msg, frames):
         self.stopping = True
@@ -469,6 +527,10 @@ class Raylet(Server):
             if ok:
                 self._gcs_answered(payload)
             return
+        if isinstance(req_id, tuple) and req_id[:1] == ("met",):
+            if self.metrics is not None:
+                self.metrics.on_gcs_response(req_id, ok, payload)
+            return
         if isinstance(req_id, tuple) and req_id[:1] == ("rte",):
             self.envs.on_response(req_id, ok, payload)
             return
@@ -484,7 +546,10 @@ class Raylet(Server):
                 os.write(ready_fd, (json.dumps({"raylet_addr": self.addr,
                                                 "om_addr": self.node["om_addr"],
                                                 "node_id": self.node_id.hex(),
-                                                "store_name": self.store.name}) + "\n").encode())
+                                                "store_name": self.store.name,
+                                                "metrics_export_port":
+                                                    self.node.get("metrics_export_port")})
+                                     + "\n").encode())
                 os.close(ready_fd)
         elif self.view_refresh is not None and req_id == self.view_refresh[0]:
             self.view_refresh = None
@@ -659,6 +724,8 @@ class Raylet(Server):
         self.serve()
 
     def close(self):
+        if self.metrics is not None:
+            self.metrics.close()
         self.pool.stop()
         self.envs.close()
         self.objects.stop()
@@ -698,6 +765,8 @@ def main(argv=None):
     ap.add_argument("--head", action="store_true")
     ap.add_argument("--tcp", action="store_true",
                     help="listen on tcp at --node-ip (other machines join), not ipc")
+    ap.add_argument("--metrics-export-port", type=int, default=None,
+                    help="serve Prometheus metrics on this port (0: one the system picks)")
     ap.add_argument("--die-with-parent", action="store_true")
     args = ap.parse_args(argv)
     parent = os.getppid()

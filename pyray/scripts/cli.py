@@ -108,6 +108,7 @@ def start(args):
     if not args.head and not args.address:
         sys.exit("pyray start: pass --head to start a cluster, or --address HOST:PORT "
                  "to add a node to one.")
+    args.dashboard = _dashboard_choice(args)
     if not args.head:
         if args.ray_client_server_port is not None:
             print("pyray start: note: --ray-client-server-port is ignored: only the head "
@@ -145,8 +146,53 @@ def start(args):
              "Ctrl-C / SIGTERM stops them." if args.block else ""), flush=True)
     if args.ray_client_server_port is not None:
         _start_client_server(cluster, args.ray_client_server_port, ip)
+    _start_dashboard(args, cluster)
     if args.block:
         return _block(cluster, cluster.gcs_address)
+
+
+def _dashboard_choice(args):
+    """--include-dashboard / --dashboard-host / --dashboard-port: (host,
+    port) of the dashboard to start, or None (docs/dashboard.md)."""
+    from pyray._private import node as node_mod
+    flag = args.include_dashboard
+    if flag is not None and flag.strip().lower() not in ("true", "1", "yes", "on", "false",
+                                                         "0", "no", "off"):
+        sys.exit(f"pyray start: --include-dashboard takes true or false, got {flag!r}")
+    wanted = None if flag is None else flag.strip().lower() in ("true", "1", "yes", "on")
+    if not args.head:
+        if wanted or args.dashboard_host or args.dashboard_port:
+            sys.exit("pyray start: the dashboard runs on the head node; --include-dashboard, "
+                     "--dashboard-host and --dashboard-port go with --head")
+        return None
+    if wanted is False:
+        for flag in ("--dashboard-host", "--dashboard-port"):
+            if getattr(args, _flag_dest(flag)) is not None:
+                print(f"pyray start: note: {flag} is ignored: --include-dashboard is false.",
+                      file=sys.stderr)
+        return None
+    if not node_mod.dashboard_available():
+        if wanted:
+            sys.exit("pyray start: --include-dashboard true needs starlette and uvicorn: "
+                     "pip install 'pyray[dashboard]'")
+        print("pyray start: note: the dashboard is not started: starlette and uvicorn are "
+              "not installed (pip install 'pyray[dashboard]').", file=sys.stderr)
+        return None
+    port = 8265 if args.dashboard_port is None else args.dashboard_port
+    if not 0 < port < 65536:
+        sys.exit(f"pyray start: --dashboard-port must be 1-65535, got {port}")
+    return args.dashboard_host or "127.0.0.1", port
+
+
+def _start_dashboard(args, cluster):
+    choice = args.dashboard
+    if choice is None:
+        return
+    cluster.start_dashboard(*choice)
+    host, port = choice
+    print(f"  Dashboard: http://{host}:{port} (log: {cluster.session_dir}/logs/dashboard.log)"
+          f"\n  To submit a job: pyray job submit --address http://{host}:{port} -- python "
+          "script.py", flush=True)
 
 
 def _start_client_server(cluster, port, ip):
@@ -251,12 +297,9 @@ _UNSUPPORTED = {
 
 # Ray's flags for processes pyray does not run: accepted, a note says so
 _IGNORED = {
-    "--dashboard-host": "pyray has no dashboard",
-    "--dashboard-port": "pyray has no dashboard",
     "--dashboard-agent-listen-port": "pyray has no dashboard agent",
     "--dashboard-agent-grpc-port": "pyray has no dashboard agent",
     "--runtime-env-agent-port": "pyray runs no runtime-env agent process",
-    "--metrics-export-port": "pyray exports no Prometheus metrics",
 }
 
 
@@ -279,10 +322,6 @@ def _start_config(args):
     for flag, why in _UNSUPPORTED.items():
         if getattr(args, _flag_dest(flag)) is not None:
             _unsupported(flag, why)
-    if args.include_dashboard is not None and \
-            args.include_dashboard.strip().lower() in ("true", "1", "yes", "on"):
-        _unsupported("--include-dashboard true", "pyray has no dashboard; `pyray status` shows "
-                     "the nodes, their resources and store use")
     for flag, why in _IGNORED.items():
         if getattr(args, _flag_dest(flag)) is not None:
             print(f"pyray start: note: {flag} is ignored: {why}.", file=sys.stderr)
@@ -392,7 +431,8 @@ def _node_options(args, config):
         sys.exit(f"pyray start: {err}")
     return {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
             "object_store_memory": osm, "node_ip": ip, "memory": args.memory,
-            "labels": labels}
+            "labels": labels,
+            "metrics_export_port": _metrics_port(args.metrics_export_port)}
 
 
 def _labels_file(path):
@@ -414,6 +454,21 @@ def _labels_file(path):
             raise ValueError(f"--labels-file {path} line {n}: expected `key: value`")
         out[k.strip().strip("'\"")] = v.strip().strip("'\"")
     return parse_labels(out, f"--labels-file {path}")
+
+
+def _metrics_port(port):
+    """--metrics-export-port, checked before anything starts."""
+    if port is None:
+        return None
+    if not 0 <= port <= 65535:
+        sys.exit(f"pyray start: --metrics-export-port must be a port number (0-65535), "
+                 f"got {port}")
+    from pyray._private.metrics import require_exporter
+    try:
+        require_exporter()
+    except ImportError as err:
+        sys.exit(f"pyray start: {err}")
+    return port
 
 
 def _join(args, config):
@@ -458,7 +513,8 @@ def _stop_cluster(args):
     procs, sessions = [], set()
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = p.info.get("cmdline") or []
-        if ("pyray.gcs.server" in cmd or "pyray.raylet.raylet" in cmd) and \
+        if ("pyray.gcs.server" in cmd or "pyray.raylet.raylet" in cmd
+                or "pyray.dashboard.server" in cmd) and \
                 any(bootstrap.same_gcs(a, gcs) for a in cmd):
             procs.append(p)
             if "--session-dir" in cmd:
@@ -488,7 +544,8 @@ def stop(args):
     for p in psutil.process_iter(["pid", "cmdline", "uids"]):
         argv = p.info.get("cmdline") or []
         cmd = " ".join(argv)
-        if ("pyray.raylet.raylet" in cmd or "pyray.gcs.server" in cmd) and \
+        if ("pyray.raylet.raylet" in cmd or "pyray.gcs.server" in cmd
+                or "pyray.dashboard.server" in cmd) and \
                 p.info["uids"] and p.info["uids"].real == os.getuid() and p.pid != os.getpid():
             mine.append(p)
             # a node started with --temp-dir keeps its session elsewhere
@@ -623,7 +680,13 @@ def _add_ray_start_flags(st):
                          "e.g. '{\"memory_usage_threshold\": 0.9}'; Ray's "
                          "object_spilling_config of type filesystem sets the spill directory")
     st.add_argument("--include-dashboard", default=None, metavar="BOOL",
-                    help="false is accepted; pyray has no dashboard, so true is an error")
+                    help="on the head: start the dashboard (default: when starlette and "
+                         "uvicorn are installed; true without them is an error)")
+    st.add_argument("--dashboard-host", default=None,
+                    help="the address the dashboard listens on (default 127.0.0.1; any "
+                         "other address makes every request need the cluster token)")
+    st.add_argument("--dashboard-port", type=int, default=None,
+                    help="the dashboard's port (default 8265)")
     st.add_argument("--disable-usage-stats", action="store_true",
                     help="accepted; does nothing: pyray collects no usage statistics")
     st.add_argument("--verbose", action="store_true",
@@ -636,6 +699,10 @@ def _add_ray_start_flags(st):
                     help="on the head: start the client server on this port (clients "
                          "connect with pyray.init('pyray://HOST:PORT'); docs/client.md); "
                          "not started without it")
+    st.add_argument("--metrics-export-port", type=int, default=None, metavar="PORT",
+                    help="serve this node's Prometheus metrics at http://NODE_IP:PORT/metrics "
+                         "(0: a port the system picks; docs/metrics.md); none without it. "
+                         "Needs the prometheus-client package (pyray[metrics])")
     for flag, why in _IGNORED.items():
         st.add_argument(flag, default=None, metavar="VALUE", help=f"accepted and ignored: {why}")
     for flag, why in _UNSUPPORTED.items():
@@ -690,6 +757,8 @@ def main(argv=None):
     ss.add_argument("-v", "--verbose", action="store_true",
                     help="each node's resources, object store and workers")
     ss.set_defaults(fn=status)
+    from pyray.job_submission.cli import add_parser as add_job_parser
+    add_job_parser(sub)
     mb = sub.add_parser("microbenchmark", help="run the core microbenchmarks")
     mb.add_argument("--num-cpus", type=int, default=2)
     mb.add_argument("--seconds", type=float, default=1.0)

@@ -1,7 +1,7 @@
 """Utilities: ActorPool, named-actor listing, placement groups,
 inspect_serializability, custom serializers, log_once; the submodules queue
-(Queue), multiprocessing (Pool), joblib (register_ray), accelerators and
-annotations load on first use."""
+(Queue), multiprocessing (Pool), joblib (register_ray), accelerators,
+annotations and metrics (Counter, Gauge, Histogram) load on first use."""
 import importlib
 import socket
 
@@ -41,7 +41,7 @@ def get_node_ip_address(address: str = "8.8.8.8:53") -> str:
 
 
 _SUBMODULES = ("queue", "multiprocessing", "joblib", "accelerators", "annotations", "debug",
-               "serialization", "scheduling_strategies", "placement_group", "actor_pool")
+               "serialization", "scheduling_strategies", "placement_group", "actor_pool", "metrics")
 
 
 def __getattr__(name):

@@ -257,3 +257,23 @@ def test_out_of_scope_concurrent_actor_finishes_its_calls_first(ray_start, wait_
     del a       # the terminate message goes behind the 40 calls
     assert pyray.get(refs, timeout=GET_TIMEOUT) == expected
     wait_for(lambda: process_gone(pid), what="the out-of-scope actor's process to exit")
+
+
+@pyray.remote(num_cpus=0)
+class ThreadName:
+    def name(self, hold=0.0):
+        time.sleep(hold)
+        return threading.current_thread().name
+
+
+def test_threaded_actor_starts_threads_only_as_calls_overlap(ray_start):
+    a = ThreadName.options(max_concurrency=8).remote()
+    # one call at a time: not a thread per call (two at most: a reply can
+    # reach the caller just before its thread counts itself free)
+    names = {pyray.get(a.name.remote(), timeout=GET_TIMEOUT) for _ in range(20)}
+    assert len(names) <= 2, names
+    # four at once: four threads, never more than max_concurrency
+    names = set(pyray.get([a.name.remote(0.3) for _ in range(4)], timeout=GET_TIMEOUT))
+    assert len(names) == 4, names
+    names = set(pyray.get([a.name.remote(0.05) for _ in range(40)], timeout=GET_TIMEOUT))
+    assert 1 < len(names) <= 8, names

@@ -65,7 +65,9 @@ class HeadCluster:
         port = _free_port()
         try:
             out = _cli(["start", "--head", "--port", str(port), "--num-cpus", "1",
-                        "--node-ip-address", "127.0.0.1", "--num-gpus", "0", "--object-store-memory", str(128 << 20)], self.env)
+                        "--node-ip-address", "127.0.0.1", "--num-gpus", "0", "--object-store-memory", str(128 << 20),
+                        "--include-dashboard", "false"],    # only the GCS and the raylet
+                       self.env)
             assert out.returncode == 0, f"pyray start failed:\n{out.stdout}\n{out.stderr}"
             assert f"tcp://127.0.0.1:{port}" in out.stdout, out.stdout
             sessions = os.listdir(os.path.join(self.tmpdir, "pyray"))
@@ -265,3 +267,67 @@ def test_shutdown_leaves_no_actor_process_behind(ray_init, leaks, release, tmp_p
     pyray.shutdown()
     fp.assert_clean()
     assert all(process_gone(p) for p in pids)
+
+
+KILLED_DRIVER = """
+import os, time
+import pyray
+
+pyray.init(address="auto")
+
+@pyray.remote(num_cpus=1)
+class Holder:
+    def pid(self):
+        return os.getpid()
+
+@pyray.remote(num_cpus=0)
+def busy():
+    time.sleep(300)
+
+h = Holder.remote()
+refs = [busy.remote() for _ in range(2)]
+print("READY", pyray.get(h.pid.remote()), flush=True)
+time.sleep(300)
+"""
+
+CPU_FREE = """
+import pyray
+pyray.init(address="auto")
+print("CPU", pyray.available_resources().get("CPU", 0.0), flush=True)
+"""
+
+FOUR_TASKS = """
+import pyray
+pyray.init(address="auto")
+
+@pyray.remote
+def square(x):
+    return x * x
+
+print("SQUARES", pyray.get([square.remote(i) for i in range(4)]), flush=True)
+"""
+
+
+def _cpu_free(driver):
+    return float(_run(driver, CPU_FREE)["CPU"])
+
+
+def test_a_killed_driver_ends_its_job(head_cluster, driver, wait_for):
+    """A driver SIGKILLed on a `pyray start` cluster (no DRIVER_EXIT sent):
+    its raylet notices, and the job's actor and tasks stop, their CPU
+    given back."""
+    d = driver(KILLED_DRIVER)
+    actor_pid = int(d.wait_for_line(lambda line: line.startswith("READY")).split()[1])
+    assert _cpu_free(driver) == 0.0                     # the actor holds the one CPU
+    d.kill(signal.SIGKILL)
+    wait_for(lambda: process_gone(actor_pid), timeout=20, what="the dead driver's actor to stop")
+    wait_for(lambda: _cpu_free(driver) == 1.0, timeout=20, what="its CPU to be given back")
+
+
+def test_drivers_one_after_another_leave_no_lease_held(head_cluster, driver, wait_for):
+    """Each driver exits while lease requests it no longer needs may still
+    be queued at the raylet: none of them is granted to the gone driver."""
+    for _ in range(4):
+        assert _run(driver, FOUR_TASKS)["SQUARES"] == "[0, 1, 4, 9]"
+        wait_for(lambda: _cpu_free(driver) == 1.0, timeout=10,
+                 what="the exited driver's leases to be given back")

@@ -242,6 +242,54 @@ else:
     assert "refused:" in out.stdout and "token" in out.stdout
 
 
+def test_a_connection_is_authenticated_once_with_its_own_key(head):
+    """After the hello, a message signed with the token itself, replayed, or
+    recorded from another connection is refused: only the session key and
+    the next message number are taken."""
+    import zmq
+    from pyray._private.client import wire
+    from pyray._private.protocol import CLIENT_HELLO, CLIENT_REPLY, CLIENT_WAIT
+    env, port, token, _ = head
+    key = token.encode()
+    zctx = zmq.Context()
+    socks = []
+
+    def ask(frames):
+        s = zctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(f"tcp://127.0.0.1:{port}")
+        socks.append(s)
+        s.send_multipart(frames)
+        assert s.poll(10000), "no answer"
+        return s, s.recv_multipart()
+
+    try:
+        nonce = wire.new_nonce()
+        hello = wire.sign(key, CLIENT_HELLO.make(1, wire.CLIENT_PROTOCOL_VERSION, None,
+                                                 {"nonce": nonce, "log_to_driver": False}))
+        s, reply = ask(hello)
+        m = CLIENT_REPLY.parse(wire.unsign(key, reply)[0])
+        assert m.ok, m
+        skey = wire.session_key(key, nonce, m.payload["nonce"])
+        # signed with the token, not the session key: refused
+        s.send_multipart(wire.sign(key, CLIENT_WAIT.make(2, [], 1, 0, True), seq=1))
+        assert s.poll(10000) and s.recv_multipart() == [wire.BAD_TOKEN]
+        # the session key works on its connection, as message 1...
+        good = wire.sign(skey, CLIENT_WAIT.make(3, [], 1, 0, True), seq=1)
+        s.send_multipart(good)
+        assert s.poll(10000)
+        assert CLIENT_REPLY.parse(wire.unsign(skey, s.recv_multipart(), 1)[0]).req_id == 3
+        # ...once: replayed on it, or on a new connection, it is refused
+        s.send_multipart(good)
+        assert s.poll(10000) and s.recv_multipart() == [wire.BAD_TOKEN]
+        _, other = ask(good)
+        assert other == [wire.BAD_TOKEN]
+    finally:
+        for s in socks:
+            s.close(0)
+        zctx.term()
+
+
 def test_a_client_killed_mid_call_leaves_nothing_pinned(head):
     env, port, token, address = head
     base = head_objects(env, address)
@@ -262,6 +310,16 @@ def forever():
     import time
     time.sleep(600)
 
+@ray.remote(num_cpus=0)
+def stream():
+    import numpy as np, time
+    for i in range(2):
+        yield np.zeros(8 << 20, np.uint8)
+    time.sleep(600)
+
+g = stream.remote()
+first = next(g)                   # one item handed out, one not
+ray.wait([g], timeout=30)
 pending = forever.remote()
 print("holding", flush=True)
 ray.get(pending)
@@ -273,7 +331,7 @@ ray.get(pending)
         deadline = time.monotonic() + 60
         line = proc.stdout.readline()
         assert "holding" in line, line + proc.stderr.read()
-        assert head_objects(env, address) >= base + 5
+        assert head_objects(env, address) >= base + 7
         proc.kill()
         proc.wait(timeout=10)
         deadline = time.monotonic() + 30
@@ -300,19 +358,176 @@ print("ok")
     assert "ok" in out.stdout
 
 
-def test_generators_say_they_are_not_supported_yet(head):
+def test_generators_through_the_client(head):
+    """Functions and actor methods that yield hand their items to a client
+    one at a time; num_returns="dynamic"; wait on a generator; an item's
+    error is raised where it happened; a dropped generator frees its items."""
+    env, port, token, gcs = head
+    out = run_client(PRELUDE.format(port=port, token=token) + """
+import asyncio, time
+MB = 1 << 20
+
+@ray.remote
+def count(n, big=False):
+    for i in range(n):
+        yield np.full(MB, i, np.uint8) if big else (i, os.getpid())
+
+@ray.remote
+def fails():
+    yield 1
+    raise ValueError("third time")
+
+@ray.remote(num_returns="dynamic")
+def dyn(n):
+    for i in range(n):
+        yield i * 10
+
+@ray.remote
+class A:
+    def items(self, n):
+        for i in range(n):
+            yield i + 100
+
+gen = count.remote(3)
+assert isinstance(gen, ray.ObjectRefGenerator), type(gen)
+first = next(gen)
+v, pid = ray.get(first)
+assert v == 0 and pid != os.getpid(), (v, pid)
+rest = [ray.get(r)[0] for r in gen]
+assert rest == [1, 2], rest
+ray.get(gen.completed())
+assert gen.is_finished()
+try:
+    next(gen)
+    raise AssertionError("no StopIteration")
+except StopIteration:
+    pass
+
+g = fails.remote()
+assert ray.get(next(g)) == 1
+try:
+    ray.get(next(g))
+    raise AssertionError("no error")
+except ValueError as err:
+    assert "third time" in str(err)
+
+ref = dyn.remote(4)
+assert [ray.get(r) for r in ray.get(ref)] == [0, 10, 20, 30]
+
+a = A.remote()
+assert [ray.get(r) for r in a.items.remote(3)] == [100, 101, 102]
+
+g = count.remote(2)
+ready, _ = ray.wait([g], timeout=30)
+assert ready == [g], ready
+assert ray.get(next(g))[0] == 0
+
+g = count.remote(3)
+ray.get(g.completed())
+assert ray.get(next(g))[0] == 0          # the others came with it
+assert ray.wait([g], timeout=0)[0] == [g]
+assert [ray.get(r)[0] for r in g] == [1, 2] and g.is_finished()
+
+paced = count.options(_generator_backpressure_num_objects=1).remote(4)
+assert [ray.get(r)[0] for r in paced] == [0, 1, 2, 3]
+
+async def consume():
+    return [ray.get(r)[0] async for r in count.remote(3)]
+assert asyncio.run(consume()) == [0, 1, 2]
+
+g = count.remote(5, big=True)            # items in the head's store
+assert ray.get(next(g))[0] == 0
+ray.get(g.completed())
+del g, ref
+print("ok")
+time.sleep(1.5)
+""")
+    assert "ok" in out.stdout
+    # the dropped generator's items are freed on the head
+    deadline = time.monotonic() + 20
+    while head_objects(env, gcs) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert head_objects(env, gcs) == 0
+
+
+def test_workers_output_reaches_the_client(head):
     env, port, token, _ = head
     out = run_client(PRELUDE.format(port=port, token=token) + """
+import time
 @ray.remote
-def gen():
-    yield 1
+def talk():
+    print("hello from a task")
+    print("to stderr", file=sys.stderr)
+    return os.getpid()
 
-try:
-    gen.remote()
-except NotImplementedError as err:
-    print("refused:", err)
+@ray.remote
+class Talker:
+    def say(self):
+        print("hello from an actor")
+        return os.getpid()
+
+pid = ray.get(talk.remote())
+apid = ray.get(Talker.remote().say.remote())
+print("PIDS", pid, apid, flush=True)
+time.sleep(2)          # idle: the output still comes
 """)
-    assert "not supported through the client" in out.stdout
+    pid, apid = re.search(r"PIDS (\d+) (\d+)", out.stdout).groups()
+    assert f"(talk pid={pid}) hello from a task" in out.stdout, out.stdout
+    assert f"(talk pid={pid}) to stderr" in out.stderr, out.stderr
+    assert re.search(rf"\(\S*say pid={apid}\) hello from an actor", out.stdout), out.stdout
+    quiet = run_client(QUIET_PRELUDE.format(port=port, token=token) + """
+@ray.remote
+def talk():
+    print("hello from a task")
+ray.get(talk.remote())
+import time; time.sleep(1.5)
+""")
+    assert "hello from a task" not in quiet.stdout
+
+
+QUIET_PRELUDE = """
+import pyray as ray
+ray.init("pyray://127.0.0.1:{port}", _token="{token}", log_to_driver=False)
+"""
+
+RTE_PRELUDE = """
+import os
+import pyray as ray
+wd = os.path.join(os.environ["TMPDIR"], "proj")
+os.makedirs(wd)
+with open(os.path.join(wd, "helper_mod.py"), "w") as f:
+    f.write("VALUE = 'from the client machine'\\n")
+ray.init("pyray://127.0.0.1:{port}", _token="{token}",
+         runtime_env={{"working_dir": wd, "env_vars": {{"A": "job", "B": "job"}}}})
+"""
+
+
+def test_runtime_env_through_the_client(head):
+    """init(runtime_env=...) on a client applies to its tasks and actors; a
+    local working_dir is uploaded from the client's machine; a task's
+    .options(runtime_env=...) merges over it."""
+    env, port, token, _ = head
+    out = run_client(RTE_PRELUDE.format(port=port, token=token) + """
+@ray.remote
+def probe():
+    import helper_mod
+    return helper_mod.VALUE, os.environ.get("A"), os.environ.get("B"), os.getcwd()
+
+@ray.remote
+class Probe:
+    def look(self):
+        import helper_mod
+        return helper_mod.VALUE, os.environ.get("A")
+
+value, a, b, cwd = ray.get(probe.remote())
+assert value == "from the client machine" and (a, b) == ("job", "job"), (value, a, b)
+assert cwd != wd, cwd                  # a copy on the cluster, not the client's folder
+value, a, b, _ = ray.get(probe.options(runtime_env={"env_vars": {"A": "task"}}).remote())
+assert (a, b) == ("task", "job"), (a, b)
+assert ray.get(Probe.remote().look.remote()) == ("from the client machine", "job")
+print("ok")
+""")
+    assert "ok" in out.stdout
 
 
 def test_a_call_fails_with_connection_error_when_the_server_is_gone(head):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import numpy as np
 import psutil
@@ -195,7 +196,6 @@ def test_stop_force_kills_at_once_and_a_blocking_start_notices(cli_env):
 def test_ray_flags_pyray_lacks_give_one_clear_line_and_exit_code_2(cli_env):
     for flag, value in (("--plasma-directory", "/tmp"), ("--node-manager-port", "6380"),
                         ("--min-worker-port", "10002"), ("--storage", "/tmp/s"),
-                        ("--include-dashboard", "true"),
                         ("--system-config", '{"no_such_key": 1}')):
         out = pyray_cmd(cli_env, "start", "--head", "--port", str(free_port()),
                         f"{flag}={value}", check=False)
@@ -212,19 +212,22 @@ def test_ray_start_flags_are_accepted_with_their_effect(cli_env):
     address = f"127.0.0.1:{port}"
     temp = os.path.join(cli_env["TMPDIR"], "t")
     spill = os.path.join(cli_env["TMPDIR"], "spill")
+    metrics_port = free_port()
     out = pyray_cmd(cli_env, "start", "--head", "--port", str(port), "--num-cpus", "1",
                     "--object-store-memory", str(64 * MiB), "--temp-dir", temp,
                     "--object-spilling-directory", spill, "--dashboard-host=0.0.0.0",
                     "--dashboard-port", "8265", "--include-dashboard=false",
                     "--disable-usage-stats", "--ray-client-server-port", "10001",
-                    "--metrics-export-port", "8080", "--runtime-env-agent-port", "9000",
+                    "--metrics-export-port", str(metrics_port), "--runtime-env-agent-port", "9000",
                     "--log-style", "record", "--log-color", "false", "--verbose",
                     "--labels", "zone=us,tier=gold",
                     "--system-config", '{"memory_usage_threshold": 0.9, '
                                        '"memory_monitor_refresh_ms": "500"}')
     try:
-        assert "note: --dashboard-host is ignored: pyray has no dashboard" in out.stderr
-        assert "note: --metrics-export-port is ignored" in out.stderr
+        assert "note: --dashboard-host is ignored: --include-dashboard is false" in out.stderr
+        # --metrics-export-port: the node serves Prometheus metrics there
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            assert b"ray_node_cpu_count{" in r.read()
         assert len(sessions_in(temp)) == 1                          # --temp-dir
         assert len(os.listdir(spill)) == 1                          # the node's spill dir
         raylet = next(p for p in psutil.process_iter(["cmdline"])

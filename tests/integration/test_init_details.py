@@ -31,7 +31,9 @@ def test_what_init_returns(ray_init):
     for key in ("node_ip_address", "gcs_address", "address", "session_dir", "node_id"):
         assert key in info.address_info, key
         assert info[key] == info.address_info[key]
-    assert info.dashboard_url is None
+    # the dashboard starts with the cluster when starlette and uvicorn are installed
+    from pyray._private.node import dashboard_available
+    assert info.dashboard_url == ("127.0.0.1:8265" if dashboard_available() else None)
     assert pyray.is_initialized()
 
 

@@ -42,15 +42,7 @@ def hog(threshold, marker=None):
         if os.path.exists(marker):
             return "retried"
         open(marker, "w").close()
-    chunks = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        used, total = mm.node_memory()
-        if used < threshold * total + OVERSHOOT and len(chunks) * 64 * MiB < CAP:
-            chunks.append(np.ones(64 * MiB, np.uint8))    # touched: resident
-        else:
-            time.sleep(0.02)
-    return "survived"
+    return hog_inline(threshold)
 
 
 @pyray.remote
@@ -76,6 +68,42 @@ def test_a_task_past_the_threshold_fails_with_out_of_memory_error(ray_init, tmp_
     marker = str(tmp_path / "attempted")
     assert pyray.get(hog.options(max_retries=1).remote(threshold, marker),
                      timeout=60) == "retried"
+
+
+def test_kills_for_memory_have_their_own_retry_count(ray_init, tmp_path):
+    """As in Ray: a kill by the memory monitor is retried on task_oom_retries,
+    not on max_retries, after a growing delay; once those are used up the
+    task fails with OutOfMemoryError."""
+    threshold = threshold_or_skip()
+    ray_init(num_cpus=1, object_store_memory=64 * MiB,
+             _system_config={"memory_usage_threshold": threshold,
+                             "memory_monitor_refresh_ms": 100, "task_oom_retries": 2,
+                             "task_oom_retry_delay_base_ms": 100})
+    attempts = tmp_path / "attempts"
+
+    @pyray.remote(max_retries=1)
+    def always_hogs(threshold, path):
+        with open(path, "a") as f:
+            f.write("x")
+        return hog_inline(threshold)
+
+    with pytest.raises(pyray.exceptions.OutOfMemoryError) as info:
+        pyray.get(always_hogs.remote(threshold, str(attempts)), timeout=90)
+    assert attempts.read_text() == "xxx"            # 1 + 2 retries, max_retries=1 untouched
+    assert "task_oom_retries" in str(info.value)
+
+
+def hog_inline(threshold):
+    """The allocation loop of hog(), in the calling task."""
+    chunks = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        used, total = mm.node_memory()
+        if used < threshold * total + OVERSHOOT and len(chunks) * 64 * MiB < CAP:
+            chunks.append(np.ones(64 * MiB, np.uint8))    # touched: resident
+        else:
+            time.sleep(0.02)
+    return "survived"
 
 
 def test_a_threshold_of_one_or_refresh_zero_disables_the_monitor(ray_init):

@@ -247,6 +247,22 @@ def test_cancel_async_actor_task(ray_start, tmp_path):
     assert pyray.get(a.nap.remote(0), timeout=T) == "slept"
 
 
+def test_cancel_async_actor_call_waiting_for_its_turn(ray_start, tmp_path):
+    # max_concurrency=1: the second call waits for the first; cancelled
+    # meanwhile, it never starts, and the first completes
+    a = AsyncSleeper.options(max_concurrency=1).remote()
+    started = str(tmp_path / "started")
+    first = a.nap.remote(1.0, started)
+    _wait_file(started)
+    second = a.nap.remote(0, str(tmp_path / "second"))
+    pyray.cancel(second)
+    with pytest.raises(pyray.exceptions.TaskCancelledError):
+        pyray.get(second, timeout=T)
+    assert pyray.get(first, timeout=T) == "slept"
+    assert not (tmp_path / "second").exists()
+    assert pyray.get(a.count.remote(), timeout=T) == 0
+
+
 # ---------------------------------------------------------------------------
 # functions too large to ship
 # ---------------------------------------------------------------------------

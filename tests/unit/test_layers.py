@@ -52,6 +52,8 @@ UTIL_BRIDGES = {
     "pyray.util.state.common": ("pyray._private.state_schema",),
     "pyray.util.state.exception": ("pyray._private.state_schema",),
     "pyray.util.state.data": ("pyray._private.state",),
+    # user metrics record into the process's recorder, which reports to the raylet
+    "pyray.util.metrics": ("pyray._private.metrics",),
 }
 
 # runtime modules that reach up to a library, and the only ones each may

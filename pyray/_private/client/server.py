@@ -28,12 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 import zmq
 
 from pyray import exceptions as exc
-from pyray._private import errors, serialization
+from pyray._private import errors, generators, serialization
 from pyray._private.client import wire
 from pyray._private.object_ref import ObjectRef
-from pyray._private.protocol import (CLIENT_ACTOR_KILLED, CLIENT_CANCEL, CLIENT_GCS, CLIENT_GET,
-                                     CLIENT_HELLO, CLIENT_PUT, CLIENT_REFS, CLIENT_REPLY,
-                                     CLIENT_SUBMIT, CLIENT_WAIT, ERROR, IN_STORE, VALUE, Op)
+from pyray._private.io_loop import print_log_lines
+from pyray._private.protocol import (CLIENT_ACTOR_KILLED, CLIENT_CANCEL, CLIENT_GCS, CLIENT_GEN,
+                                     CLIENT_GET, CLIENT_HELLO, CLIENT_LOG, CLIENT_PUT, CLIENT_REFS,
+                                     CLIENT_REPLY, CLIENT_SUBMIT, CLIENT_WAIT, ERROR, IN_STORE,
+                                     LOG_LINES, VALUE, Op)
 from pyray._private.task_spec import FunctionDescriptor, TaskSpec
 
 log = logging.getLogger("pyray.client_server")
@@ -45,14 +47,28 @@ _new = object.__new__
 CLIENT_TIMEOUT_S = float(os.environ.get("PYRAY_CLIENT_TIMEOUT_S", "10"))
 
 
-class Session:
-    """One client connection: what it pinned, its actor handles, its functions."""
+# the most items of a generator one `next` request hands to the client
+GEN_BATCH = 256
 
-    def __init__(self, ident):
+# the messages answered with CLIENT_REPLY (besides CLIENT_HELLO)
+_REQUESTS = frozenset((Op.CLIENT_GET, Op.CLIENT_PUT, Op.CLIENT_WAIT, Op.CLIENT_GCS,
+                       Op.CLIENT_GEN))
+
+
+class Session:
+    """One client connection: what it pinned, its actor handles, its
+    functions, the streams of its generator tasks."""
+
+    def __init__(self, ident, token_key, log_to_driver):
         self.ident = ident
+        # signing: the hello (message 0 each way) is signed with the token,
+        # the rest with the session key (wire.py)
+        self.link = wire.Link(token_key, received=1)
         self.pins = {}          # oid -> server-side ObjectRef
         self.handles = {}       # actor id -> count
         self.functions = {}     # fn id -> FunctionDescriptor
+        self.gens = {}          # task id -> ObjectRefGenerator (held for the client)
+        self.log_to_driver = log_to_driver
         self.last_seen = time.monotonic()
 
 
@@ -76,8 +92,10 @@ class ClientServer:
         self.sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 4)
         self.sock.bind(f"tcp://{host}:{port}")
         self.sessions = {}
+        self.ended = collections.OrderedDict()   # ident -> a session that ended
         self.pool = ThreadPoolExecutor(64, thread_name_prefix="pyray-client")
         self.replies = collections.deque()
+        self.logs = collections.deque()     # workers' output, for the clients that want it
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -94,7 +112,10 @@ class ClientServer:
             Op.CLIENT_CANCEL: self._h_cancel,
             Op.CLIENT_BYE: self._h_bye,
             Op.CLIENT_PING: self._h_ping,
+            Op.CLIENT_GEN: self._h_gen,
         }
+        # the job's workers print to this driver: their lines go to the clients
+        cw.handlers[Op.LOG_LINES] = self._on_log_lines
 
     # ------------------------------------------------------------ the loop
     def serve(self, watch_pid=None):
@@ -119,6 +140,8 @@ class ClientServer:
                     pass
             while self.replies:
                 self._send(*self.replies.popleft())
+            if self.logs:
+                self._send_logs()
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + 0.5
@@ -139,8 +162,19 @@ class ClientServer:
         if len(rest) == 1 and rest[0].nbytes == 0:
             self._end(ident)               # ROUTER_NOTIFY: the peer disconnected
             return
+        if len(rest) >= 5 and rest[0].nbytes == 1 and bytes(rest[0]) == wire.REFS_AHEAD:
+            self._on_message(ident, rest[1:3])       # the client's ref changes, then
+            rest = rest[3:]                          # the message they go ahead of
+        self._on_message(ident, rest)
+
+    def _on_message(self, ident, rest):
+        sess = self.sessions.get(ident)
+        # a session's messages are checked by its link, a new one's hello with
+        # the token, a message of a session that ended by that session's link
+        old = None if sess is not None else self.ended.get(ident)
+        link = sess.link if sess is not None else old.link if old is not None else None
         try:
-            got = wire.unsign(self.key, rest)
+            got = wire.unsign(self.key, rest) if link is None else link.unsign(rest)
         except Exception as err:  # noqa: BLE001 - a bad peer must not stop the loop
             log.warning("dropped a malformed client message: %s", err)
             got = None
@@ -152,11 +186,10 @@ class ClientServer:
         if handler is None:
             log.warning("dropped a client message with unknown op %r", msg[0])
             return
-        sess = self.sessions.get(ident)
         if sess is not None:
             sess.last_seen = time.monotonic()
         elif msg[0] != Op.CLIENT_HELLO:
-            if msg[0] in (Op.CLIENT_GET, Op.CLIENT_PUT, Op.CLIENT_WAIT, Op.CLIENT_GCS):
+            if msg[0] in _REQUESTS:
                 self._send(ident, msg[1], False, errors.encode(ConnectionError(
                     "this client's session with the client server has ended (its "
                     "connection dropped); call pyray.shutdown() and pyray.init() again")))
@@ -164,36 +197,62 @@ class ClientServer:
         try:
             handler(sess or ident, msg, extra)
         except Exception as err:  # noqa: BLE001 - answered to the client or logged
-            if msg[0] in (Op.CLIENT_HELLO, Op.CLIENT_GET, Op.CLIENT_PUT, Op.CLIENT_WAIT,
-                          Op.CLIENT_GCS):
+            if msg[0] in _REQUESTS or msg[0] == Op.CLIENT_HELLO:
                 self._send(ident, msg[1], False, errors.request_failed(err))
             else:
                 log.warning("client message %r failed: %s", msg[0], err, exc_info=True)
 
-    def _send(self, ident, req_id, ok, payload, frames=()):
-        if ident not in self.sessions and ok:
+    def _send(self, ident, req_id, ok, payload, frames=(), raw=()):
+        sess = self.sessions.get(ident)
+        if sess is None and ok:
             return        # the session ended meanwhile
+        if sess is None:
+            sess = self.ended.get(ident)
+        msg = CLIENT_REPLY.make(req_id, ok, payload)
         try:
-            self.sock.send_multipart([ident, *wire.sign(self.key, CLIENT_REPLY.make(
-                req_id, ok, payload), frames)], copy=False)
+            parts = (wire.sign(self.key, msg, frames, raw) if sess is None      # a failed hello
+                     else sess.link.sign(msg, frames, raw))
+            self.sock.send_multipart([ident, *parts], copy=False)
         except zmq.ZMQError as err:
             log.warning("reply to a client failed: %s", err)
 
-    def _reply_later(self, ident, req_id, ok, payload, frames=()):
+    def _reply_later(self, ident, req_id, ok, payload, frames=(), raw=()):
         """From a pool thread: the loop thread sends it."""
-        self.replies.append((ident, req_id, ok, payload, frames))
+        self.replies.append((ident, req_id, ok, payload, frames, raw))
+        self._wake()
+
+    def _wake(self):
         try:
             self._wake_w.send(b"x")
         except (BlockingIOError, OSError):
             pass
+
+    def _on_log_lines(self, msg, frames):
+        """LOG_LINES from a worker (the driver's I/O thread): the loop thread
+        sends them to every client that connected with log_to_driver."""
+        self.logs.append(LOG_LINES.parse(msg)[1:])
+        self._wake()
+
+    def _send_logs(self):
+        sessions = [s for s in self.sessions.values() if s.log_to_driver]
+        while self.logs:
+            prefix, is_err, text = self.logs.popleft()
+            if not sessions:
+                print_log_lines(prefix, is_err, text)    # into the server's log
+                continue
+            msg = CLIENT_LOG.make(prefix, is_err, text)
+            for s in sessions:
+                try:
+                    self.sock.send_multipart([s.ident, *s.link.sign(msg)], copy=False)
+                except zmq.ZMQError as err:
+                    log.warning("sending output to a client failed: %s", err)
 
     def _in_pool(self, sess, req_id, fn, *args):
         ident = sess.ident
 
         def run():
             try:
-                payload, frames = fn(*args)
-                self._reply_later(ident, req_id, True, payload, frames)
+                self._reply_later(ident, req_id, True, *fn(*args))
             except BaseException as err:  # noqa: BLE001 - answered to the client
                 if isinstance(err, (exc.RayError, ValueError, TypeError, KeyError,
                                     TimeoutError)):
@@ -208,13 +267,17 @@ class ClientServer:
         sess = self.sessions.pop(ident, None)
         if sess is None:
             return
+        self.ended[ident] = sess        # to answer its late requests
+        while len(self.ended) > 1024:
+            self.ended.popitem(last=False)
         cw = self.cw
         pins, sess.pins = sess.pins, {}
         for aid, n in sess.handles.items():
             for _ in range(n):
                 cw.decref_q.append((aid,))
         sess.handles = {}
-        del pins
+        gens, sess.gens = sess.gens, {}
+        del pins, gens
         with cw.lock:
             cw.drain_decrefs()
         log.info("client session ended (%d open)", len(self.sessions))
@@ -245,21 +308,27 @@ class ClientServer:
                              "use the same pyray version on both sides")
         if isinstance(ident, Session):
             ident = ident.ident
-        self.sessions[ident] = Session(ident)
+        opts = m.options or {}
+        nonce = wire.new_nonce()
+        key = wire.session_key(self.key, opts.get("nonce") or b"", nonce)
+        sess = self.sessions[ident] = Session(ident, self.key,
+                                              bool(opts.get("log_to_driver", True)))
         cw = self.cw
         from pyray._private.context import ctx
         info = {"addr": cw.addr, "job_id": cw.job_id, "job_config": cw.job_config,
                 "node": dict(cw.node), "namespace": ctx.namespace,
                 "gcs_addr": cw.gcs_addr, "node_id": cw.node_id,
                 "max_inline_bytes": cw.config.max_inline_bytes,
-                "task_max_retries": cw.config.task_max_retries, "pid": os.getpid()}
+                "task_max_retries": cw.config.task_max_retries, "pid": os.getpid(),
+                "nonce": nonce}
         log.info("client session opened (%d open)", len(self.sessions))
-        self._send(ident, m.req_id, True, info)
+        self._send(ident, m.req_id, True, info)     # with the token: the client has no key yet
+        sess.link.key = key
 
     def _h_submit(self, sess, msg, frames):
         m = CLIENT_SUBMIT.parse(msg)
         (task_id, name, data, nbuf, arg_refs, deps, return_ids, key, shape, retries,
-         retry_exc, actor) = m.task
+         retry_exc, actor, stream) = m.task
         cw = self.cw
         if m.fn is None:
             from pyray.actor import _METHOD_DESC
@@ -287,6 +356,13 @@ class ClientServer:
         if actor is not None:
             spec.shape = shape
             spec.actor = actor
+        if stream is not None:
+            # a generator task: its stream lives here, the client asks for items
+            gen = generators.submit(cw, spec, sess.pins[return_ids[0]], stream[0], stream[1],
+                                    actor=actor is not None)
+            if isinstance(gen, generators.ObjectRefGenerator):
+                sess.gens[task_id] = gen
+        elif actor is not None:
             cw.submit_actor_task(spec)
         else:
             cw.submit(spec)
@@ -319,10 +395,16 @@ class ClientServer:
         """cw.wait in slices of a second, so that a wait whose client has
         gone does not hold a pool thread for ever."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        cw = self.cw
+        if any(type(r) is not ObjectRef for r in refs):
+            def wait(*args):
+                return generators.wait(cw, *args)       # some are generators
+        else:
+            wait = cw.wait
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _ = self.cw.wait(refs, num_returns, 1.0 if left is None else min(left, 1.0),
-                                    fetch_local)
+            ready, _ = wait(list(refs), num_returns, 1.0 if left is None else min(left, 1.0),
+                            fetch_local)
             if len(ready) >= num_returns or (left is not None and left <= 1.0):
                 return ready
             if ident not in self.sessions or self.stopping:
@@ -337,7 +419,7 @@ class ClientServer:
             raise exc.GetTimeoutError(
                 f"Get timed out: some object(s) not ready after {timeout}s "
                 f"(first pending: {pending[0].hex()}).")
-        out, frames = [], []
+        out, frames, raw = [], [], []
         for ref in refs:
             with cw.lock:
                 loc = cw.locate(ref)
@@ -347,8 +429,10 @@ class ClientServer:
             else:
                 parts = [payload[0], *payload[1]]
             out.append((kind, len(parts)))
+            # a value's pickle is signed in full, its large buffers by length
+            raw.extend(len(frames) + i for i in wire.raw_frames(parts, 1))
             frames.extend(parts)
-        return out, frames
+        return out, frames, raw
 
     def _read_store(self, ref):
         import plasma
@@ -369,12 +453,60 @@ class ClientServer:
 
     def _h_wait(self, sess, msg, frames):
         m = CLIENT_WAIT.parse(msg)
-        refs = [self._resolve(sess, w) for w in m.refs]
+        refs = [self._gen(sess, w[0]) if len(w) == 1 else self._resolve(sess, w)
+                for w in m.refs]
 
         def run():
             ready = self._wait_refs(sess.ident, refs, m.num_returns, m.timeout, m.fetch_local)
-            s = set(r._id for r in ready)
-            return [i for i, r in enumerate(refs) if r._id in s], ()
+            s = set(id(r) for r in ready)
+            return [i for i, r in enumerate(refs) if id(r) in s], ()
+        self._in_pool(sess, m.req_id, run)
+
+    @staticmethod
+    def _gen(sess, task_id):
+        gen = sess.gens.get(task_id)
+        if gen is None:
+            raise ValueError(f"no generator task {task_id.hex()} of this client is streaming")
+        return gen
+
+    def _h_gen(self, sess, msg, frames):
+        m = CLIENT_GEN.parse(msg)
+        gen = self._gen(sess, m.task_id)
+        if m.what == "finished":
+            self._send(sess.ident, m.req_id, True, gen.is_finished())
+            return
+        if m.what != "next":
+            raise ValueError(f"unknown generator request {m.what!r}")
+
+        def run():
+            deadline = None if m.timeout is None else time.monotonic() + m.timeout
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    ref = gen._next_sync(1.0 if left is None else min(left, 1.0))
+                except StopIteration:
+                    return ([], True), ()
+                except exc.GetTimeoutError:
+                    if left is not None and left <= 1.0:
+                        raise
+                    if sess.ident not in self.sessions or self.stopping:
+                        raise ConnectionError("the client's session ended") from None
+                    continue
+                break
+            sess.pins[ref._id] = ref
+            oids = [ref._id]
+            # the items already there go along (not under backpressure: there
+            # an item counts as consumed only when the client's caller takes it)
+            while gen._st.backpressure <= 0 and len(oids) < GEN_BATCH:
+                try:
+                    ref = gen._next_sync(0)
+                except StopIteration:
+                    return (oids, True), ()
+                except exc.GetTimeoutError:
+                    break
+                sess.pins[ref._id] = ref
+                oids.append(ref._id)
+            return (oids, False), ()
         self._in_pool(sess, m.req_id, run)
 
     def _h_refs(self, sess, msg, frames):
@@ -400,7 +532,9 @@ class ClientServer:
                 sess.handles.pop(aid, None)
         for aid in m.escaped:
             cw.actor_handle_escaped(aid)
-        if m.releases or m.handles:
+        for task_id in m.gens_dropped:
+            sess.gens.pop(task_id, None)
+        if m.releases or m.handles or m.gens_dropped:
             with cw.lock:
                 cw.drain_decrefs()
 

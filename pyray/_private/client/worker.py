@@ -25,10 +25,14 @@ import zmq
 from pyray import exceptions as exc
 from pyray._private import errors, ids, serialization
 from pyray._private.client import wire
+from pyray._private.generators import ObjectRefGenerator
+from pyray._private.ids import TASK_ID_SIZE
+from pyray._private.io_loop import print_log_lines
 from pyray._private.object_ref import ObjectRef
 from pyray._private.protocol import (CLIENT_ACTOR_KILLED, CLIENT_BYE, CLIENT_CANCEL, CLIENT_GCS,
-                                     CLIENT_GET, CLIENT_HELLO, CLIENT_PING, CLIENT_PUT, CLIENT_REFS,
-                                     CLIENT_REPLY, CLIENT_SUBMIT, CLIENT_WAIT, ERROR, Op)
+                                     CLIENT_GEN, CLIENT_GET, CLIENT_HELLO, CLIENT_LOG, CLIENT_PING,
+                                     CLIENT_PUT, CLIENT_REFS, CLIENT_REPLY, CLIENT_SUBMIT,
+                                     CLIENT_WAIT, ERROR, Op)
 
 CONNECT_TIMEOUT_S = float(os.environ.get("PYRAY_CLIENT_CONNECT_TIMEOUT_S", "10"))
 # the server answers the client's pings (every second): a server silent this
@@ -48,7 +52,7 @@ class ClientWorker:
         self.address = address
         host, port = wire.parse_address(address)
         self.endpoint = f"tcp://{host}:{port}"
-        self.key = token.encode()
+        self.link = wire.Link(token.encode())
         self.config = config
         self.lock = threading.RLock()
         self.cv = threading.Condition(self.lock)
@@ -66,6 +70,7 @@ class ClientWorker:
         self._expect = set()     # oids the server pins by itself
         self._handles = {}       # actor id -> pending count change
         self._escaped = []
+        self._gens_dropped = []  # task ids of generators let go, to send
         self._actor_counts = {}
         self._kept = {}          # actor id -> refs in its constructor's arguments
         self._sent_fns = set()
@@ -75,7 +80,12 @@ class ClientWorker:
         self.closed = False
         self.broken = None
         self.last_heard = time.monotonic()
-        info, _ = self._hello(namespace)
+        self._last_call = 0.0
+        nonce = wire.new_nonce()
+        info, _ = self._hello(namespace, {"log_to_driver": bool(config.log_to_driver),
+                                          "nonce": nonce})
+        # the rest of the connection is signed with its own key (wire.py)
+        self.link.key = wire.session_key(self.link.key, nonce, info["nonce"])
         self.addr = info["addr"]
         self.driver_addr = info["addr"]
         self.gcs_addr = info["gcs_addr"]
@@ -93,18 +103,46 @@ class ClientWorker:
 
     def _ping(self):
         """Tells the server every second that this client lives (and sends
-        the ref changes of an idle client)."""
+        the ref changes of an idle client); while no call waits for an
+        answer, reads what the server sends by itself (workers' output)."""
         while not self.closed:
-            time.sleep(1.0)
+            end = time.monotonic() + 1.0
+            while not self.closed and time.monotonic() < end:
+                self._read_idle()
+                time.sleep(0.05)
             try:
                 self._send(CLIENT_PING.make())
             except Exception:  # noqa: BLE001 - closed meanwhile
                 return
 
+    def _read_idle(self):
+        """Reads what has come if no caller is reading (never waits: the
+        socket's lock is what senders take too)."""
+        if time.monotonic() - self._last_call < 0.1:
+            return          # calls are being made: they read what comes
+        with self.cv:
+            if self._receiving or self.closed:
+                return
+            self._receiving = True
+        try:
+            while True:
+                with self.slock:
+                    frames = (self.sock.recv_multipart(copy=False)
+                              if not self.closed and self.sock.poll(0) else None)
+                if frames is None:
+                    break
+                self._on_reply(frames)
+        except zmq.ZMQError:
+            pass            # closed meanwhile
+        finally:
+            with self.cv:
+                self._receiving = False
+                self.cv.notify_all()
+
     # ------------------------------------------------------------ wire
-    def _hello(self, namespace):
+    def _hello(self, namespace, options):
         req = next(self._req)
-        self._send(CLIENT_HELLO.make(req, wire.CLIENT_PROTOCOL_VERSION, namespace))
+        self._send(CLIENT_HELLO.make(req, wire.CLIENT_PROTOCOL_VERSION, namespace, options))
         try:
             return self._wait_reply(req, CONNECT_TIMEOUT_S)
         except TimeoutError:
@@ -117,20 +155,22 @@ class ClientWorker:
             self.close(bye=False)
             raise
 
-    def _send(self, msg, frames=()):
+    def _send(self, msg, frames=(), raw=()):
         if self.closed:
             raise exc.RaySystemError("the client connection is closed: call pyray.init() again")
         with self.lock:
             refs = self._take_ref_changes()
-        parts = wire.sign(self.key, msg, frames)
-        with self.slock:
-            if refs is not None:
-                self.sock.send_multipart(wire.sign(self.key, refs), copy=False)
-            self.sock.send_multipart(parts, copy=False)
+        link = self.link
+        with self.slock:        # messages are numbered in the order they are sent
+            if refs is None:
+                self.sock.send_multipart(link.sign(msg, frames, raw), copy=False)
+            else:               # the ref changes ride ahead of it in the same zmq message
+                self.sock.send_multipart([wire.REFS_AHEAD, *link.sign(refs),
+                                          *link.sign(msg, frames, raw)], copy=False)
 
-    def _request(self, msg_fn, frames=(), timeout=None):
+    def _request(self, msg_fn, frames=(), timeout=None, raw=()):
         req = next(self._req)
-        self._send(msg_fn(req), frames)
+        self._send(msg_fn(req), frames, raw)
         return self._wait_reply(req, timeout)
 
     def _wait_reply(self, req, timeout=None):
@@ -163,6 +203,7 @@ class ClientWorker:
                     if frames is not None:
                         self._on_reply(frames)
             finally:
+                self._last_call = time.monotonic()
                 with self.cv:
                     self._receiving = False
                     self.cv.notify_all()
@@ -182,8 +223,13 @@ class ClientWorker:
                     "PYRAY_TOKEN to the token `pyray start --head` printed)")
                 self.cv.notify_all()
             return
-        got = wire.unsign(self.key, bufs)
-        if got is None or got[0][0] != Op.CLIENT_REPLY:
+        got = self.link.unsign(bufs)      # one reader at a time
+        if got is None:
+            return
+        if got[0][0] == Op.CLIENT_LOG:
+            print_log_lines(*CLIENT_LOG.parse(got[0])[1:])
+            return
+        if got[0][0] != Op.CLIENT_REPLY:
             return
         m = CLIENT_REPLY.parse(got[0])
         self.last_heard = time.monotonic()
@@ -220,6 +266,7 @@ class ClientWorker:
             if type(oid) is tuple:
                 aid = oid[0]
                 if aid is None:
+                    self._gens_dropped.append(oid[1])   # an ObjectRefGenerator
                     continue
                 self._handles[aid] = self._handles.get(aid, 0) - 1
                 n = self._actor_counts.get(aid, 0) - 1
@@ -242,13 +289,16 @@ class ClientWorker:
         """The CLIENT_REFS message of what changed since the last one, or
         None (lock held)."""
         releases = self.drain_decrefs() if self.decref_q else []
-        if not (releases or self._pins or self._handles or self._escaped):
+        if not (releases or self._pins or self._handles or self._escaped or
+                self._gens_dropped):
             return None
         handles = [(a, d) for a, d in self._handles.items() if d]
-        msg = CLIENT_REFS.make(list(self._pins.values()), releases, handles, self._escaped)
+        msg = CLIENT_REFS.make(list(self._pins.values()), releases, handles, self._escaped,
+                               self._gens_dropped)
         self._pins = {}
         self._handles = {}
         self._escaped = []
+        self._gens_dropped = []
         return msg
 
     def keep_alive(self, actor_id, refs):
@@ -269,12 +319,7 @@ class ClientWorker:
         self._send(CLIENT_ACTOR_KILLED.make(actor_id))
 
     # ------------------------------------------------------------ tasks
-    @property
-    def streams(self):
-        raise NotImplementedError("generator tasks (functions or actor methods that yield) "
-                                  "are not supported through the client yet (docs/client.md)")
-
-    def submit(self, spec):
+    def submit(self, spec, stream=None):
         fn = spec.fn
         if fn.fn_id is None:
             fnw = None
@@ -292,11 +337,36 @@ class ClientWorker:
                 [wire.wire_ref(r) for r in spec.arg_refs],
                 [wire.wire_ref(r) for r in spec.deps] if spec.deps else None,
                 spec.return_ids, spec.key, spec.shape, spec.retries_left,
-                spec.retry_exceptions, spec.actor)
-        self._send(CLIENT_SUBMIT.make(task, fnw), bufs)
+                spec.retry_exceptions, spec.actor, stream)
+        self._send(CLIENT_SUBMIT.make(task, fnw), bufs, wire.raw_frames(bufs) if bufs else ())
 
     def submit_actor_task(self, spec):
         self.submit(spec)
+
+    def submit_generator(self, spec, completion_ref, mode, backpressure, actor):
+        """generators.submit for a client: the server runs the task's stream
+        and hands its items out one `next` request at a time."""
+        self.submit(spec, (mode, backpressure))
+        if mode == "dynamic":
+            return completion_ref
+        return ClientObjectRefGenerator(completion_ref, self)
+
+    def _adopt(self, oid):
+        """A ref for `oid`, which the server already pinned for this client."""
+        with self.lock:
+            if oid not in self.local_refs:
+                self._expect.add(oid)
+        return ObjectRef(oid, self.addr)
+
+    def gen_next(self, task_id, timeout):
+        """(refs, ended) of a generator task: the next item's ref and those
+        of the items already there after it; ended: none follows."""
+        (oids, ended), _ = self._request(
+            lambda req: CLIENT_GEN.make(req, task_id, "next", timeout))
+        return [self._adopt(oid) for oid in oids], ended
+
+    def gen_finished(self, task_id):
+        return self._request(lambda req: CLIENT_GEN.make(req, task_id, "finished", None))[0]
 
     def cancel(self, ref, force, recursive=True):
         self._send(CLIENT_CANCEL.make(wire.wire_ref(ref), bool(force), bool(recursive)))
@@ -313,8 +383,9 @@ class ClientWorker:
         ser = serialization.serialize(value)
         oid = ids.new_put_id()
         contained = [wire.wire_ref(r) for r in ser.refs]
+        frames = [ser.data, *ser.buffers]
         self._request(lambda req: CLIENT_PUT.make(req, oid, contained, len(ser.buffers)),
-                      [ser.data, *ser.buffers])
+                      frames, raw=wire.raw_frames(frames, 1))
         with self.lock:
             if oid not in self.local_refs:
                 self._expect.add(oid)
@@ -356,7 +427,7 @@ class ClientWorker:
         if not isinstance(refs, (list, tuple)):
             raise TypeError(f"wait() expects a list of ObjectRefs, got {type(refs).__name__}")
         for r in refs:
-            if type(r) is not ObjectRef:
+            if type(r) is not ObjectRef and type(r) is not ClientObjectRefGenerator:
                 raise TypeError(f"wait() expects ObjectRefs, got a {type(r).__name__} in the list")
         if len(set(refs)) != len(refs):
             raise ValueError("wait() expects unique ObjectRefs; the list has duplicates")
@@ -369,8 +440,17 @@ class ClientWorker:
             raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
         if not refs:
             return [], []
-        idx, _ = self._request(lambda req: CLIENT_WAIT.make(
-            req, [wire.wire_ref(r) for r in refs], num_returns, timeout, bool(fetch_local)))
+        # a generator holding items (or at its end) is ready without asking
+        here = [i for i, r in enumerate(refs)
+                if type(r) is ClientObjectRefGenerator and r._here()]
+        idx = here[:num_returns]
+        if len(idx) < num_returns:
+            rest = [i for i in range(len(refs)) if i not in set(here)]
+            got, _ = self._request(lambda req: CLIENT_WAIT.make(
+                req, [(refs[i]._task_id,) if type(refs[i]) is ClientObjectRefGenerator
+                      else wire.wire_ref(refs[i]) for i in rest],
+                num_returns - len(idx), timeout, bool(fetch_local)))
+            idx = sorted(idx + [rest[j] for j in got])
         s = set(idx)
         return [refs[i] for i in idx], [r for i, r in enumerate(refs) if i not in s]
 
@@ -401,6 +481,62 @@ class ClientWorker:
         self.zctx.term()
 
 
+class ClientObjectRefGenerator(ObjectRefGenerator):
+    """The ObjectRefGenerator of a generator task submitted through the
+    client: the server holds the task's stream; `next` asks it for the next
+    item, and gets the refs of the items already there after it too (kept
+    here, handed out by the next `next` calls); the server pins each for
+    this client."""
+
+    def __init__(self, completion_ref, cw):
+        self._ref = completion_ref
+        self._cw = cw
+        self._st = None
+        self._task_id = completion_ref._id[:TASK_ID_SIZE]
+        self._ended = False          # the server has no item after those in _buf
+        self._buf = collections.deque()
+
+    def _next_sync(self, timeout_s=None):
+        if not self._buf:
+            if self._ended:
+                raise StopIteration
+            refs, self._ended = self._cw.gen_next(self._task_id, timeout_s)
+            self._buf.extend(refs)
+            if not self._buf:
+                raise StopIteration
+        return self._buf.popleft()
+
+    def _here(self):
+        """next() would not ask the server."""
+        return bool(self._buf) or self._ended
+
+    def _next_or_none(self):
+        try:
+            return self._next_sync(None)
+        except StopIteration:
+            return None
+
+    async def __anext__(self):
+        import asyncio
+        ref = await asyncio.get_running_loop().run_in_executor(None, self._next_or_none)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
+
+    def is_finished(self):
+        if self._buf:
+            return False
+        return self._ended or bool(self._cw.gen_finished(self._task_id))
+
+    def _ready(self):
+        raise TypeError("an ObjectRefGenerator of the client is waited on by the client")
+
+    def __del__(self):
+        cw = self._cw
+        if cw is not None:
+            cw.decref_q.append((None, self._task_id))
+
+
 def find_token(token):
     if token:
         return token
@@ -419,11 +555,21 @@ def find_token(token):
                           "start --head` prints it)")
 
 
-def connect(address, config, namespace=None, token=None):
-    """init() for a pyray:// address: returns the address info."""
+def connect(address, config, namespace=None, token=None, job_env=None):
+    """init() for a pyray:// address: returns the address info.  job_env:
+    init(runtime_env=...) validated; it is resolved here (a local
+    working_dir is uploaded through the connection) and becomes the parent
+    env of the client's tasks and actors, as a driver's job env does."""
     from pyray._private import object_ref
+    from pyray._private import runtime_env as rte
     from pyray._private.context import ctx
     cw = ClientWorker(address, find_token(token), config, namespace)
+    if job_env:
+        try:
+            cw.job_config = dict(cw.job_config, runtime_env=rte.set_job_env(job_env, cw))
+        except BaseException:
+            cw.close()
+            raise
     object_ref._set_core_worker(cw)
     ctx.core_worker = cw
     ctx.mode = "client"

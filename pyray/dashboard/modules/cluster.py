@@ -1,0 +1,44 @@
+"""The dashboard's own pages: its version, the cluster's nodes and
+resources, and the placeholder front page."""
+from __future__ import annotations
+
+OPEN_ON_LOOPBACK = ("/", "/api/version", "/api/cluster_status")
+
+# the REST API's version, as Ray's /api/version reports it
+API_VERSION = "2"
+
+_INDEX = """<!doctype html><html><head><title>pyray dashboard</title></head><body>
+<h1>pyray dashboard</h1>
+<p>The web interface is not written yet. The REST API is:
+<a href="/api/version">/api/version</a>, <a href="/api/cluster_status">/api/cluster_status</a>,
+<a href="/api/jobs/">/api/jobs/</a> (docs/dashboard.md, docs/jobs.md).</p>
+</body></html>"""
+
+
+def _status():
+    import pyray
+    nodes = pyray.nodes()
+    return {"nodes": nodes, "cluster_resources": pyray.cluster_resources(),
+            "available_resources": pyray.available_resources(),
+            "num_alive_nodes": sum(1 for n in nodes if n["Alive"])}
+
+
+def routes(dashboard):
+    from starlette.responses import HTMLResponse, JSONResponse
+    from starlette.routing import Route
+
+    import pyray
+
+    async def index(request):
+        return HTMLResponse(_INDEX)
+
+    async def version(request):
+        return JSONResponse({"version": API_VERSION, "ray_version": pyray.__version__,
+                             "pyray_version": pyray.__version__, "ray_commit": "",
+                             "session_name": dashboard.session_dir.rstrip("/").rsplit("/", 1)[-1]})
+
+    async def cluster_status(request):
+        return JSONResponse({"result": True, "msg": "", "data": await dashboard.call(_status)})
+
+    return [Route("/", index), Route("/api/version", version),
+            Route("/api/cluster_status", cluster_status)]
