@@ -2,11 +2,15 @@
 state CLI against real clusters (docs/state.md)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -17,6 +21,16 @@ from pyray.util.state import (RayStateApiException, get_actor, get_node, get_tas
                               summarize_objects, summarize_tasks)
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+DASHBOARD_PORT = _free_port()
+RAY_INIT_ARGS = {"num_cpus": 2, "object_store_memory": 1 << 30, "dashboard_port": DASHBOARD_PORT}
 
 
 @pyray.remote
@@ -286,4 +300,42 @@ def test_the_http_routes_answer_in_rays_shape(ray_start, wait_for):
     status, summary = data.http_get("/api/v0/actors/summarize")
     assert status == 200 and "Counter" in \
         summary["data"]["result"]["node_id_to_summary"]["cluster"]["summary"]
+    pyray.kill(c)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("starlette") is None or
+                    importlib.util.find_spec("uvicorn") is None,
+                    reason="the dashboard needs starlette and uvicorn")
+def test_the_dashboard_serves_the_state_routes(ray_start, wait_for):
+    url = f"http://127.0.0.1:{DASHBOARD_PORT}"
+
+    def get(path):
+        try:
+            with urllib.request.urlopen(url + path, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def up():
+        try:
+            return get("/api/version")[0] == 200
+        except OSError:
+            return False
+    wait_for(up, timeout=20, what="the dashboard")
+    c = Counter.options(name="dash-counter").remote()
+    pyray.get(c.incr.remote())
+    status, body = get("/api/v0/actors?filter_keys=name&filter_predicates=%3D"
+                       "&filter_values=dash-counter&detail=true")
+    assert status == 200 and body["result"] is True
+    rows = body["data"]["result"]["result"]
+    assert [(r["actor_id"], r["class_name"]) for r in rows] == [(c._actor_id.hex(), "Counter")]
+    status, body = get("/api/v0/nodes")
+    assert status == 200 and body["data"]["result"]["result"][0]["state"] == "ALIVE"
+    status, body = get("/api/v0/tasks?filter_keys=colour&filter_predicates=%3D&filter_values=red")
+    assert status == 400 and "Supported filter columns" in body["msg"]
+    ref = quiet.remote()
+    pyray.get(ref)
+    _task(ref.task_id().hex(), wait_for, "FINISHED")
+    status, trace = get("/api/v0/tasks/timeline")
+    assert status == 200 and ref.task_id().hex() in {e["args"]["task_id"] for e in trace}
     pyray.kill(c)
