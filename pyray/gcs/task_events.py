@@ -1,10 +1,10 @@
 """The GCS's task records, built from the TASK_EVENTS batches every process
 sends (pyray._private.task_events).
 
-A batch arrives as one pickled blob and waits, unread, in ``pending``: the
-GCS spends nothing on task events while nobody asks.  A query (and the
-GCS's own records: actor creations, drivers) first folds the pending
-batches into the records.
+A batch arrives as one pickled blob and waits, unread, in ``pending`` (the
+GCS's own events too: actor creations, drivers): the GCS spends nothing on
+task events while nobody asks.  A query first folds the pending batches
+into the records.
 
 Bounded twice (``task_events_max_num_task_in_gcs`` = N): at most N records
 (the oldest goes first, counted in ``num_tasks_dropped_gcs``), and at most
@@ -57,10 +57,12 @@ class TaskEventStore:
     def h_task_events(self, msg, frames=None):
         m = TASK_EVENTS.parse(msg)
         self.dropped_events += m.dropped or 0
-        if not m.count:
-            return
-        self.pending.append((m.source, m.events, m.count))
-        self.pending_events += m.count
+        if m.count:
+            self._queue(m.source, m.events, m.count)
+
+    def _queue(self, source, events, count):
+        self.pending.append((source, events, count))
+        self.pending_events += count
         if self.pending_events - self.pending[0][2] >= self.max_pending:
             # newer events than the records can hold: the records go first,
             # then the oldest batches (whole: the newest always stays)
@@ -76,8 +78,10 @@ class TaskEventStore:
         pending, self.pending = self.pending, collections.deque()
         self.pending_events = 0
         add = self.add
-        for (node_id, worker_id, pid, job_id), blob, _ in pending:
-            for ev in pickle.loads(blob):
+        for (node_id, worker_id, pid, job_id), events, _ in pending:
+            if type(events) is bytes:
+                events = pickle.loads(events)
+            for ev in events:
                 add(ev, node_id, worker_id, pid, job_id)
 
     def add(self, ev, node_id=None, worker_id=None, pid=None, job_id=None):
@@ -134,22 +138,19 @@ class TaskEventStore:
         tid = spec.get("creation_task_id")
         if tid is None or spec.get("options", {}).get("enable_task_events") is False:
             return
-        self.fold()
         name = spec["meta"].get("class_name", "?") + ".__init__"
-        self.add((tid, PENDING_NODE_ASSIGNMENT, time.time(), name, ACTOR_CREATION_TASK,
-                  spec["actor_id"], 0), job_id=spec.get("job_id"))
+        self._queue((None, None, None, spec.get("job_id")), [
+            (tid, PENDING_NODE_ASSIGNMENT, time.time(), name, ACTOR_CREATION_TASK,
+             spec["actor_id"], 0)], 1)
 
     def driver_started(self, job_id, info):
         """Ray lists each job's driver as a DRIVER_TASK."""
-        self.fold()
-        self.add((b"\xff" * 12 + job_id, RUNNING, time.time(), "driver", DRIVER_TASK, None, 0),
-                 info.get("node_id"), None, info.get("pid"), job_id)
+        self._queue((info.get("node_id"), None, info.get("pid"), job_id), [
+            (b"\xff" * 12 + job_id, RUNNING, time.time(), "driver", DRIVER_TASK, None, 1)], 1)
 
     def driver_finished(self, job_id):
-        tid = b"\xff" * 12 + job_id
-        self.fold()
-        if tid in self.tasks:
-            self.add((tid, FINISHED, time.time()))
+        self._queue((None, None, None, job_id), [(b"\xff" * 12 + job_id, FINISHED, time.time())],
+                    1)
 
     def query(self, job_id=None):
         self.fold()
