@@ -2,11 +2,12 @@
 off the hot path and sent to the GCS in batches (docs/state.md).
 
 Recording appends one small tuple to this process's buffer (a deque: its
-append is atomic under the GIL, no lock, no formatting).  A daemon thread
-sends what the buffer holds to the GCS about once a second
-(``task_events_report_interval_ms``) as one TASK_EVENTS message, with the
-process's node, worker id, pid and job.  A full buffer drops new events and
-counts them; the count travels with the next batch.
+append is atomic under the GIL, no lock, no formatting).  A daemon thread,
+started with the process's core worker (attach), sends what the buffer
+holds to the GCS about once a second (``task_events_report_interval_ms``)
+as one TASK_EVENTS message: the events pickled once, with the process's
+node, worker id, pid and job.  A full buffer drops new events and counts
+them; the count travels with the next batch.
 
 Event tuples (the GCS reads them in pyray.gcs.task_events):
   (task_id, state, time, name, type, actor_id, attempt)  PENDING_*/RUNNING
