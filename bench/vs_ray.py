@@ -48,6 +48,7 @@ METRICS = {
     "tasks_async": ("tasks/s", True),
     "tasks_arg_1mb": ("tasks/s", True),
     "runtime_env_task": ("tasks/s", True),
+    "runtime_env_pip_task": ("tasks/s", True),
     "actor_sync": ("calls/s", True),
     "actor_async": ("calls/s", True),
     "actor_concurrent": ("calls/s", True),
@@ -79,6 +80,33 @@ def _rate(fn, seconds, per_call=1):
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             return per_call * calls / elapsed
+
+
+def _tiny_wheel():
+    """A one-module pure-Python wheel, written by hand into a temp dir (no
+    build step, no index needed): what a pip runtime env installs."""
+    import base64
+    import hashlib
+    import tempfile
+    import zipfile
+    d = tempfile.mkdtemp(prefix="vsray-wheel-")
+    path = os.path.join(d, "vsray_tiny-0.1-py3-none-any.whl")
+    files = {"vsray_tiny/__init__.py": b"VALUE = 1\n",
+             "vsray_tiny-0.1.dist-info/METADATA":
+                 b"Metadata-Version: 2.1\nName: vsray-tiny\nVersion: 0.1\n",
+             "vsray_tiny-0.1.dist-info/WHEEL":
+                 b"Wheel-Version: 1.0\nGenerator: vs_ray\nRoot-Is-Purelib: true\n"
+                 b"Tag: py3-none-any\n"}
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append("vsray_tiny-0.1.dist-info/RECORD,,")
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+        z.writestr("vsray_tiny-0.1.dist-info/RECORD", "\n".join(record) + "\n")
+    return path
 
 
 def _emit(metric, value):
@@ -149,6 +177,13 @@ def run_ray_like(modname, wanted, seconds, num_cpus):
         env = {"env_vars": {"A": "1"}}
         ray.get(small_value.options(runtime_env=env).remote())
         _emit("runtime_env_task", _rate(
+            lambda: ray.get(small_value.options(runtime_env=env).remote()), seconds))
+    if want("runtime_env_pip_task"):
+        # a task in a cached pip env (a small local wheel): built once on the
+        # first call (not measured), then its workers are reused
+        env = {"pip": [_tiny_wheel()]}
+        ray.get(small_value.options(runtime_env=env).remote(), timeout=600)
+        _emit("runtime_env_pip_task", _rate(
             lambda: ray.get(small_value.options(runtime_env=env).remote()), seconds))
     if want("tasks_arg_1mb"):
         mb = ray.put(np.ones(1024 * 1024 // 8))

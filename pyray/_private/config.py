@@ -50,6 +50,9 @@ class Config:
     # without limit; a task with max_retries=0 never), apart from its
     # max_retries, after a delay of base * 2**(kills - 1) ms (at most 60 s)
     task_oom_retries: int = -1
+    # processes a worker started are killed when it exits (the zygote and
+    # the raylet are subreapers: such processes come to them), as Ray does
+    kill_child_processes_on_worker_exit: bool = True
     task_oom_retry_delay_base_ms: int = 1000
     # where a node spills objects (default: the session directory's spill/)
     object_spilling_directory: str = ""
@@ -92,6 +95,7 @@ class Config:
 # tunables Ray reads from RAY_<name> that mean the same here
 _RAY_ENV = frozenset({"memory_usage_threshold", "memory_monitor_refresh_ms", "task_oom_retries",
                       "task_oom_retry_delay_base_ms", "metrics_report_interval_ms",
+                      "kill_child_processes_on_worker_exit",
                       "task_events_report_interval_ms",
                       "task_events_max_num_status_events_buffer_on_worker",
                       "task_events_max_num_task_in_gcs"})

@@ -195,7 +195,7 @@ class WorkerPool:
 
     def stop(self):
         """Stops the zygote and with it every worker."""
-        self.zygote.stop()
+        self.zygote.stop(worker_pids=[w.pid for w in self.workers.values() if w.pid])
 
 
 def status_text(status):

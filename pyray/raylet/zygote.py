@@ -86,6 +86,7 @@ class Zygote:
         os.close(cmd_r)
         os.close(ev_w)
         self.pid = pid
+        self.entry_config = entry_args[1]
         self.cmd_w = cmd_w
         self.reader = MsgReader(ev_r)
         self.fd = ev_r
@@ -107,8 +108,12 @@ class Zygote:
     def events(self):
         return self.reader.read()
 
-    def stop(self, timeout=2.0):
-        """Kills the zygote and, with it, its workers; reaps them all."""
+    def stop(self, timeout=2.0, worker_pids=()):
+        """Kills the zygote and, with it, its workers (and, by their process
+        groups, what they started); reaps them all."""
+        if getattr(self.entry_config, "kill_child_processes_on_worker_exit", True):
+            for pid in worker_pids:
+                kill_group(pid)
         try:
             os.close(self.cmd_w)
         except OSError:
@@ -136,6 +141,16 @@ class Zygote:
             pass
 
 
+def kill_group(pid):
+    """Kills a worker's process group: the worker (if it is still there) and
+    every process it started that stayed in its group (Ray's
+    kill_child_processes_on_worker_exit)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _zygote_main(cmd_r, ev_w, entry_args):
     set_pdeathsig(signal.SIGKILL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -148,6 +163,8 @@ def _zygote_main(cmd_r, ev_w, entry_args):
     reader = MsgReader(cmd_r)
     children = {}
     node, config, session_dir = entry_args
+    # each worker leads a process group: what it starts goes with it
+    own_group = getattr(config, "kill_child_processes_on_worker_exit", True)
     from pyray._private.task_executor import worker_entry
     warm = False
     while True:
@@ -171,6 +188,10 @@ def _zygote_main(cmd_r, ev_w, entry_args):
             if pid == 0:
                 break
             wid = children.pop(pid, None)
+            if wid is None:
+                continue
+            if own_group:
+                kill_group(pid)
             write_msg(ev_w, ("exited", wid, pid, status))
         msgs, eof = reader.read() if _readable(cmd_r) else ([], False)
         for m in msgs:
@@ -190,6 +211,8 @@ def _zygote_main(cmd_r, ev_w, entry_args):
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     signal.signal(signal.SIGINT, signal.SIG_IGN)
                     set_pdeathsig(signal.SIGKILL)
+                    if own_group:
+                        os.setpgid(0, 0)
                     if os.getppid() != me:
                         os._exit(0)     # the zygote died before the line above
                     if len(m) > 2:
@@ -217,6 +240,8 @@ def _zygote_main(cmd_r, ev_w, entry_args):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+                if own_group:
+                    kill_group(pid)
             for pid in list(children):
                 try:
                     os.waitpid(pid, 0)
