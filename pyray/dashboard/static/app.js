@@ -640,7 +640,7 @@ function schedule() {
 function route() {
   const name = viewName();
   if (name !== current) {
-    current = name; tick = 0; lastUpdate = 0;
+    current = name; tick = 0; lastUpdate = 0; showUpdated();
     document.title = `${views[name].title}: pyray dashboard`;
     document.querySelectorAll("#nav a").forEach(a => a.classList.toggle("active", a.dataset.view === name));
     // a fresh element: a render of the view left behind draws into a detached one
