@@ -195,6 +195,7 @@ def test_every_view_shows_the_cluster_in_a_real_browser(dashboard, tmp_path):
     sid = client.submit_job(entrypoint="echo ui-test-job-output")
     wait_until(lambda: client.get_job_status(sid) == JobStatus.SUCCEEDED, timeout=40,
                what="the job")
+    held = pyray.put(b"u" * (3 << 20))      # 3 MiB the objects view shows
     node_id = pyray.get_runtime_context().get_node_id()
     has_state = http(url + "/api/v0/actors?limit=1", auth)[0] == 200
 
@@ -226,7 +227,7 @@ def test_every_view_shows_the_cluster_in_a_real_browser(dashboard, tmp_path):
             page = view("tasks", "ui_square", "ui_explode", "ui test explosion 4711", "FAILED")
             assert "<canvas" in page
             view("placement-groups", "ui-test-pg", pg.id.hex())
-            view("objects", "objects referenced")
+            view("objects", "objects referenced", held.hex()[:10], "3.00 MiB")
         else:
             for name in ("actors", "tasks", "placement-groups", "objects"):
                 view(name, missing)

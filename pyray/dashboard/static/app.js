@@ -433,7 +433,7 @@ function drawTimeline(canvas, legendEl, res) {
   }
   const d = res.data;
   const rows = d.workers.length;
-  const rowH = rows > 40 ? 10 : 18, L = 150, T = 4, B = 22;
+  const rowH = rows > 40 ? 10 : 18, L = 176, T = 4, B = 22;
   const [g, w, h] = prepCanvas(canvas, Math.max(60, T + B + rows * rowH));
   const span = Math.max(1, d.now);
   const X = t => L + t / span * (w - L - 10);
@@ -444,7 +444,7 @@ function drawTimeline(canvas, legendEl, res) {
     if (i % 2) { g.fillStyle = "#f7f8fb"; g.fillRect(0, y, w, rowH); }
     g.fillStyle = "#6b7385";
     if (rowH >= 14 || i % 4 === 0)
-      g.fillText((node !== lastNode ? `node ${node.slice(0, 6)} ` : "") + `worker ${worker.slice(0, 6)}`, L - 6, y + rowH / 2);
+      g.fillText(`node ${node.slice(0, 6)} · worker ${worker.slice(0, 6)}`, L - 6, y + rowH / 2);
     if (node !== lastNode && i) { g.strokeStyle = "#c9cfdb"; g.beginPath(); g.moveTo(0, y + 0.5); g.lineTo(w, y + 0.5); g.stroke(); }
     lastNode = node;
   });
@@ -461,7 +461,7 @@ function drawTimeline(canvas, legendEl, res) {
   }
   legendEl.innerHTML = `<div class="legend">${d.names.slice(0, 40).map((n, i) => `<span><i style="background:${colors[i]}"></i>${esc(n)}</span>`).join("")}` +
     `<span><i style="background:#d23c3c"></i>failed</span>` +
-    `<span class="muted">${fmtNum(d.spans.length)} task runs${d.total > d.spans.length ? ` (of ${fmtNum(d.total)} tasks; the first ${fmtNum(d.num_after_truncation)} drawn)` : ""}, since ${esc(fmtTime(d.t0))}</span></div>`;
+    `<span class="muted">${fmtNum(d.spans.length)} task runs${d.total > d.num_after_truncation ? ` (${fmtNum(d.num_after_truncation)} of ${fmtNum(d.total)} task records read)` : ""}, since ${esc(fmtTime(d.t0))}</span></div>`;
   // hover: the span under the pointer
   canvas.onmousemove = ev => {
     const r = canvas.getBoundingClientRect(), mx = ev.clientX - r.left, my = ev.clientY - r.top;
@@ -485,7 +485,7 @@ views["placement-groups"] = {
       ["id", p => `<span class="mono">${esc(p.placement_group_id)}</span>`],
       ["name", p => esc(p.name || "")],
       ["state", p => badge(p.state)],
-      ["strategy", p => esc(p.strategy || (p.stats && p.stats.strategy) || "")],
+      ...(res.rows.some(p => p.strategy) ? [["strategy", p => esc(p.strategy || "")]] : []),
       ["job", p => shortId(p.creator_job_id)],
       ["detached", p => p.is_detached ? "yes" : "no"],
       ["bundles", p => (p.bundles || []).map((b, i) => `<div>#${i}: ${esc(Object.entries(b.unit_resources || b.resources || {}).map(([k, v]) => `${k} ${v}`).join(", "))}${b.node_id ? ` on ${shortId(b.node_id)}` : ""}</div>`).join("")],
