@@ -160,7 +160,7 @@ function lineChart(canvas, series, opts) {
   g.textAlign = "center"; g.textBaseline = "top";
   for (let i = 0; i <= 6; i++) {
     const t = t0 + (t1 - t0) * i / 6;
-    g.fillText(new Date(t * 1000).toTimeString().slice(0, 5), X(t), h - B + 6);
+    g.fillText(new Date(t * 1000).toTimeString().slice(0, t1 - t0 < 900 ? 8 : 5), X(t), h - B + 6);
   }
   for (const s of series) {
     g.strokeStyle = s.color; g.lineWidth = 1.8; g.beginPath();
@@ -220,7 +220,7 @@ views.overview = {
     const last = history.samples[history.samples.length - 1];
     const perNode = (res, key) => {
       const m = {};
-      if (res.ok) for (const r of res.rows) m[r[key]] = (m[r[key]] || 0) + 1;
+      if (res.ok) for (const r of res.rows) if (r.type !== "DRIVER_TASK") m[r[key]] = (m[r[key]] || 0) + 1;
       return m;
     };
     const runningBy = perNode(running, "node_id"), actorsBy = perNode(actors, "node_id");
@@ -234,7 +234,7 @@ views.overview = {
       <div class="card"><div class="v">${d.num_alive_nodes}</div><div class="k">alive nodes</div></div>
       <div class="card"><div class="v">${fmtNum(tot.CPU || 0)}</div><div class="k">CPUs</div></div>
       <div class="card"><div class="v">${fmtNum(tot.GPU || 0)}</div><div class="k">GPUs</div></div>
-      <div class="card"><div class="v">${running.ok ? fmtNum(running.num_filtered !== undefined ? running.num_filtered : running.rows.length) : "–"}</div><div class="k">running tasks</div></div>
+      <div class="card"><div class="v">${running.ok ? fmtNum(Object.values(runningBy).reduce((a, b) => a + b, 0)) : "–"}</div><div class="k">running tasks</div></div>
       <div class="card"><div class="v">${actors.ok ? fmtNum(actors.rows.length) : "–"}</div><div class="k">alive actors</div></div>
       <div class="card"><div class="v">${last ? last.host_cpu_percent.toFixed(0) + "%" : "–"}</div><div class="k">head machine CPU</div></div>
     </div>`;
@@ -260,7 +260,7 @@ views.overview = {
       ["object store (owned here / capacity)", n => objects.ok
         ? bar(storeBy[n.NodeID] || 0, n.Resources.object_store_memory, `${fmtBytes(storeBy[n.NodeID] || 0)} / ${fmtBytes(n.Resources.object_store_memory)}`)
         : fmtBytes(n.Resources.object_store_memory)],
-      ["other resources", n => esc(Object.keys(n.Resources).filter(k => !["CPU", "GPU", "memory", "object_store_memory"].includes(k) && !k.startsWith("node:")).map(k => `${k}: ${fmtNum(n.Resources[k])}`).join(", "))],
+      ["other resources", n => esc(Object.keys(n.Resources).filter(k => !["CPU", "GPU", "memory", "object_store_memory"].includes(k) && !k.startsWith("node:") && !/_group_/.test(k)).map(k => `${k}: ${fmtNum(n.Resources[k])}`).join(", "))],
     ], nodes)) + (running.ok ? "" : panel("", unavailable(running, "Per-node tasks, actors and objects (the state API)")));
     if (history.samples.length) {
       html += `<div class="charts">` + panel("CPU in use, last hour", `<canvas id="ov-cpu"></canvas>`) +
@@ -357,21 +357,29 @@ views.actors = {
 
 // the tasks view: counts (the summary), a limited table, failed tasks and
 // a canvas timeline; never all rows every poll
-const taskState = { stateFilter: "", funcFilter: "", timeline: null, timelineTick: -99, timelineRes: null };
-const TASK_TABLE_LIMIT = 200;
+const taskState = { stateFilter: "", funcFilter: "", timelineTick: -99, timelineRes: null, timelineBusy: false };
+const TASK_TABLE_LIMIT = 200, TIMELINE_LIMIT = 10000;
 views.tasks = {
   title: "Tasks",
   async render(el) {
     const filters = [];
     if (taskState.stateFilter) filters.push(["state", "=", taskState.stateFilter]);
     if (taskState.funcFilter) filters.push(["func_or_class_name", "=", taskState.funcFilter]);
-    const wantTimeline = tick - taskState.timelineTick >= 5 || !taskState.timelineRes;
-    const [summary, list, failed, tl] = await Promise.all([
+    // the timeline (every 5th poll) is drawn when it comes, not waited for
+    if (tick - taskState.timelineTick >= 5 && !taskState.timelineBusy) {
+      taskState.timelineBusy = true;
+      taskState.timelineTick = tick;
+      api(`/api/ui/tasks_timeline?limit=${TIMELINE_LIMIT}`).then(tl => {
+        taskState.timelineBusy = false;
+        taskState.timelineRes = tl;
+        const c = document.getElementById("timeline");
+        if (c && current === "tasks") drawTimeline(c, document.getElementById("tl-legend"), tl);
+      });
+    }
+    const [summary, list, failed] = await Promise.all([
       stateSummary("tasks"),
       stateQuery("tasks", { limit: TASK_TABLE_LIMIT, detail: true, filters }),
-      stateQuery("tasks", { limit: 50, detail: true, filters: [["state", "=", "FAILED"]] }),
-      wantTimeline ? api("/api/ui/tasks_timeline?limit=5000") : Promise.resolve(null)]);
-    if (tl) { taskState.timelineRes = tl; taskState.timelineTick = tick; }
+      stateQuery("tasks", { limit: 50, detail: true, filters: [["state", "=", "FAILED"]] })]);
     if (!summary.ok && !list.ok) { el.innerHTML = panel("Tasks", unavailable(summary, "The task list (state API)")); return; }
     let html = "";
     if (summary.ok) {
@@ -427,7 +435,13 @@ views.tasks = {
 function sum(o) { return Object.values(o || {}).reduce((a, b) => a + b, 0); }
 
 function drawTimeline(canvas, legendEl, res) {
-  if (!res || !res.ok) {
+  if (!res) {
+    const [g, w, h] = prepCanvas(canvas, 60);
+    g.fillStyle = "#9aa3b5"; g.font = "12px system-ui, sans-serif"; g.textAlign = "center";
+    g.fillText("loading the timeline…", w / 2, h / 2);
+    return;
+  }
+  if (!res.ok) {
     canvas.replaceWith(Object.assign(document.createElement("div"), { innerHTML: unavailable(res, "The task timeline") }));
     return;
   }
@@ -435,7 +449,10 @@ function drawTimeline(canvas, legendEl, res) {
   const rows = d.workers.length;
   const rowH = rows > 40 ? 10 : 18, L = 176, T = 4, B = 22;
   const [g, w, h] = prepCanvas(canvas, Math.max(60, T + B + rows * rowH));
-  const span = Math.max(1, d.now);
+  // from the first start to the last end (now, while a task runs)
+  let last = 1;
+  for (const sp of d.spans) if (sp[3] > last) last = sp[3];
+  const span = last * 1.02;
   const X = t => L + t / span * (w - L - 10);
   g.font = "11px system-ui, sans-serif"; g.textBaseline = "middle"; g.textAlign = "right";
   let lastNode = null;
@@ -474,6 +491,7 @@ function drawTimeline(canvas, legendEl, res) {
     tip.style.left = (ev.clientX + 12) + "px"; tip.style.top = (ev.clientY + 12) + "px"; tip.hidden = false;
   };
   canvas.onmouseleave = () => { $("#tooltip").hidden = true; };
+  document.body.dataset.timeline = String(+(document.body.dataset.timeline || 0) + 1);
 }
 
 views["placement-groups"] = {
@@ -618,7 +636,12 @@ async function refresh() {
   const name = current, el = $("#view").firstElementChild;
   try {
     await views[name].render(el);
-    if (name === current) { lastUpdate = Date.now(); showUpdated(); }
+    if (name === current) {
+      lastUpdate = Date.now(); showUpdated();
+      // for tests and benchmarks: which view has drawn, how many times
+      document.body.dataset.view = name;
+      document.body.dataset.renders = String(+(document.body.dataset.renders || 0) + 1);
+    }
   } catch (e) {
     if (name !== current || !el.isConnected) return;    // the view was left meanwhile
     console.error(e);
@@ -641,6 +664,8 @@ function route() {
   const name = viewName();
   if (name !== current) {
     current = name; tick = 0; lastUpdate = 0; showUpdated();
+    document.body.dataset.renders = "0";
+    document.body.dataset.timeline = "0";
     document.title = `${views[name].title}: pyray dashboard`;
     document.querySelectorAll("#nav a").forEach(a => a.classList.toggle("active", a.dataset.view === name));
     // a fresh element: a render of the view left behind draws into a detached one
