@@ -198,6 +198,18 @@ def test_every_view_shows_the_cluster_in_a_real_browser(dashboard, tmp_path):
     held = pyray.put(b"u" * (3 << 20))      # 3 MiB the objects view shows
     node_id = pyray.get_runtime_context().get_node_id()
     has_state = http(url + "/api/v0/actors?limit=1", auth)[0] == 200
+    # the timeline the tasks view draws: derived from the state API's rows
+    status, body = http(url + "/api/ui/tasks_timeline?limit=1000", auth)
+    if has_state:
+        tl = json.loads(body)
+        assert status == 200 and {"ui_square", "ui_explode"} <= set(tl["names"])
+        failed = [sp for sp in tl["spans"] if sp[4]]
+        assert [tl["names"][sp[1]] for sp in failed] == ["ui_explode"]
+        assert all(0 <= sp[2] <= sp[3] for sp in tl["spans"])
+        assert {w[0] for w in tl["workers"]} == {pyray.get_runtime_context().get_node_id()}
+    else:
+        assert status == 404 and b"/api/v0/tasks" in body
+    assert http(url + "/api/ui/tasks_timeline?limit=0", auth)[0] == 400
 
     driver = make_driver()
     try:

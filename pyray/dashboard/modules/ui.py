@@ -20,6 +20,7 @@ so, not an error.
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
@@ -98,11 +99,24 @@ class SelfClient:
         return data.get("result", data) if isinstance(data, dict) else None
 
 
+def cluster_summary(result):
+    """The cluster-wide part of a state API summary's `result`: Ray's shape
+    is result.result.node_id_to_summary.cluster (older versions drop a
+    level or two; all are read)."""
+    if not isinstance(result, dict):
+        return None
+    if isinstance(result.get("result"), dict):
+        result = result["result"]
+    result = result.get("node_id_to_summary", result)
+    return result.get("cluster") if isinstance(result, dict) else None
+
+
 def _counts(summary, key="state_counts"):
     """Sums a state API summary's per-name state counts."""
     out = {}
+    summary = cluster_summary(summary)
     try:
-        for entry in summary["cluster"]["summary"].values():
+        for entry in summary["summary"].values():
             for state, n in entry.get(key, {}).items():
                 out[state] = out.get(state, 0) + n
     except (KeyError, TypeError, AttributeError):
@@ -164,7 +178,7 @@ class History:
                 s["actors"] = _counts(self.client.state("/api/v0/actors/summarize"))
                 objects = self.client.state("/api/v0/objects/summarize")
                 try:
-                    s["object_store_used"] = int(objects["cluster"]["total_size_mb"] * 2 ** 20)
+                    s["object_store_used"] = int(cluster_summary(objects)["total_size_mb"] * 2 ** 20)
                 except (KeyError, TypeError):
                     pass
         return s
@@ -342,11 +356,8 @@ def routes(dashboard):
         except ValueError as err:
             return error(400, str(err))
 
-        def fetch():
-            status, body = client.get(f"/api/v0/tasks?detail=true&limit={limit}")
-            return status, body
-        import asyncio
-        status, body = await asyncio.get_running_loop().run_in_executor(client.pool, fetch)
+        status, body = await asyncio.get_running_loop().run_in_executor(
+            client.pool, client.get, f"/api/v0/tasks?detail=true&limit={limit}")
         if status != 200 or not isinstance(body, dict):
             return error(status if status in (401, 404) else 502,
                          f"the state API's /api/v0/tasks answered {status or 'nothing'}")

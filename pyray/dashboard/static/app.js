@@ -112,7 +112,12 @@ function stateSummary(resource) {
     if (!res.ok) return res;
     const d = res.data;
     if (d.result === false) return { ok: false, status: 500, path: res.path, error: d.msg };
-    res.summary = ((d.data && d.data.result) || {}).cluster || {};
+    // Ray's shape: data.result.result.node_id_to_summary.cluster (older
+    // versions drop a level or two; all are read)
+    let r = (d.data && d.data.result) || {};
+    if (r.result && typeof r.result === "object") r = r.result;
+    if (r.node_id_to_summary) r = r.node_id_to_summary;
+    res.summary = r.cluster || {};
     return res;
   });
 }
@@ -309,7 +314,7 @@ views.jobs = {
     if (jobState.selected) {
       const logs = await api(`/api/jobs/${encodeURIComponent(jobState.selected)}/logs`);
       html += panel(`Logs of ${jobState.selected}`, logs.ok
-        ? `<pre class="logtext" style="height:300px">${esc(logs.data.logs)}</pre>` : unavailable(logs, "The job's logs"));
+        ? `<pre class="logtext" style="height:300px">${esc((logs.data.logs || "").slice(-200000))}</pre>` : unavailable(logs, "The job's logs"));
     }
     el.innerHTML = html;
     el.querySelectorAll("[data-job]").forEach(a => a.onclick = () => { jobState.selected = a.dataset.job; refresh(); });
@@ -562,7 +567,7 @@ views.logs = {
       el.innerHTML = `<div class="logs"><section class="panel logfiles"><h2>Log files</h2>
         <input type="search" id="logfilter" placeholder="filter files" style="width:100%;margin-bottom:6px"><div id="logfiles"></div></section>
         <section class="panel"><h2 id="logtitle">Choose a log file</h2><pre class="logtext" id="logtext"></pre></section></div>`;
-      $("#logfilter", el).oninput = e => { logState.filter = e.target.value; views.logs.render(el); };
+      $("#logfilter", el).oninput = e => { logState.filter = e.target.value; refresh(); };
     }
     const f = logState.filter.toLowerCase();
     $("#logfiles", el).innerHTML = list.data.nodes.map(n => `<div class="muted" style="margin:6px 0 2px">node: ${esc(n.node)}</div>` +
@@ -571,21 +576,27 @@ views.logs = {
         `<span class="mono">${esc(x.name)}</span><span class="muted">${fmtBytes(x.size)}</span></div>`).join("")).join("");
     el.querySelectorAll(".logfiles div.f").forEach(d => d.onclick = () => {
       Object.assign(logState, { node: d.dataset.node, name: d.dataset.name, text: "", next: null });
-      views.logs.render(el);
+      refresh();
     });
     if (!logState.name) return;
     const pre = $("#logtext", el);
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 20;
     const q = logState.next === null ? "tail=1000" : `offset=${logState.next}`;
+    const key = `${logState.node}/${logState.name}`;
     const res = await api(`/api/ui/logs/${encodeURIComponent(logState.name)}?node=${encodeURIComponent(logState.node)}&${q}`);
+    if (key !== `${logState.node}/${logState.name}`) return;     // another file was chosen
     $("#logtitle", el).textContent = `${logState.name} (node ${logState.node})`;
     if (!res.ok) { pre.textContent = res.error; return; }
-    if (res.data.next_offset < (logState.next || 0)) { logState.text = ""; }   // truncated / rotated
+    if (logState.next !== null && res.data.size < logState.next) {     // truncated: tail again
+      Object.assign(logState, { text: "", next: null });
+      return;
+    }
     logState.text = (logState.text + res.data.text).slice(-2000000);
     logState.next = res.data.next_offset;
-    if (pre.dataset.len !== String(logState.text.length)) {
+    const shown = `${key}:${logState.next}:${logState.text.length}`;
+    if (pre.dataset.shown !== shown) {
       pre.textContent = logState.text;
-      pre.dataset.len = String(logState.text.length);
+      pre.dataset.shown = shown;
       if (atBottom || q.startsWith("tail")) pre.scrollTop = pre.scrollHeight;
     }
   },
@@ -625,13 +636,14 @@ views.metrics = {
 };
 
 // ------------------------------------------------------------- the loop
-let current = null, lastUpdate = 0, timer = null, busy = false;
+let current = null, lastUpdate = 0, timer = null, busy = false, again = false;
 function viewName() {
   const v = (location.hash || "").replace(/^#\/?/, "").split("?")[0];
   return views[v] ? v : "overview";
 }
+// one render at a time; a refresh asked for meanwhile (a click) runs after it
 async function refresh() {
-  if (busy) return;
+  if (busy) { again = true; return; }
   busy = true;
   const name = current, el = $("#view").firstElementChild;
   try {
@@ -648,6 +660,7 @@ async function refresh() {
     el.insertAdjacentHTML("afterbegin", `<div class="panel error">This view failed to draw: ${esc(e && e.stack || e)}</div>`);
   } finally {
     busy = false;
+    if (again) { again = false; setTimeout(refresh, 0); }
   }
 }
 function showUpdated() {
@@ -674,7 +687,6 @@ function route() {
     actorState.focus = false;
     taskState.timelineTick = -99;
   }
-  busy = false;
   refresh();
   schedule();
 }
