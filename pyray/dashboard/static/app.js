@@ -39,10 +39,11 @@ function shortId(id) {
   return id ? `<span class="mono" title="${esc(id)}">${esc(String(id).slice(0, 10))}…</span>` : "–";
 }
 function badge(s) { return s ? `<span class="badge ${esc(s)}">${esc(s)}</span>` : "–"; }
-function bar(used, total, label) {
+// a use bar; `share` bars (parts of a whole) are not coloured by level
+function bar(used, total, label, share) {
   if (!total) return `<span class="muted">–</span>`;
   const f = Math.max(0, Math.min(1, used / total));
-  const cls = f > 0.9 ? "full" : f > 0.7 ? "hot" : "";
+  const cls = share ? "" : f > 0.9 ? "full" : f > 0.7 ? "hot" : "";
   return `<div class="bar"><i class="${cls}" style="width:${(f * 100).toFixed(1)}%"></i>` +
     `<span>${esc(label || "")} ${(f * 100).toFixed(0)}%</span></div>`;
 }
@@ -212,13 +213,20 @@ async function loadHistory() {
 const views = {};
 let tick = 0;   // polls of the current view
 
+// a node's custom resources (not the standard ones, its node: marker or
+// the placement groups' bundle resources)
+function otherResources(n) {
+  return Object.keys(n.Resources).filter(k => !["CPU", "GPU", "memory", "object_store_memory"].includes(k) &&
+    !k.startsWith("node:") && !/_group_/.test(k)).map(k => `${k}: ${fmtNum(n.Resources[k])}`).join(", ");
+}
+
 views.overview = {
   title: "Cluster overview",
   async render(el) {
     const [status, hist, running, actors, objects] = await Promise.all([
       api("/api/cluster_status"), loadHistory(),
-      stateQuery("tasks", { limit: 10000, filters: [["state", "=", "RUNNING"]] }),
-      stateQuery("actors", { limit: 10000, filters: [["state", "=", "ALIVE"]] }),
+      stateQuery("tasks", { limit: 10000, detail: true, filters: [["state", "=", "RUNNING"]] }),
+      stateQuery("actors", { limit: 10000, detail: true, filters: [["state", "=", "ALIVE"]] }),
       stateQuery("objects", { limit: 10000 })]);
     if (!status.ok) { el.innerHTML = panel("Nodes", unavailable(status, "The cluster status")); return; }
     const d = status.data.data, tot = d.cluster_resources, av = d.available_resources;
@@ -229,6 +237,23 @@ views.overview = {
       return m;
     };
     const runningBy = perNode(running, "node_id"), actorsBy = perNode(actors, "node_id");
+    // logical resources in use per node: what its running tasks and alive
+    // actors hold (an actor's own tasks run on what the actor holds)
+    const heldBy = {};
+    const hold = (node, req) => {
+      const h = heldBy[node] || (heldBy[node] = {});
+      for (const [k, v] of Object.entries(req || {})) h[k] = (h[k] || 0) + v;
+    };
+    if (running.ok) for (const t of running.rows) if (t.type === "NORMAL_TASK") hold(t.node_id, t.required_resources);
+    if (actors.ok) for (const a of actors.rows) hold(a.node_id, a.required_resources);
+    // one node: the cluster's use is its use (exact); several: the sums
+    const alone = d.nodes.filter(n => n.Alive).length === 1;
+    const nodeUse = (n, k, fmt) => {
+      const total = n.Resources[k] || 0;
+      if (!total || !(alone || (running.ok && actors.ok))) return esc(fmt(total));
+      const used = alone ? total - (av[k] || 0) : (heldBy[n.NodeID] || {})[k] || 0;
+      return bar(used, total, `${fmt(used)} / ${fmt(total)}`);
+    };
     const storeBy = {};
     if (objects.ok) for (const o of objects.rows) storeBy[o.node_id] = (storeBy[o.node_id] || 0) + (o.object_size || 0);
     const use = k => tot[k] ? bar(tot[k] - (av[k] || 0), tot[k], k === "memory" || k === "object_store_memory"
@@ -257,15 +282,15 @@ views.overview = {
       ["node id", n => `<span class="mono">${esc(n.NodeID)}</span>${n.IsHead ? ' <span class="badge">head</span>' : ""}`],
       ["state", n => badge(n.Alive ? "ALIVE" : "DEAD")],
       ["address", n => esc(n.NodeManagerAddress)],
-      ["CPU", n => fmtNum(n.Resources.CPU || 0), "num"],
-      ["GPU", n => fmtNum(n.Resources.GPU || 0), "num"],
-      ["memory", n => fmtBytes(n.Resources.memory), "num"],
+      ["CPU (logical)", n => nodeUse(n, "CPU", fmtNum)],
+      ["GPU (logical)", n => nodeUse(n, "GPU", fmtNum)],
+      ["memory (logical)", n => nodeUse(n, "memory", fmtBytes)],
       ["running tasks", n => running.ok ? fmtNum(runningBy[n.NodeID] || 0) : "–", "num"],
       ["alive actors", n => actors.ok ? fmtNum(actorsBy[n.NodeID] || 0) : "–", "num"],
       ["object store (owned here / capacity)", n => objects.ok
         ? bar(storeBy[n.NodeID] || 0, n.Resources.object_store_memory, `${fmtBytes(storeBy[n.NodeID] || 0)} / ${fmtBytes(n.Resources.object_store_memory)}`)
         : fmtBytes(n.Resources.object_store_memory)],
-      ["other resources", n => esc(Object.keys(n.Resources).filter(k => !["CPU", "GPU", "memory", "object_store_memory"].includes(k) && !k.startsWith("node:") && !/_group_/.test(k)).map(k => `${k}: ${fmtNum(n.Resources[k])}`).join(", "))],
+      ...(nodes.some(n => otherResources(n)) ? [["other resources", n => esc(otherResources(n))]] : []),
     ], nodes)) + (running.ok ? "" : panel("", unavailable(running, "Per-node tasks, actors and objects (the state API)")));
     if (history.samples.length) {
       html += `<div class="charts">` + panel("CPU in use, last hour", `<canvas id="ov-cpu"></canvas>`) +
@@ -533,8 +558,8 @@ views.objects = {
       return Object.values(m).sort((a, b) => b.bytes - a.bytes);
     };
     const groupTable = (title, rows) => panel(title, table([
-      ["", r => esc(r.key)], ["objects", r => fmtNum(r.n), "num"], ["size", r => fmtBytes(r.bytes), "num"],
-      ["share", r => bar(r.bytes, total || 1, "")]], rows));
+      ["", r => `<span style="word-break:break-all">${esc(r.key)}</span>`], ["objects", r => fmtNum(r.n), "num"], ["size", r => fmtBytes(r.bytes), "num"],
+      ["share", r => bar(r.bytes, total || 1, "", true)]], rows));
     const spilled = objs.rows.filter(o => o.spilled || o.spilled_url).length;
     const largest = objs.rows.slice().sort((a, b) => (b.object_size || 0) - (a.object_size || 0)).slice(0, 200);
     el.innerHTML = `<div class="cards">
@@ -543,8 +568,8 @@ views.objects = {
       <div class="card"><div class="v">${capacity ? fmtBytes(capacity) : "–"}</div><div class="k">store capacity</div></div>
       <div class="card"><div class="v">${fmtNum(spilled)}</div><div class="k">spilled (as the rows say)</div></div></div>` +
       (capacity ? panel("Object store use", bar(total, capacity, `${fmtBytes(total)} / ${fmtBytes(capacity)}`)) : "") +
-      `<div class="grid">` +
-      groupTable("By reference type (what keeps them: PINNED_IN_MEMORY, LOCAL_REFERENCE, …)", group(o => o.reference_type || "?")) +
+      `<div class="grid wide">` +
+      groupTable("By reference type (what keeps them)", group(o => o.reference_type || "?")) +
       groupTable("By owner (process)", group(o => `${o.type || ""} pid ${o.pid || "?"} @ ${o.ip || (o.node_id || "").slice(0, 8)}`)) +
       groupTable("By node", group(o => o.node_id || o.ip || "?")) +
       groupTable("By task status", group(o => o.task_status || "?")) + `</div>` +
