@@ -234,6 +234,10 @@ def test_every_view_shows_the_cluster_in_a_real_browser(dashboard, tmp_path):
         missing = "not available on this dashboard"
         view("overview", node_id, "alive nodes")
         view("jobs", sid, "SUCCEEDED")
+        # a click on the job shows its log
+        driver.find_element(By.CSS_SELECTOR, f'[data-job="{sid}"]').click()
+        wait_until(lambda: "ui-test-job-output" in driver.page_source, what="the job's log")
+        driver.save_screenshot(os.path.join(artifacts, "jobs.png"))
         if has_state:
             view("actors", "UiCounterActor", "ALIVE")
             page = view("tasks", "ui_square", "ui_explode", "ui test explosion 4711", "FAILED")
@@ -243,7 +247,7 @@ def test_every_view_shows_the_cluster_in_a_real_browser(dashboard, tmp_path):
         else:
             for name in ("actors", "tasks", "placement-groups", "objects"):
                 view(name, missing)
-        page = view("logs", "dashboard.log", "raylet")
+        view("logs", "dashboard.log", "raylet", "worker-")
         # tailing a log: choose it, its lines appear
         driver.find_element(By.CSS_SELECTOR, '.logfiles div.f[data-name="dashboard.log"]').click()
         wait_until(lambda: "listening on" in driver.find_element(By.ID, "logtext").text,
