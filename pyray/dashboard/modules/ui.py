@@ -41,7 +41,19 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
 STATIC_FILES = sorted(f for f in (os.listdir(STATIC_DIR) if os.path.isdir(STATIC_DIR) else ())
                       if os.path.splitext(f)[1] in _TYPES)
 
-SAMPLE_S = float(os.environ.get("PYRAY_DASHBOARD_SAMPLE_S", 5.0))
+def _sample_interval():
+    raw = os.environ.get("PYRAY_DASHBOARD_SAMPLE_S", "5")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 600:
+        raise ValueError(f"PYRAY_DASHBOARD_SAMPLE_S must be a number of seconds between 0.1 "
+                         f"and 600 (the metrics history's sampling interval), got {raw!r}")
+    return value
+
+
+SAMPLE_S = _sample_interval()
 WINDOW_S = 3600.0
 # the state API is asked again this long after it answered 404 (it may come
 # with a newer dashboard module; a cluster does not change its modules)
