@@ -55,6 +55,7 @@ def _sample_interval():
 
 SAMPLE_S = _sample_interval()
 WINDOW_S = 3600.0
+FIRST_SAMPLE_S = 10.0
 # the state API is asked again this long after it answered 404 (it may come
 # with a newer dashboard module; a cluster does not change its modules)
 STATE_RETRY_S = 60.0
@@ -159,7 +160,8 @@ class History:
             self.thread.start()
 
     def run(self):
-        self.stop.wait(min(2.0, SAMPLE_S))
+        # a while after the start: a short-lived cluster is never joined
+        self.stop.wait(min(FIRST_SAMPLE_S, 2 * SAMPLE_S))
         while not self.stop.is_set():
             began = time.monotonic()
             try:
