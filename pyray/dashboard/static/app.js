@@ -164,8 +164,9 @@ function lineChart(canvas, series, opts) {
     g.fillText((opts.fmt || fmtNum)(v), L - 6, y);
   }
   g.textAlign = "center"; g.textBaseline = "top";
-  for (let i = 0; i <= 6; i++) {
-    const t = t0 + (t1 - t0) * i / 6;
+  const ticks = Math.max(2, Math.min(6, Math.floor((w - L - R) / 75)));
+  for (let i = 0; i <= ticks; i++) {
+    const t = t0 + (t1 - t0) * i / ticks;
     g.fillText(new Date(t * 1000).toTimeString().slice(0, t1 - t0 < 900 ? 8 : 5), X(t), h - B + 6);
   }
   for (const s of series) {
