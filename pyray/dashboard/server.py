@@ -86,6 +86,20 @@ class Dashboard:
         return hmac.new(self.token.encode(), b"pyray-dashboard-session", "sha256").hexdigest()
 
 
+RECORD_KEY = "dashboard:"         # + host:port, in the GCS's key-value store (NAMESPACE)
+
+
+def record_in_cluster(dashboard):
+    """Tells the cluster where its dashboard is (`pyray status` reads it and
+    says whether it answers)."""
+    import json
+
+    from pyray.experimental.internal_kv import _internal_kv_put
+    _internal_kv_put(f"{RECORD_KEY}{dashboard.host}:{dashboard.port}", json.dumps({
+        "host": dashboard.host, "port": dashboard.port, "pid": os.getpid(),
+        "node_id": dashboard.head_node_id}), namespace=NAMESPACE)
+
+
 def load_modules():
     """The route modules: every pyray.dashboard.modules.<name> (not
     starting with _), in name order.  Each has ``routes(dashboard)`` giving
@@ -264,6 +278,7 @@ def main(argv=None):
             loop.add_signal_handler(sig, on_signal)
         if args.watch_pid:
             loop.create_task(_watch(args.watch_pid, server))
+        loop.create_task(dashboard.call(record_in_cluster, dashboard))
         log.info("pyray dashboard listening on http://%s:%d (%s)", args.host, port,
                  "loopback: the job API needs the cluster token" if dashboard.loopback
                  else "every request needs the cluster token")

@@ -613,10 +613,47 @@ def status(args):
                 used[k] = used.get(k, 0.0) + v - avail.get(k, 0.0)
     for k in sorted(totals):
         print(" " + _usage(k, used[k], totals[k]).strip())
+    _dashboard_status(gcs)
     if args.verbose:
         print(f"\nNode details\n{rule}")
         for n in nodes:
             _node_detail(n)
+
+
+def _dashboard_status(gcs):
+    """pyray status: where the dashboard is, and whether it answers (it is
+    not restarted if it dies; the cluster runs on without it)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from pyray._private import bootstrap
+    from pyray._private.protocol import Op
+    from pyray.dashboard.server import NAMESPACE, RECORD_KEY
+    from pyray.experimental.internal_kv import _key
+    try:
+        keys = bootstrap.request(gcs, Op.KV_KEYS, _key(RECORD_KEY, NAMESPACE), timeout=3.0)
+        records = [bootstrap.request(gcs, Op.KV_GET, k, timeout=3.0) for k in sorted(keys)]
+    except (ConnectionError, ValueError):
+        return
+    if not records:
+        print("\nDashboard: not running (not started, or still starting)")
+    for raw in records:
+        if raw is None:
+            continue
+        rec = json.loads(raw)
+        url = f"http://{rec['host']}:{rec['port']}"
+        try:
+            with urllib.request.urlopen(url + "/api/version", timeout=2.0) as r:
+                up = r.status == 200
+        except urllib.error.HTTPError:
+            up = True           # it answers (with 401 where it wants the token)
+        except OSError:
+            up = False
+        print(f"\nDashboard: {url} " + ("(answering)" if up else
+              f"(NOT answering: its process {rec['pid']} is gone or stuck; see "
+              "logs/dashboard.log in the head's session directory. The cluster runs on "
+              "without it.)"))
 
 
 def _usage(k, used, total):

@@ -11,6 +11,7 @@ Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and iproute2: skipped without.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
 import psutil
 import pytest
@@ -384,3 +386,57 @@ def test_a_host_that_dies_loses_no_result(hosts):
     out = hosts.on_a(sys.executable, script, f"{hosts.ip_a}:{hosts.port}", token, node_b,
                      str(raylet_b), timeout=170, check=False)
     assert out.returncode == 0 and "ALL OK" in out.stdout, out.stdout + out.stderr[-4000:]
+
+
+PROBE = textwrap.dedent('''
+    # every route of the dashboard, every method, from another host, without
+    # the cluster token: each must be refused (401)
+    import json, re, sys, urllib.error, urllib.request
+    from pyray.dashboard.server import Dashboard, build_app
+
+    url, token = sys.argv[1:3]
+    app = build_app(Dashboard("tcp://127.0.0.1:1", "0.0.0.0", 1, "/nonexistent", "t"))
+    seen = {}
+    for route in app.app.routes:         # (build_app wraps the routes in the token gate)
+        path = re.sub(r"{[^}]+}", "x", getattr(route, "path", "") or "/")
+        for method in sorted(getattr(route, "methods", None) or {"GET"}):
+            if method == "HEAD":
+                continue
+            req = urllib.request.Request(url + path, method=method,
+                                         data=b"{}" if method in ("POST", "PUT") else None)
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    seen[f"{method} {path}"] = r.status
+            except urllib.error.HTTPError as e:
+                seen[f"{method} {path}"] = e.code
+    req = urllib.request.Request(url + "/api/version",
+                                 headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        seen["GET /api/version with the token"] = r.status
+    print("PROBE", json.dumps(seen))
+''')
+
+
+def test_the_dashboard_refuses_another_host_without_the_token(hosts):
+    """A dashboard bound to the head's network address: from host b, every
+    route and method without the token is refused; with it, served."""
+    out = hosts.pyray(hosts.on_a, "start", "--head", "--port", str(hosts.port),
+                      "--node-ip-address", hosts.ip_a, "--num-cpus", "1",
+                      "--object-store-memory", str(64 * MiB), "--dashboard-host", hosts.ip_a,
+                      "--dashboard-port", "8265").stdout
+    token = re.search(r"--token ([0-9a-f]{32})", out).group(1)
+    url = f"http://{hosts.ip_a}:8265"
+    probe = None
+    for _ in range(40):                     # the dashboard starts without being waited for
+        res = hosts.on_b(sys.executable, "-c", PROBE, url, token, check=False)
+        if res.returncode == 0:
+            probe = json.loads(res.stdout.split("PROBE ", 1)[1])
+            break
+        time.sleep(0.5)
+    assert probe is not None, res.stderr
+    assert probe.pop("GET /api/version with the token") == 200
+    assert len(probe) >= 10, probe                  # the job API, packages, pages, login
+    refused = {k for k, v in probe.items() if v == 401}
+    # the login form is the one thing served without the token
+    assert set(probe) - refused <= {"GET /login", "POST /login"}, probe
+    assert probe.get("POST /login") in (None, 401, 303, 400), probe

@@ -433,3 +433,35 @@ def test_without_starlette_the_dashboard_is_skipped_or_a_clear_error(tmp_path):
     assert "ERROR include_dashboard=True needs starlette and uvicorn" in out.stdout, out
     assert "URL None" in out.stdout, out
     assert out.stderr.count("the dashboard is not started") == 1, out.stderr
+
+
+def test_a_killed_dashboard_is_reported_and_the_cluster_runs_on(head):
+    """Kept last: it SIGKILLs the module's dashboard.  `pyray status` says the
+    dashboard does not answer, and tasks still run."""
+    env = dict(head["env"], PYRAY_TOKEN=head["token"])
+    address = f"127.0.0.1:{head['port']}"
+
+    def status():
+        return pyray_cmd(env, "status", "--address", address).stdout
+
+    try:
+        wait_until(lambda: f"Dashboard: {head['url']} (answering)" in status(),
+                   what="the dashboard to record itself")
+    except AssertionError:
+        raise AssertionError(status())
+    (dash,) = [p for p in psutil.process_iter(["cmdline"])
+               if "pyray.dashboard.server" in " ".join(p.info["cmdline"] or ())
+               and head["root"] in " ".join(p.info["cmdline"] or ())]
+    dash.kill()
+    wait_until(lambda: gone(dash.pid), what="the dashboard to die")
+    assert f"Dashboard: {head['url']} (NOT answering" in status()
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import pyray\n"
+         f"pyray.init(address='{address}')\n"
+         "@pyray.remote\n"
+         "def f(x):\n"
+         "    return x * 2\n"
+         "print('RESULT', pyray.get(f.remote(21)))\n"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=env["TMPDIR"])
+    assert "RESULT 42" in out.stdout, out.stderr

@@ -1,18 +1,11 @@
-"""The dashboard's own pages: its version, the cluster's nodes and
-resources, and the placeholder front page."""
+"""The dashboard's version and the cluster's nodes and resources (the
+front page is the web interface's: modules/ui.py)."""
 from __future__ import annotations
 
-OPEN_ON_LOOPBACK = ("/", "/api/version", "/api/cluster_status")
+OPEN_ON_LOOPBACK = ("/api/version", "/api/cluster_status")
 
 # the REST API's version, as Ray's /api/version reports it
 API_VERSION = "2"
-
-_INDEX = """<!doctype html><html><head><title>pyray dashboard</title></head><body>
-<h1>pyray dashboard</h1>
-<p>The web interface is not written yet. The REST API is:
-<a href="/api/version">/api/version</a>, <a href="/api/cluster_status">/api/cluster_status</a>,
-<a href="/api/jobs/">/api/jobs/</a> (docs/dashboard.md, docs/jobs.md).</p>
-</body></html>"""
 
 
 def _status():
@@ -24,13 +17,10 @@ def _status():
 
 
 def routes(dashboard):
-    from starlette.responses import HTMLResponse, JSONResponse
+    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     import pyray
-
-    async def index(request):
-        return HTMLResponse(_INDEX)
 
     async def version(request):
         return JSONResponse({"version": API_VERSION, "ray_version": pyray.__version__,
@@ -40,5 +30,5 @@ def routes(dashboard):
     async def cluster_status(request):
         return JSONResponse({"result": True, "msg": "", "data": await dashboard.call(_status)})
 
-    return [Route("/", index), Route("/api/version", version),
+    return [Route("/api/version", version),
             Route("/api/cluster_status", cluster_status)]
