@@ -208,16 +208,21 @@ def _bind(host, port):
     return sock
 
 
+def _alive(pid):
+    """Whether `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 async def _watch(pid, server):
     while not server.should_exit:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             log.warning("the head's raylet (pid %d) is gone; the dashboard stops", pid)
             server.should_exit = True
             return
-        except PermissionError:
-            pass
         await asyncio.sleep(0.5)
 
 
@@ -287,7 +292,10 @@ def main(argv=None):
         asyncio.run(serve())
     finally:
         remove_token_file()
-    return 0
+    # not a normal exit: a worker thread may still wait on the cluster that is
+    # gone (its calls time out only later), and the interpreter would join it
+    logging.shutdown()
+    os._exit(0)
 
 
 if __name__ == "__main__":
