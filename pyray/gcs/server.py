@@ -200,6 +200,7 @@ class GcsServer(Server):
             Op.REGISTER_JOB: req(self._register_job),
             Op.LIST_JOBS: req(s.list_jobs),
             Op.GET_TASK_EVENTS: req(te.query),
+            Op.TASK_COUNTS: req(te.counts),
             Op.KV_PUT: req(self._kv_put),
             Op.KV_GET: req(lambda key: s.kv.get(key)),
             Op.KV_DEL: req(self._kv_del),

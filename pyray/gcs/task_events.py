@@ -152,6 +152,16 @@ class TaskEventStore:
         self._queue((None, None, None, job_id), [(b"\xff" * 12 + job_id, FINISHED, time.time())],
                     1)
 
+    def counts(self):
+        """{(state, name): records}: what the head's metrics endpoint exports
+        as ray_tasks."""
+        self.fold()
+        out = {}
+        for r in self.tasks.values():
+            key = (r[_STATE], r[_NAME])
+            out[key] = out.get(key, 0) + 1
+        return out
+
     def query(self, job_id=None):
         self.fold()
         out = []

@@ -29,7 +29,7 @@ import re
 import threading
 import time
 
-from pyray._private.protocol import LIST_ACTORS, METRICS_REPORT, PG_TABLE
+from pyray._private.protocol import LIST_ACTORS, METRICS_REPORT, PG_TABLE, TASK_COUNTS
 
 log = logging.getLogger("pyray.raylet.metrics")
 
@@ -103,6 +103,7 @@ class MetricsAgent:
         self.actors = None                  # {(state, class name): count} from the GCS
         self.pgs = None                     # {state: count} from the GCS
         self.task_counts = None             # see set_task_counts_source
+        self.gcs_tasks = {}                 # {(state, name): n} from the GCS (head)
         self.closed = False                 # the raylet is closing the store
         self.gcs_req = 0
         self.last_scrape = None             # monotonic time of the last scrape
@@ -151,6 +152,7 @@ class MetricsAgent:
         self.gcs_req += 1
         raylet.out.send(gcs, LIST_ACTORS.make(("met", "actors", self.gcs_req), raylet.addr))
         raylet.out.send(gcs, PG_TABLE.make(("met", "pgs", self.gcs_req), raylet.addr, None))
+        raylet.out.send(gcs, TASK_COUNTS.make(("met", "tasks", self.gcs_req), raylet.addr))
 
     def on_gcs_response(self, req_id, ok, payload):
         if not ok:
@@ -162,6 +164,12 @@ class MetricsAgent:
                 counts[key] = counts.get(key, 0) + 1
             with self.lock:
                 self.actors = counts
+        elif req_id[1] == "tasks" and isinstance(payload, dict):
+            # the GCS's task records (task events): ray_tasks, on the head
+            if self.task_counts is None:
+                self.task_counts = self._gcs_task_counts
+            with self.lock:
+                self.gcs_tasks = payload
         elif req_id[1] == "pgs" and isinstance(payload, dict):
             counts = {}
             for row in payload.values():
@@ -169,6 +177,10 @@ class MetricsAgent:
                 counts[st] = counts.get(st, 0) + 1
             with self.lock:
                 self.pgs = counts
+
+    def _gcs_task_counts(self):
+        with self.lock:
+            return dict(self.gcs_tasks)
 
     def set_task_counts_source(self, fn):
         """Where ray_tasks comes from: ``fn()`` -> {(state, name): count} of

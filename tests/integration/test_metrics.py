@@ -136,6 +136,24 @@ def test_system_metrics_are_the_nodes(ray_start, release, wait_for):
              what="the killed actor to count as DEAD")
 
 
+@pyray.remote
+def counted_task(fail):
+    if fail:
+        raise ValueError("counted failure")
+    return 1
+
+
+def test_ray_tasks_counts_the_task_records(ray_start, wait_for):
+    """ray_tasks{State,Name} on the head: the GCS's task records by state."""
+    port = _port()
+    assert pyray.get([counted_task.remote(False) for _ in range(3)]) == [1, 1, 1]
+    with pytest.raises(ValueError):
+        pyray.get(counted_task.remote(True))
+    wait_for(lambda: value(scrape(port), "ray_tasks", State="FINISHED", Name="counted_task") == 3
+             and value(scrape(port), "ray_tasks", State="FAILED", Name="counted_task") == 1,
+             timeout=20, what="ray_tasks to count 3 finished and 1 failed counted_task")
+
+
 def test_user_metrics_add_up_over_processes(ray_start, wait_for):
     port = _port()
     driver_counter = Counter("test_requests", tag_keys=("route",))
