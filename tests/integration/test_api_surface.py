@@ -242,7 +242,10 @@ def test_wait_for_condition_and_signal_actor(ray_start):
         wait_for_condition(lambda: False, timeout=0.3, retry_interval_ms=50)
 
 
-def test_run_string_as_driver():
+def test_run_string_as_driver(monkeypatch, tmp_path):
+    # the script runs as `python -`, which imports from the current directory
+    # first: not the checkout (in CI its pyray has no compiled store)
+    monkeypatch.chdir(tmp_path)
     from pyray._private.test_utils import run_string_as_driver
     out = run_string_as_driver(
         "import pyray\n"

@@ -308,7 +308,10 @@ def test_bound_beyond_loopback_every_request_needs_the_token(head):
     cmd = [sys.executable, "-m", "pyray.dashboard.server", "--gcs-address",
            f"tcp://{ip}:{head['port']}", "--host", ip, "--port", str(port),
            "--session-dir", session]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # cwd: not the checkout, whose pyray (without its compiled store in CI)
+    # `python -m` would import first
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            cwd=head["root"])
     url = f"http://{ip}:{port}"
     try:
         wait_until(lambda: http(url + "/api/version")[0] == 401 if _up(url) else False,
