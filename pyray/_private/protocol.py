@@ -280,8 +280,10 @@ _def(150, "TASK_EVENTS", "source events count dropped",
      "(pyray._private.task_events); source: (node_id, worker_id, pid, job_id); events: "
      "the pickled list of `count` event tuples (the GCS unpickles them only when asked); "
      "dropped: events this process dropped since the last batch (its buffer was full)")
-_def(151, "GET_TASK_EVENTS", "job_id",
-     "-> {tasks: [record], dropped: n}: the GCS's task records (job_id None: all jobs)",
+_def(151, "GET_TASK_EVENTS", "job_id limit=None exclude_driver=False",
+     "-> {tasks: [record], dropped: n, matched: n}: the GCS's task records (job_id None: all "
+     "jobs; limit: only the first `limit` of those that match, `matched` counting them all; "
+     "exclude_driver: without the drivers' records)",
      request=True)
 _def(152, "LIST_WORKERS", "", "raylet -> [worker row] of its worker pool", request=True)
 _def(153, "LIST_JOBS", "", "GCS -> [job row] (the job table)", request=True)

@@ -84,10 +84,10 @@ def actor_rows(src, warnings):
     return rows
 
 
-def task_rows(src, warnings, job_id=None):
+def task_rows(src, warnings, job_id=None, limit=None, exclude_driver=False):
     from pyray._private import task_events
     task_events.flush()         # this process's own events first
-    reply = src.gcs(Op.GET_TASK_EVENTS, job_id)
+    reply = src.gcs(Op.GET_TASK_EVENTS, job_id, limit, exclude_driver)
     dropped = reply.get("num_status_task_events_dropped", 0) + reply.get("num_tasks_dropped_gcs", 0)
     if dropped:
         warnings.append(
@@ -268,17 +268,28 @@ def query(resource, filters=None, limit=DEFAULT_LIMIT, detail=False, timeout=DEF
     src = source or Source(address, timeout)
     warnings = []
     extra = {}
+    pushed = False
     if resource == "tasks":
         job = next((v for k, p, v in filters if k == "job_id" and p == "="), None)
-        rows, extra = task_rows(src, warnings, bytes.fromhex(job) if _is_hex(job) else None)
-        if exclude_driver and not any(k == "type" and p == "=" and _norm(v) == "driver_task"
-                                      for k, p, v in filters):
+        job = bytes.fromhex(job) if _is_hex(job) else None
+        no_driver = exclude_driver and not any(
+            k == "type" and p == "=" and _norm(v) == "driver_task" for k, p, v in filters)
+        # no filter but the job's: the GCS applies the limit (it builds only
+        # the rows returned) and counts the rest
+        pushed = all(k == "job_id" and p == "=" for k, p, v in filters) and \
+            (job is not None or not filters)
+        rows, extra = task_rows(src, warnings, job, limit if pushed else None, no_driver)
+        if no_driver and not pushed:
             rows = [r for r in rows if r["type"] != "DRIVER_TASK"]
     else:
         rows = _ROWS[resource](src, warnings)
-    total = len(rows) + extra.get("num_tasks_dropped_gcs", 0)
-    rows = [r for r in rows if _matches(r, filters)]
-    num_filtered = len(rows)
+    if pushed:
+        num_filtered = extra.get("matched", len(rows))
+        total = num_filtered + extra.get("num_tasks_dropped_gcs", 0)
+    else:
+        total = len(rows) + extra.get("num_tasks_dropped_gcs", 0)
+        rows = [r for r in rows if _matches(r, filters)]
+        num_filtered = len(rows)
     schema = SCHEMAS[resource]
     keep = schema.columns() if detail else schema.base_columns()
     result = [{k: r.get(k) for k in keep} for r in rows[:limit]]

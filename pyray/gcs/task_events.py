@@ -162,11 +162,20 @@ class TaskEventStore:
             out[key] = out.get(key, 0) + 1
         return out
 
-    def query(self, job_id=None):
+    def query(self, job_id=None, limit=None, exclude_driver=False):
+        """Ray's task rows of the records (of one job; without the drivers'),
+        the first `limit` of them only when a limit is given: a list call
+        pays for the rows it returns, not for every record held."""
         self.fold()
         out = []
+        matched = 0
         for tid, r in self.tasks.items():
             if job_id is not None and r[_JOB] != job_id:
+                continue
+            if exclude_driver and r[_TYPE] == DRIVER_TASK:
+                continue
+            matched += 1
+            if limit is not None and len(out) >= limit:
                 continue
             out.append({
                 "task_id": tid.hex(), "attempt_number": r[_ATTEMPT], "name": r[_NAME],
@@ -188,4 +197,5 @@ class TaskEventStore:
                 "num_status_task_events_dropped": self.dropped_events,
                 "num_profile_task_events_dropped": 0,
                 "num_tasks_dropped_gcs": self.dropped_gcs,
-                "total": len(out) + self.dropped_gcs}
+                "matched": matched,
+                "total": matched + self.dropped_gcs}

@@ -178,6 +178,27 @@ def test_filters_limit_and_detail(ray_start, wait_for):
     pyray.util.remove_placement_group(pg)
 
 
+def test_a_limited_list_counts_every_record(ray_start, wait_for):
+    """list_tasks(limit=) without other filters: the GCS builds only the rows
+    returned and counts the rest (total, num_filtered), as a full listing
+    would."""
+    from pyray._private import state
+    pyray.get([quiet.remote() for _ in range(6)])
+    wait_for(lambda: state.query("tasks", filters=[("name", "=", "quiet")],
+                                 limit=100)["num_filtered"] >= 6,
+             timeout=10, what="the six quiet tasks in the records")
+    full = state.query("tasks", limit=10_000)
+    short = state.query("tasks", limit=2)
+    assert short["num_after_truncation"] == 2 and len(short["result"]) == 2
+    assert short["total"] == full["total"] and short["num_filtered"] == full["num_filtered"]
+    assert [r["task_id"] for r in short["result"]] == [r["task_id"] for r in full["result"][:2]]
+    assert all(r["type"] != "DRIVER_TASK" for r in full["result"])
+    job = pyray.get_runtime_context().get_job_id()
+    by_job = state.query("tasks", filters=[("job_id", "=", job)], limit=3)
+    assert by_job["num_after_truncation"] == 3
+    assert by_job["num_filtered"] == sum(1 for r in full["result"] if r["job_id"] == job)
+
+
 def test_summaries_count(ray_start, wait_for):
     refs = [quiet.remote() for _ in range(3)] + [fails.remote()]
     pyray.wait(refs, num_returns=4, timeout=20)
