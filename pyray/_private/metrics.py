@@ -84,23 +84,25 @@ class _Recorder:
         self.pending = {}
         self.thread = None
 
+    def _series(self, defn):
+        """The pending values of a metric (call with the lock held)."""
+        series = self.pending.get(defn)
+        if series is None:
+            series = self.pending[defn] = {}
+        return series
+
     def counter(self, defn, key, value):
         if self.thread is None:
             self._start()
         with self.lock:
-            series = self.pending.get(defn)
-            if series is None:
-                series = self.pending[defn] = {}
+            series = self._series(defn)
             series[key] = series.get(key, 0.0) + value
 
     def gauge(self, defn, key, value):
         if self.thread is None:
             self._start()
         with self.lock:
-            series = self.pending.get(defn)
-            if series is None:
-                series = self.pending[defn] = {}
-            series[key] = value
+            self._series(defn)[key] = value
 
     def histogram(self, defn, key, value):
         if self.thread is None:
@@ -108,9 +110,7 @@ class _Recorder:
         boundaries = defn[4]
         i = bisect.bisect_left(boundaries, value)
         with self.lock:
-            series = self.pending.get(defn)
-            if series is None:
-                series = self.pending[defn] = {}
+            series = self._series(defn)
             cur = series.get(key)
             if cur is None:
                 cur = series[key] = [[0] * (len(boundaries) + 1), 0.0, 0]

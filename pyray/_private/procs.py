@@ -129,3 +129,19 @@ def _pid_running(pid):
     except PermissionError:
         return True
     return True
+
+
+def running(pid):
+    """Whether `pid` runs: it exists and is not a zombie (dead, not yet
+    reaped by its parent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import hmac
 import importlib
-import ipaddress
 import logging
 import os
 import pkgutil
@@ -26,21 +25,14 @@ import threading
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
+from pyray.job_submission.common import is_loopback
+
 log = logging.getLogger("pyray.dashboard")
 
 # the namespace the dashboard's driver (and the job supervisors it starts)
 # live in; users' named actors and namespaces never see it
 NAMESPACE = "_pyray_dashboard"
 COOKIE = "pyray_dashboard_session"
-
-
-def is_loopback(host):
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Dashboard:
@@ -210,10 +202,10 @@ def _bind(host, port):
 
 def _alive(pid):
     """Whether `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    import psutil
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 import os
 import stat
 import tempfile
@@ -152,3 +153,13 @@ def read_token_file(port) -> Optional[str]:
     if not token.strip() or not pid.strip().isdigit() or not _is_my_dashboard(int(pid)):
         return None
     return token.strip()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

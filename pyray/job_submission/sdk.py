@@ -7,7 +7,6 @@ import asyncio
 import fnmatch
 import hashlib
 import io
-import ipaddress
 import json
 import os
 import urllib.error
@@ -16,7 +15,7 @@ import urllib.request
 import zipfile
 from typing import Any, AsyncIterator, Dict, List, Optional, Union
 
-from pyray.job_submission.common import JobDetails, JobStatus, read_token_file
+from pyray.job_submission.common import JobDetails, JobStatus, is_loopback, read_token_file
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)       # fixed: the same files give the same package
@@ -41,15 +40,6 @@ def default_address(address: Optional[str] = None) -> str:
         raise ValueError(f"The job submission address must be the dashboard's http(s) URL "
                          f"(e.g. {DEFAULT_ADDRESS}), got {address!r}")
     return address.rstrip("/")
-
-
-def _is_loopback(host):
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _zip_folder(path, excludes, prefix=""):
@@ -110,7 +100,7 @@ class JobSubmissionClient:
     def _token(self):
         token = os.environ.get("PYRAY_TOKEN")
         url = urllib.parse.urlsplit(self._address)
-        if not token and _is_loopback(url.hostname or ""):
+        if not token and is_loopback(url.hostname or ""):
             token = read_token_file(url.port or 80)
         return token
 

@@ -31,6 +31,7 @@ from pyray import exceptions as exc
 from pyray._private import errors, generators, serialization
 from pyray._private.client import wire
 from pyray._private.object_ref import ObjectRef
+from pyray._private.procs import running
 from pyray._private.io_loop import print_log_lines
 from pyray._private.protocol import (CLIENT_ACTOR_KILLED, CLIENT_CANCEL, CLIENT_GCS, CLIENT_GEN,
                                      CLIENT_GET, CLIENT_HELLO, CLIENT_LOG, CLIENT_PUT, CLIENT_REFS,
@@ -150,7 +151,7 @@ class ClientServer:
                         log.info("a client was silent for %.0f s: ending its session",
                                  now - sess.last_seen)
                         self._end(sess.ident)
-                if watch_pid and not _alive(watch_pid):
+                if watch_pid and not running(watch_pid):
                     log.info("the node's raylet (pid %d) is gone: stopping", watch_pid)
                     break
         for ident in list(self.sessions):
@@ -563,20 +564,6 @@ class ClientServer:
 def _err_parts(err):
     data, bufs = errors.encode(err)
     return [data, *bufs]
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def main(argv=None):
