@@ -121,14 +121,8 @@ def _pid_running(pid):
         if done:
             return False
     except ChildProcessError:
-        pass                            # not our child: only its existence tells
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        pass                            # not our child: only its state tells
+    return running(pid)
 
 
 def running(pid):
