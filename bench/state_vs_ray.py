@@ -20,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 WORKER = r'''
@@ -27,10 +28,28 @@ import json, os, sys, time
 impl, n, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
 
-def rss_of(pattern):
-    """Bytes resident in the processes whose command line has `pattern`."""
-    total = 0
+def descendants():
+    """The pids started (directly or not) by this process: only this run's
+    cluster, whatever else runs on the machine."""
+    parent = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                parent[pid] = f.read().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            pass
+    mine, grew = {str(os.getpid())}, True
+    while grew:
+        more = {p for p, pp in parent.items() if pp in mine} - mine
+        grew = bool(more)
+        mine |= more
+    return mine - {str(os.getpid())}
+
+
+def rss_of(pattern):
+    """Bytes resident in this run's processes whose command line has `pattern`."""
+    total = 0
+    for pid in descendants():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if pattern.encode() not in f.read():
@@ -96,8 +115,10 @@ ray.shutdown()
 
 
 def run(python, impl, n, k):
-    out = subprocess.run([python, "-c", WORKER, impl, str(n), str(k)], capture_output=True,
-                         text=True, timeout=900, cwd="/tmp")
+    # an empty folder as cwd: nothing there shadows the package under test
+    with tempfile.TemporaryDirectory() as cwd:
+        out = subprocess.run([python, "-c", WORKER, impl, str(n), str(k)], capture_output=True,
+                             text=True, timeout=900, cwd=cwd)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])

@@ -290,7 +290,8 @@ _def(153, "LIST_JOBS", "", "GCS -> [job row] (the job table)", request=True)
 _def(154, "LIST_OWNED_OBJECTS", "",
      "a core worker -> [object row]: the objects it owns and the refs it holds", request=True)
 _def(155, "TASK_COUNTS", "",
-     "-> {(state, name): number of task records} in the GCS (the ray_tasks metric)",
+     "-> {(state, name, type): number of task records} in the GCS (the ray_tasks metric, "
+     "summarize_tasks)",
      request=True)
 
 # ------------------------------------------------ the client server (docs/client.md)

@@ -323,20 +323,27 @@ def get_row(resource, id, detail=True, timeout=DEFAULT_RPC_TIMEOUT, address=None
 # ------------------------------------------------------------- summaries
 def summarize(resource, timeout=DEFAULT_RPC_TIMEOUT, address=None, source=None):
     resource = resource_name(resource)
+    if resource == "tasks":
+        # counted in the GCS: a few tuples cross, not a row per record
+        from pyray._private import task_events
+        task_events.flush()
+        src = source or Source(address, timeout)
+        summary, total, by_type = {}, 0, {}
+        for (state, name, typ), n in src.gcs(Op.TASK_COUNTS).items():
+            if typ == "DRIVER_TASK":
+                continue
+            key = name or "?"
+            s = summary.setdefault(key, {"func_or_class_name": key, "type": typ,
+                                         "state_counts": {}})
+            s["state_counts"][state] = s["state_counts"].get(state, 0) + n
+            total += n
+            by_type[typ] = by_type.get(typ, 0) + n
+        return {"cluster": {"summary": summary, "total_tasks": total,
+                            "total_actor_tasks": by_type.get("ACTOR_TASK", 0),
+                            "total_actor_scheduled": by_type.get("ACTOR_CREATION_TASK", 0),
+                            "summary_by": "func_name"}}
     rows = query(resource, limit=10 ** 9, detail=True, timeout=timeout, address=address,
                  source=source)["result"]
-    if resource == "tasks":
-        summary = {}
-        for t in rows:
-            key = t["func_or_class_name"] or t["name"] or "?"
-            s = summary.setdefault(key, {"func_or_class_name": key, "type": t["type"],
-                                         "state_counts": {}})
-            s["state_counts"][t["state"]] = s["state_counts"].get(t["state"], 0) + 1
-        return {"cluster": {"summary": summary, "total_tasks": len(rows),
-                            "total_actor_tasks": sum(t["type"] == "ACTOR_TASK" for t in rows),
-                            "total_actor_scheduled": sum(t["type"] == "ACTOR_CREATION_TASK"
-                                                         for t in rows),
-                            "summary_by": "func_name"}}
     if resource == "actors":
         summary = {}
         for a in rows:

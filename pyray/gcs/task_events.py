@@ -153,12 +153,13 @@ class TaskEventStore:
                     1)
 
     def counts(self):
-        """{(state, name): records}: what the head's metrics endpoint exports
-        as ray_tasks."""
+        """{(state, name, type): records}: what the head's metrics endpoint
+        exports as ray_tasks and what summarize_tasks shows; a few tuples
+        however many records there are."""
         self.fold()
         out = {}
         for r in self.tasks.values():
-            key = (r[_STATE], r[_NAME])
+            key = (r[_STATE], r[_NAME], r[_TYPE])
             out[key] = out.get(key, 0) + 1
         return out
 
