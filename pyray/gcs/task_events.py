@@ -1,7 +1,7 @@
 """The GCS's task records, built from the TASK_EVENTS batches every process
 sends (pyray._private.task_events).
 
-A batch arrives as one pickled blob and waits, unread, in ``pending`` (the
+A batch arrives as one marshalled blob and waits, unread, in ``pending`` (the
 GCS's own events too: actor creations, drivers): the GCS spends nothing on
 task events while nobody asks.  A query first folds the pending batches
 into the records.
@@ -18,7 +18,7 @@ records out anyway).
 from __future__ import annotations
 
 import collections
-import pickle
+import marshal
 import time
 
 from pyray._private.protocol import TASK_EVENTS
@@ -95,7 +95,7 @@ class TaskEventStore:
         add = self.add
         for (node_id, worker_id, pid, job_id), events, _ in pending:
             if type(events) is bytes:
-                events = pickle.loads(events)
+                events = marshal.loads(events)
             for ev in events:
                 add(ev, node_id, worker_id, pid, job_id)
 
@@ -122,6 +122,10 @@ class TaskEventStore:
             rec[_START] = ts
             if job_id is not None:
                 rec[_JOB] = job_id
+            if len(ev) > 7:                 # ran and finished before its process sent
+                rec[_END] = ev[7]
+                rec[_EVENTS].append((FINISHED, ev[7]))
+                state = FINISHED
         elif state == FINISHED:
             rec[_END] = ts
         elif state == FAILED:
