@@ -1,0 +1,198 @@
+"""The logical plan of a Dataset and its translation into physical operators.
+
+A Dataset is a tree of logical operators; nothing runs until it is consumed.
+``build`` turns the tree into the executor's list of physical operators,
+fusing each run of consecutive map-like operators (and the read before them)
+whose resource requests agree into one operator: one task per block.
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+from pyray.data._internal.actor_pool import ActorMapOp, ActorPoolStrategy
+from pyray.data._internal.operators import (BarrierOp, InputDataOp, LimitOp, MapTaskOp,
+                                             PhysicalOp, UnionOp)
+from pyray.data._internal.ref_bundle import RefBundle
+
+
+class LogicalOp:
+    def __init__(self, name: str, inputs: List["LogicalOp"]):
+        self.name = name
+        self.inputs = inputs
+
+
+class InputData(LogicalOp):
+    def __init__(self, name: str, bundles: List[RefBundle]):
+        super().__init__(name, [])
+        self.bundles = bundles
+
+
+class Read(LogicalOp):
+    def __init__(self, datasource, parallelism: int, ray_remote_args=None, concurrency=None):
+        super().__init__(f"Read{datasource.get_name()}", [])
+        self.datasource = datasource
+        self.parallelism = parallelism
+        self.remote_args = dict(ray_remote_args or {})
+        self.concurrency = concurrency
+        self._read_tasks = None
+
+    def read_tasks(self):
+        """The datasource's ReadTasks (asked once per Read)."""
+        if self._read_tasks is None:
+            self._read_tasks = list(self.datasource.get_read_tasks(self.parallelism))
+        return self._read_tasks
+
+
+class MapOp(LogicalOp):
+    """A map-like operator: its stages run on each block."""
+
+    def __init__(self, name, input_op, stages, *, compute: Optional[ActorPoolStrategy] = None,
+                 ray_remote_args=None, concurrency: Optional[int] = None,
+                 min_rows_per_bundle: Optional[int] = None, row_preserving: bool = False):
+        super().__init__(name, [input_op])
+        self.stages = stages
+        self.compute = compute
+        self.remote_args = dict(ray_remote_args or {})
+        self.concurrency = concurrency
+        self.min_rows = min_rows_per_bundle
+        self.row_preserving = row_preserving
+
+
+class Limit(LogicalOp):
+    def __init__(self, input_op, n: int):
+        super().__init__(f"Limit[limit={n}]", [input_op])
+        self.n = n
+
+
+class AllToAll(LogicalOp):
+    """A barrier: fn(bundles, ctx) -> bundles, in the driver (or fn(a, b, ctx)
+    for two inputs, as zip)."""
+
+    def __init__(self, name, inputs, fn: Callable):
+        super().__init__(name, inputs)
+        self.fn = fn
+
+
+class Union(LogicalOp):
+    def __init__(self, inputs):
+        super().__init__("Union", inputs)
+
+
+# ------------------------------------------------------------------- fusion
+def _fusable(up: LogicalOp, down: MapOp) -> bool:
+    if isinstance(up, MapOp):
+        if up.compute is not None:
+            return False
+        if down.compute is not None:
+            # a pool runs the upstream maps too when they ask for nothing special
+            return not up.remote_args and up.concurrency is None
+        return up.remote_args == down.remote_args and up.concurrency == down.concurrency
+    if isinstance(up, Read):
+        if down.min_rows:
+            # a read task's blocks cannot be bundled: fuse only when each read
+            # gives at least a batch (so batch_size is honoured)
+            rows = [rt.metadata.num_rows if rt.metadata is not None else None
+                    for rt in up.read_tasks()]
+            if any(r is not None and r < down.min_rows for r in rows):
+                return False
+        if down.compute is not None:
+            return not up.remote_args and up.concurrency is None
+        return up.remote_args == down.remote_args and (
+            up.concurrency == down.concurrency or down.concurrency is None)
+    return False
+
+
+def build(root: LogicalOp, ctx) -> List[PhysicalOp]:
+    """Physical operators in execution order (sources first, output last)."""
+    ops: List[PhysicalOp] = []
+    preserve = bool(ctx.execution_options.preserve_order)
+
+    def visit(node: LogicalOp, ordered: bool) -> PhysicalOp:
+        if isinstance(node, MapOp):
+            chain = [node]
+            up = node.inputs[0]
+            while isinstance(up, MapOp) and _fusable(up, node):
+                chain.insert(0, up)
+                up = up.inputs[0]
+            read = up if isinstance(up, Read) and _fusable(up, node) else None
+            stages = [s for m in chain for s in m.stages]
+            names = ([read.name] if read else []) + [m.name for m in chain]
+            name = "->".join(names)
+            mins = [m.min_rows for m in chain if m.min_rows]
+            min_rows = max(mins) if mins else None
+            head = None if read else visit(up, ordered)
+            kw = {}
+            if read is not None:
+                kw = {"read_tasks": read.read_tasks(), "parallelism": read.parallelism}
+            concurrency = node.concurrency if node.concurrency is not None else (
+                read.concurrency if read is not None else None)
+            if node.compute is not None:
+                op = ActorMapOp(name, head, stages, node.compute, node.remote_args,
+                                None if read else min_rows, **kw)
+            else:
+                op = MapTaskOp(name, head, stages, node.remote_args, concurrency,
+                               None if read else min_rows, **kw)
+        elif isinstance(node, Read):
+            op = MapTaskOp(node.name, None, [], node.remote_args, node.concurrency,
+                           read_tasks=node.read_tasks(), parallelism=node.parallelism)
+        elif isinstance(node, InputData):
+            op = InputDataOp(node.name, node.bundles)
+        elif isinstance(node, Limit):
+            op = LimitOp(visit(node.inputs[0], True), node.n)
+        elif isinstance(node, Union):
+            op = UnionOp([visit(i, ordered) for i in node.inputs])
+        elif isinstance(node, AllToAll):
+            op = BarrierOp(node.name, [visit(i, True) for i in node.inputs], node.fn)
+        else:
+            raise TypeError(f"unknown logical operator {type(node).__name__}")
+        op.ordered = ordered or preserve
+        for i, src in enumerate(op.inputs):
+            src.consumer = (op, i)
+        ops.append(op)
+        return op
+
+    visit(root, preserve)
+    return ops
+
+
+# ----------------------------------------------------- questions about a plan
+def known_num_rows(node: LogicalOp) -> Optional[int]:
+    """Rows the plan produces, when known without running it."""
+    if isinstance(node, InputData):
+        return sum(b.num_rows for b in node.bundles)
+    if isinstance(node, Read):
+        rows = [rt.metadata.num_rows if rt.metadata is not None else None
+                for rt in node.read_tasks()]
+        return None if any(r is None for r in rows) else sum(rows)
+    if isinstance(node, MapOp) and node.row_preserving:
+        return known_num_rows(node.inputs[0])
+    if isinstance(node, Limit):
+        n = known_num_rows(node.inputs[0])
+        return None if n is None else min(n, node.n)
+    if isinstance(node, Union):
+        rows = [known_num_rows(i) for i in node.inputs]
+        return None if any(r is None for r in rows) else sum(rows)
+    return None
+
+
+def source_schema(node: LogicalOp):
+    """The schema of a plan that is only a source (None otherwise or unknown)."""
+    if isinstance(node, InputData):
+        for b in node.bundles:
+            for m in b.metadata:
+                if m.schema is not None and (m.num_rows or len(m.schema)):
+                    return m.schema
+        return None
+    if isinstance(node, Read):
+        for rt in node.read_tasks():
+            if rt.metadata is not None and rt.metadata.schema is not None:
+                return rt.metadata.schema
+    return None
+
+
+def chain_names(node: LogicalOp) -> List[str]:
+    out = []
+    while node is not None:
+        out.append(node.name)
+        node = node.inputs[0] if node.inputs else None
+    return out
