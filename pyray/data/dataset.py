@@ -106,11 +106,13 @@ class Dataset(AllToAllMixin, WriteMixin):
         return self._with(lp.AllToAll(name, [self._root], fn))
 
     def _map(self, name, stages: List[Stage], *, compute=None, remote_args=None,
-             concurrency=None, min_rows=None, row_preserving=False) -> "Dataset":
+             concurrency=None, min_rows=None, row_preserving=False,
+             strict_batch_size=False) -> "Dataset":
         return self._with(lp.MapOp(name, self._root, stages, compute=compute,
                                    ray_remote_args=remote_args, concurrency=concurrency,
                                    min_rows_per_bundle=min_rows,
-                                   row_preserving=row_preserving))
+                                   row_preserving=row_preserving,
+                                   strict_batch_size=strict_batch_size))
 
     @staticmethod
     def _remote_args(what, num_cpus=None, num_gpus=None, memory=None, ray_remote_args=None,
@@ -209,6 +211,7 @@ class Dataset(AllToAllMixin, WriteMixin):
         if batch_format not in BATCH_FORMATS and batch_format not in (None, "arrow"):
             raise ValueError(f"map_batches: batch_format must be one of {BATCH_FORMATS}, not "
                              f"{batch_format!r}")
+        strict = batch_size != "default"
         if batch_size == "default":
             batch_size = DEFAULT_BATCH_SIZE
         if batch_size is not None and (isinstance(batch_size, bool) or
@@ -222,7 +225,7 @@ class Dataset(AllToAllMixin, WriteMixin):
                                      fn_constructor_kwargs),
                            batch_size, batch_format, zero_copy_batch)
         return self._map(name, [stage], compute=strategy, remote_args=args,
-                         concurrency=task_conc, min_rows=batch_size)
+                         concurrency=task_conc, min_rows=batch_size, strict_batch_size=strict)
 
     def add_column(self, col: str, fn: Callable, *, batch_format: Optional[str] = "pandas",
                    compute=None, concurrency=None, **ray_remote_args) -> "Dataset":

@@ -247,21 +247,18 @@ class SplitIterator(DataIterator):
         self._coord = coordinator
         self._index = index
         self._n = n
-        self._epoch = -1
 
     def _bundles(self):
         from pyray.data._internal.split import WAIT
-        self._epoch += 1
-        epoch = self._epoch
         deadline = time.monotonic() + GET_TIMEOUT_S
         while True:
-            out = pyray.get(self._coord.get.remote(self._index, epoch), timeout=GET_TIMEOUT_S)
+            out = pyray.get(self._coord.get.remote(self._index), timeout=GET_TIMEOUT_S)
             if out is None:
                 return
             if isinstance(out, str) and out == WAIT:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"streaming_split iterator {self._index}: the other "
-                                       f"iterators did not finish epoch {epoch - 1} within "
+                                       f"iterators did not finish their epoch within "
                                        f"{GET_TIMEOUT_S:.0f}s")
                 time.sleep(0.01)
                 continue

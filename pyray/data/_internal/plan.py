@@ -48,7 +48,8 @@ class MapOp(LogicalOp):
 
     def __init__(self, name, input_op, stages, *, compute: Optional[ActorPoolStrategy] = None,
                  ray_remote_args=None, concurrency: Optional[int] = None,
-                 min_rows_per_bundle: Optional[int] = None, row_preserving: bool = False):
+                 min_rows_per_bundle: Optional[int] = None, row_preserving: bool = False,
+                 strict_batch_size: bool = False):
         super().__init__(name, [input_op])
         self.stages = stages
         self.compute = compute
@@ -56,6 +57,7 @@ class MapOp(LogicalOp):
         self.concurrency = concurrency
         self.min_rows = min_rows_per_bundle
         self.row_preserving = row_preserving
+        self.strict_batch_size = strict_batch_size
 
 
 class Limit(LogicalOp):
@@ -88,9 +90,9 @@ def _fusable(up: LogicalOp, down: MapOp) -> bool:
             return not up.remote_args and up.concurrency is None
         return up.remote_args == down.remote_args and up.concurrency == down.concurrency
     if isinstance(up, Read):
-        if down.min_rows:
+        if down.min_rows and down.strict_batch_size:
             # a read task's blocks cannot be bundled: fuse only when each read
-            # gives at least a batch (so batch_size is honoured)
+            # gives at least a batch (so a batch_size the user gave is honoured)
             rows = [rt.metadata.num_rows if rt.metadata is not None else None
                     for rt in up.read_tasks()]
             if any(r is not None and r < down.min_rows for r in rows):

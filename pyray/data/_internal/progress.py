@@ -2,7 +2,7 @@
 
 On a terminal: one line per operator (rows and bytes done, throughput, tasks
 running), redrawn in place at most ten times a second.  Elsewhere (logs, CI):
-one summary line when the pipeline ends.  ``DataContext.enable_progress_bars
+one summary line when a pipeline that ran for a second or more ends.  ``DataContext.enable_progress_bars
 = False`` turns both off.
 """
 from __future__ import annotations
@@ -12,6 +12,8 @@ import time
 from typing import List
 
 REFRESH_S = 0.1
+# pipelines shorter than this print no summary line (take(5) stays quiet)
+SUMMARY_MIN_S = 1.0
 
 
 def _fmt_bytes(n: float) -> str:
@@ -78,6 +80,8 @@ class ProgressReporter:
         if not ok:
             return
         el = time.perf_counter() - self.t0
+        if el < SUMMARY_MIN_S:
+            return
         sink = self.ops[-1].stats if self.ops else None
         rows = sink.rows if sink else 0
         names = " -> ".join(op.name for op in self.ops)

@@ -148,15 +148,16 @@ class SplitCoordinator:
         self._ended = self._trimmed = False
         self._finished = set()
 
-    def get(self, i: int, epoch: int = 0):
-        """The next bundle of consumer i as ([block refs], [metadata]), or None at
-        the end of the epoch."""
+    def get(self, i: int):
+        """The next bundle of consumer i as ([block refs], [metadata]); None at
+        the end of the epoch; WAIT when consumer i, done with this epoch, asks
+        for the next one while others are still reading."""
         with self._lock:
             if self._error is not None:
                 raise self._error
-            if epoch > self._epoch:
+            if i in self._finished:
                 if len(self._finished) < self._n:
-                    return WAIT      # the others are still in the previous epoch
+                    return WAIT
                 self._new_epoch()
             out = self._get(i)
             if out is None:
