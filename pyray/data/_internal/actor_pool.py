@@ -116,6 +116,7 @@ class ActorMapOp(MapTaskOp):
         self.actors: List = []
         self.inflight: Dict[int, int] = {}        # actor index -> calls queued on it
         self.task_actor: Dict = {}                # generator -> actor index
+        self.starting: Dict = {}                  # ready() ref -> actor index, until it answers
         self._cls = None
 
     def _remote_fn(self):
@@ -134,8 +135,20 @@ class ActorMapOp(MapTaskOp):
 
     def _add_actor(self):
         a = self._cls.remote(self.stages, self.ctx.target_max_block_size, self.is_read)
-        self.inflight[len(self.actors)] = 0
+        self.starting[a.ready.remote()] = len(self.actors)
         self.actors.append(a)
+
+    def waitables(self):
+        return list(self.running) + list(self.starting)
+
+    def poll(self, ready):
+        did = False
+        for ref in [r for r in self.starting if r in ready]:
+            i = self.starting.pop(ref)
+            pyray.get(ref, timeout=60)        # raises if constructing the class failed
+            self.inflight[i] = 0              # calls go only to actors that are up
+            did = True
+        return super().poll(ready) or did
 
     @property
     def reserved_cpu(self) -> float:
@@ -143,8 +156,9 @@ class ActorMapOp(MapTaskOp):
 
     def usage(self):
         u = super().usage()
+        cap = self.strategy.max_tasks_in_flight_per_actor
         return OpUsage(running=u.running, cpu_per_task=0.0,
-                       max_running=len(self.actors) * self.strategy.max_tasks_in_flight_per_actor,
+                       max_running=len(self.inflight) * cap,
                        expected_task_bytes=u.expected_task_bytes)
 
     def _pick_actor(self, ex):
@@ -153,9 +167,9 @@ class ActorMapOp(MapTaskOp):
         if best is not None and self.inflight[best] < cap:
             return best
         limit = self.strategy.max_size
-        if (limit is None or len(self.actors) < limit) and ex.may_reserve(self.cpu):
+        if not self.starting and (limit is None or len(self.actors) < limit) and \
+                ex.may_reserve(self.cpu):
             self._add_actor()
-            return len(self.actors) - 1
         return None
 
     def dispatch(self, ex):
@@ -184,6 +198,7 @@ class ActorMapOp(MapTaskOp):
         actors, self.actors = self.actors, []
         self.inflight.clear()
         self.task_actor.clear()
+        self.starting.clear()
         for a in actors:
             try:
                 pyray.kill(a)
