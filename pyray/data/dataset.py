@@ -475,11 +475,8 @@ class Dataset(AllToAllMixin, WriteMixin):
         return s.names if s is not None else None
 
     def num_blocks(self) -> int:
-        if isinstance(self._root, lp.InputData):
-            return sum(len(b.blocks) for b in self._root.bundles)
-        if isinstance(self._root, lp.Read):
-            return len(self._root.read_tasks())
-        return self.materialize().num_blocks()
+        """Blocks of the source (as Ray's, the count before transforms run)."""
+        return lp.initial_num_blocks(self._root)
 
     def size_bytes(self) -> int:
         if isinstance(self._root, lp.InputData):

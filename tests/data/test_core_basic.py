@@ -274,3 +274,19 @@ def test_bad_input_is_named():
         iter(rd.range(3))
     with pytest.raises(ValueError, match="num_gpus=1"):
         rd.range(3).map_batches(lambda b: b, num_gpus=1).take_all()
+
+
+def test_iter_torch_batches():
+    torch = pytest.importorskip("torch")
+    batches = list(rd.range(10).iter_torch_batches(batch_size=4, dtypes=torch.float32))
+    assert [len(b["id"]) for b in batches] == [4, 4, 2]
+    assert batches[0]["id"].dtype == torch.float32
+
+
+def test_iterator_and_num_blocks_of_lazy_plan():
+    ds = rd.range(100, override_num_blocks=5).map(lambda r: r)
+    assert ds.num_blocks() == 5
+    it = ds.iterator()
+    assert sum(len(b["id"]) for b in it.iter_batches(batch_size=7)) == 100
+    assert sum(1 for _ in it.iter_rows()) == 100
+    assert "Operator 1" in it.stats()

@@ -192,6 +192,7 @@ class MapTaskOp(PhysicalOp):
         self._out_total = 0
         self._fn = None
         self.cpu = float(self.remote_args.get("num_cpus", 1))
+        self.total_tasks = len(read_tasks) if read_tasks is not None else None
 
     # ------------------------------------------------------------- setup
     def _remote_fn(self):

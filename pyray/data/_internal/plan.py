@@ -192,9 +192,12 @@ def source_schema(node: LogicalOp):
     return None
 
 
-def chain_names(node: LogicalOp) -> List[str]:
-    out = []
-    while node is not None:
-        out.append(node.name)
-        node = node.inputs[0] if node.inputs else None
-    return out
+def initial_num_blocks(node: LogicalOp) -> int:
+    """Blocks of the plan's sources (what Ray's num_blocks() reports)."""
+    if isinstance(node, InputData):
+        return sum(len(b.blocks) for b in node.bundles)
+    if isinstance(node, Read):
+        return len(node.read_tasks())
+    if isinstance(node, AllToAll) and len(node.inputs) > 1:
+        return initial_num_blocks(node.inputs[0])
+    return sum(initial_num_blocks(i) for i in node.inputs)

@@ -2,8 +2,8 @@
 
 On a terminal: one line per operator (rows and bytes done, throughput, tasks
 running), redrawn in place at most ten times a second.  Elsewhere (logs, CI):
-one summary line when a pipeline that ran for a second or more ends.  ``DataContext.enable_progress_bars
-= False`` turns both off.
+one summary line when a pipeline that ran for a second or more ends.
+``DataContext.enable_progress_bars = False`` turns both off.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 from typing import List
 
 REFRESH_S = 0.1
+BAR_WIDTH = 20
 # pipelines shorter than this print no summary line (take(5) stays quiet)
 SUMMARY_MIN_S = 1.0
 
@@ -48,7 +49,12 @@ class ProgressReporter:
         el = max(1e-9, now - (st.start or self.t0))
         running = len(getattr(op, "running", ()) or ())
         extra = f", {running} running" if running else ""
-        return (f"- {op.name}: {st.rows} rows, {_fmt_bytes(st.bytes)}, "
+        total = getattr(op, "total_tasks", None)
+        bar = ""
+        if total:
+            filled = int(BAR_WIDTH * min(st.tasks, total) / total)
+            bar = f" |{'#' * filled}{' ' * (BAR_WIDTH - filled)}| {st.tasks}/{total} tasks"
+        return (f"- {op.name}:{bar} {st.rows} rows, {_fmt_bytes(st.bytes)}, "
                 f"{_fmt_rate(st.rows / el)} rows/s{extra}")
 
     def update(self, force: bool = False) -> None:
