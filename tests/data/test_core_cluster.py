@@ -1,5 +1,6 @@
 """pyray.data core on a two-node Cluster: blocks made on both nodes, streamed
 to the driver, actor pools and streaming_split across nodes."""
+import os
 import time
 
 import numpy as np
@@ -39,8 +40,16 @@ def test_pipeline_spans_both_nodes(two_nodes):
 
 
 class Where:
+    """Waits (bounded) until both pool actors are up, so both get work."""
+
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+        open(os.path.join(out_dir, str(os.getpid())), "w").close()
+
     def __call__(self, batch):
-        time.sleep(0.2)         # work enough for both actors to get some
+        deadline = time.monotonic() + 30
+        while len(os.listdir(self.out_dir)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
         return node_of(batch)
 
 
@@ -51,13 +60,13 @@ def wait_for_free_cpus(n, timeout=20):
         time.sleep(0.05)
 
 
-def test_actor_pool_and_streaming_split_across_nodes(two_nodes):
+def test_actor_pool_and_streaming_split_across_nodes(two_nodes, tmp_path):
     nodes = {n.node_id for n in two_nodes.list_all_nodes()}
     # one actor per node needs both CPUs free (the last test's workers give
     # theirs back a moment after their tasks end)
     wait_for_free_cpus(2)
     rows = rd.range(400, override_num_blocks=8).map_batches(
-        Where, concurrency=2, num_cpus=1).take_all()
+        Where, fn_constructor_args=(str(tmp_path),), concurrency=2, num_cpus=1).take_all()
     assert sorted(r["id"] for r in rows) == list(range(400))
     assert {r["node"] for r in rows} == nodes
 

@@ -264,3 +264,24 @@ def test_streaming_split_concurrent_consumers():
     # a second epoch runs the pipeline again
     parts = pyray.get([r.read.remote(it) for r, it in zip(readers, its)], timeout=60)
     assert sorted(parts[0] + parts[1]) == list(range(1000))
+
+
+class Double:
+    def __call__(self, b):
+        return {"id": b["id"] * 2}
+
+
+class SumSink(rd.Datasink):
+    def write(self, blocks, ctx):
+        return int(sum(int(b.column("id").to_numpy().sum()) for b in blocks))
+
+
+def test_pool_holding_every_cpu_runs_the_write_too():
+    # both CPUs go to the pool; the write runs inside its actors (fused), so
+    # the pipeline cannot wait for a CPU that only the pool could give back
+    ds = rd.range(1000, override_num_blocks=10).map_batches(Double, concurrency=2,
+                                                            num_cpus=1)
+    sink = SumSink()
+    ds.write_datasink(sink)
+    assert ds._stats.ops[-1].name == "ReadRange->MapBatches(Double)->WriteSumSink"
+    assert len(ds._stats.ops) == 1

@@ -125,6 +125,8 @@ class ActorMapOp(MapTaskOp):
         opts.setdefault("num_cpus", 1)
         opts.setdefault("max_restarts", -1)
         opts.setdefault("max_task_retries", -1)
+        # replicas of a model belong on different nodes where there are several
+        opts.setdefault("scheduling_strategy", "SPREAD")
         self._cls = pyray.remote(**opts)(_MapWorker)
         return None
 

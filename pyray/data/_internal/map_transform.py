@@ -28,6 +28,8 @@ from pyray.data.block import BlockAccessor, batch_to_block, concat_blocks, rows_
 from pyray.data.exceptions import user_code_error
 
 DEFAULT_BATCH_SIZE = 1024
+# the index of the task (or actor call) running in this process, set by its body
+current_task_idx = 0
 
 
 # ------------------------------------------------------------------ batching
@@ -254,15 +256,19 @@ def rename_columns(mapping: Dict[str, str]):
 
 
 def random_sample(fraction: float, seed: Optional[int]):
-    state = {"rng": None}
+    state = {"task": None, "k": 0}
 
     def fn(t):
-        if state["rng"] is None:
-            # a fixed seed gives each block its own, reproducible stream
-            state["rng"] = np.random.default_rng(
-                None if seed is None else [seed, t.num_rows])
-        mask = state["rng"].random(t.num_rows) < fraction
-        return t.filter(pa.array(mask))
+        if seed is None:
+            rng = np.random.default_rng()
+        else:
+            # each block of each task its own stream: reproducible wherever it runs
+            task = current_task_idx
+            if state["task"] != task:
+                state["task"], state["k"] = task, 0
+            state["k"] += 1
+            rng = np.random.default_rng([seed, task, state["k"]])
+        return t.filter(pa.array(rng.random(t.num_rows) < fraction))
     return fn
 
 

@@ -81,26 +81,38 @@ class Union(LogicalOp):
 
 
 # ------------------------------------------------------------------- fusion
-def _fusable(up: LogicalOp, down: MapOp) -> bool:
+def _plain(op) -> bool:
+    """Asks for nothing special: may run inside another operator's workers."""
+    return not op.remote_args and op.concurrency is None
+
+
+def _fusable(up: LogicalOp, chain: List[MapOp]) -> bool:
+    """May `up` run in the same task (or actor) as the maps in `chain`?
+
+    Task maps with equal resource requests fuse; a callable class's pool
+    also runs the plain maps (and read) before it and the plain maps after
+    it, so ``read -> map_batches(Model) -> write`` is one actor call per
+    block and the pool never waits on tasks that need its CPUs."""
+    pool = next((m for m in chain if m.compute is not None), None)
+    first = chain[0]
     if isinstance(up, MapOp):
         if up.compute is not None:
-            return False
-        if down.compute is not None:
-            # a pool runs the upstream maps too when they ask for nothing special
-            return not up.remote_args and up.concurrency is None
-        return up.remote_args == down.remote_args and up.concurrency == down.concurrency
+            return pool is None and all(_plain(m) for m in chain)
+        if pool is not None:
+            return _plain(up)
+        return up.remote_args == first.remote_args and up.concurrency == first.concurrency
     if isinstance(up, Read):
-        if down.min_rows and down.strict_batch_size:
+        if first.min_rows and first.strict_batch_size:
             # a read task's blocks cannot be bundled: fuse only when each read
             # gives at least a batch (so a batch_size the user gave is honoured)
             rows = [rt.metadata.num_rows if rt.metadata is not None else None
                     for rt in up.read_tasks()]
-            if any(r is not None and r < down.min_rows for r in rows):
+            if any(r is not None and r < first.min_rows for r in rows):
                 return False
-        if down.compute is not None:
-            return not up.remote_args and up.concurrency is None
-        return up.remote_args == down.remote_args and (
-            up.concurrency == down.concurrency or down.concurrency is None)
+        if pool is not None:
+            return _plain(up)
+        return up.remote_args == first.remote_args and (
+            up.concurrency == first.concurrency or first.concurrency is None)
     return False
 
 
@@ -113,27 +125,28 @@ def build(root: LogicalOp, ctx) -> List[PhysicalOp]:
         if isinstance(node, MapOp):
             chain = [node]
             up = node.inputs[0]
-            while isinstance(up, MapOp) and _fusable(up, node):
+            while isinstance(up, MapOp) and _fusable(up, chain):
                 chain.insert(0, up)
                 up = up.inputs[0]
-            read = up if isinstance(up, Read) and _fusable(up, node) else None
+            read = up if isinstance(up, Read) and _fusable(up, chain) else None
             stages = [s for m in chain for s in m.stages]
-            names = ([read.name] if read else []) + [m.name for m in chain]
-            name = "->".join(names)
+            name = "->".join(([read.name] if read else []) + [m.name for m in chain])
             mins = [m.min_rows for m in chain if m.min_rows]
-            min_rows = max(mins) if mins else None
+            min_rows = None if read is not None or not mins else max(mins)
             head = None if read else visit(up, ordered)
             kw = {}
             if read is not None:
                 kw = {"read_tasks": read.read_tasks(), "parallelism": read.parallelism}
-            concurrency = node.concurrency if node.concurrency is not None else (
-                read.concurrency if read is not None else None)
-            if node.compute is not None:
-                op = ActorMapOp(name, head, stages, node.compute, node.remote_args,
-                                None if read else min_rows, **kw)
+            pool = next((m for m in chain if m.compute is not None), None)
+            if pool is not None:
+                op = ActorMapOp(name, head, stages, pool.compute, pool.remote_args, min_rows,
+                                **kw)
             else:
-                op = MapTaskOp(name, head, stages, node.remote_args, concurrency,
-                               None if read else min_rows, **kw)
+                lead = chain[0]
+                concurrency = lead.concurrency if lead.concurrency is not None else (
+                    read.concurrency if read is not None else None)
+                op = MapTaskOp(name, head, stages, lead.remote_args, concurrency, min_rows,
+                               **kw)
         elif isinstance(node, Read):
             op = MapTaskOp(node.name, None, [], node.remote_args, node.concurrency,
                            read_tasks=node.read_tasks(), parallelism=node.parallelism)
