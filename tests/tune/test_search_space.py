@@ -76,6 +76,8 @@ def test_randint_upper_exclusive():
 def test_qrandint_upper_inclusive_and_quantized():
     xs = draws(tune.qrandint(0, 10, 5))
     assert set(xs) == {0, 5, 10}
+    assert set(draws(tune.qrandint(0, 3))) == {0, 1, 2, 3}
+    assert set(draws(tune.qlograndint(1, 4, 1))) == {1, 2, 3, 4}
 
 
 def test_lograndint():

@@ -118,6 +118,11 @@ class _Quantized(Sampler):
 
     def sample(self, domain, config=None, size=1, random_state=None):
         if self.q == 1:
+            if isinstance(domain, Integer):
+                # qrandint / qlograndint: the upper bound is inclusive
+                inner = copy(domain)
+                inner.upper = domain.upper + 1
+                return self.sampler.sample(inner, config, size, random_state)
             return self.sampler.sample(domain, config, size, random_state)
         inner = copy(domain)
         inner.lower = np.ceil(domain.lower / self.q) * self.q
@@ -471,13 +476,13 @@ def qrandint(lower: int, upper: int, q: int = 1) -> Integer:
     """An integer drawn uniformly from ``[lower, upper]`` (upper INCLUSIVE, as
     in Ray), rounded to a multiple of ``q``."""
     _check_range("qrandint", lower, upper)
-    return Integer(lower, upper + 1).uniform().quantized(q)
+    return Integer(lower, upper).uniform().quantized(q)
 
 
 def qlograndint(lower: int, upper: int, q: int, base: float = 10) -> Integer:
     """lograndint with ``upper`` inclusive, rounded to a multiple of ``q``."""
     _check_range("qlograndint", lower, upper)
-    return Integer(lower, upper + 1).loguniform(base).quantized(q)
+    return Integer(lower, upper).loguniform(base).quantized(q)
 
 
 def choice(categories: Sequence) -> Categorical:

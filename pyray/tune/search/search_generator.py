@@ -15,14 +15,14 @@ from typing import Dict, Optional, Union
 import cloudpickle
 
 from pyray.tune.search.basic_variant import BasicVariantGenerator, _check_param_space
-from pyray.tune.search.searcher import Searcher, validate_mode
+from pyray.tune.search.searcher import Searcher, _WrappingSearcher, validate_mode
 from pyray.tune.search.variant_generator import (
     flatten_dict, format_vars, generate_variants, has_unresolved_values, merge_dicts,
     resolve_nested_dict,
 )
 
 
-class SearchGenerator(Searcher):
+class SearchGenerator(_WrappingSearcher):
     """Adapts a :class:`Searcher` to the controller (num_samples, merge of the
     suggestion into ``param_space``, per-trial tags)."""
 
@@ -38,17 +38,6 @@ class SearchGenerator(Searcher):
         self._counter = 0
         self._finished = False
         self._info: Dict[str, tuple] = {}
-
-    @property
-    def metric(self):
-        return self.searcher.metric
-
-    @property
-    def mode(self):
-        return self.searcher.mode
-
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        return self.searcher.set_search_properties(metric, mode, config, **spec)
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         return self.searcher.set_max_concurrency(max_concurrent)
@@ -135,14 +124,18 @@ class SearchGenerator(Searcher):
 _SEARCHER_NAMES = ("variant_generator", "random", "optuna")
 
 
-def _searcher_from_name(name: str) -> Searcher:
+def create_searcher(search_alg: str, **kwargs) -> Searcher:
+    """A searcher by name: ``"variant_generator"`` / ``"random"``
+    (BasicVariantGenerator) or ``"optuna"`` (OptunaSearch), built with
+    ``kwargs``. Ray's other names need libraries pyray does not ship."""
+    name = search_alg.lower() if isinstance(search_alg, str) else search_alg
     if name in ("variant_generator", "random"):
-        return BasicVariantGenerator()
+        return BasicVariantGenerator(**kwargs)
     if name == "optuna":
         from pyray.tune.search.optuna import OptunaSearch
-        return OptunaSearch()
+        return OptunaSearch(**kwargs)
     raise ValueError(
-        f"Unknown search algorithm {name!r}: use one of {list(_SEARCHER_NAMES)} or pass a "
+        f"Unknown search algorithm {search_alg!r}: use one of {list(_SEARCHER_NAMES)} or pass a "
         "Searcher instance")
 
 
@@ -165,7 +158,7 @@ def resolve_search_algorithm(search_alg: Union[None, str, Searcher], param_space
     validate_mode(mode)
     param_space = _check_param_space(param_space)
     if isinstance(search_alg, str):
-        search_alg = _searcher_from_name(search_alg)
+        search_alg = create_searcher(search_alg)
     if search_alg is None:
         search_alg = BasicVariantGenerator(random_state=seed)
     if isinstance(search_alg, BasicVariantGenerator):

@@ -1,0 +1,69 @@
+"""HyperBandForBOHB: HyperBand as BOHB runs it.
+
+Differs from :class:`HyperBandScheduler` in two ways (as Ray's): a band is
+filled from its largest bracket down, and a trial reaching its milestone is
+paused even while its bracket is not full, so that new trials can join; when
+nothing runs, paused brackets are halved.
+
+The matching searcher (Ray's ``TuneBOHB``) needs ConfigSpace and hpbandster
+and is not provided; use this scheduler with any searcher.
+"""
+
+import logging
+from typing import Dict
+
+from pyray.tune.schedulers.hyperband import HyperBandScheduler
+from pyray.tune.schedulers.trial_scheduler import PAUSED, PENDING, RUNNING, TrialScheduler
+
+logger = logging.getLogger(__name__)
+
+
+def _searcher_hook(tune_controller, name):
+    search_alg = getattr(tune_controller, "search_alg", None)
+    searcher = getattr(search_alg, "searcher", search_alg)
+    return getattr(searcher, name, None)
+
+
+class HyperBandForBOHB(HyperBandScheduler):
+    """HyperBand for BOHB: largest bracket first; pauses trials at their
+    milestone even when the bracket is not full. Same arguments as
+    :class:`HyperBandScheduler`."""
+
+    def _next_bracket_s(self, band) -> int:
+        return self._s_max_1 - len(band) - 1
+
+    def on_trial_result(self, tune_controller, trial, result: Dict) -> str:
+        result["hyperband_info"] = {}
+        bracket, _ = self._trial_info[trial]
+        bracket.update_trial_stats(trial, result)
+        if bracket.continue_trial(trial):
+            return TrialScheduler.CONTINUE
+        result["hyperband_info"]["budget"] = bracket._cumul_r
+        others_not_paused = any(t.status != PAUSED for t in bracket.current_trials() if t is not trial)
+        if not bracket.filled() or others_not_paused:
+            hook = _searcher_hook(tune_controller, "on_pause")
+            if hook is not None:
+                hook(trial.trial_id)
+            return TrialScheduler.PAUSE
+        return self._process_bracket(tune_controller, bracket)
+
+    def _unpause_trial(self, tune_controller, trial):
+        trial.status = PENDING
+        hook = _searcher_hook(tune_controller, "on_unpause")
+        if hook is not None:
+            hook(trial.trial_id)
+
+    def choose_trial_to_run(self, tune_controller, allow_recurse: bool = True):
+        for band in self._hyperbands:
+            for bracket in (b for b in band if b is not None):
+                for trial in bracket.current_trials():
+                    if trial.status == PENDING:
+                        return trial
+        if not any(t.status == RUNNING for t in tune_controller.get_trials()):
+            for band in self._hyperbands:
+                for bracket in band:
+                    if bracket and any(t.status == PAUSED for t in bracket.current_trials()):
+                        self._process_bracket(tune_controller, bracket)
+                        if allow_recurse and any(t.status == PENDING for t in bracket.current_trials()):
+                            return self.choose_trial_to_run(tune_controller, allow_recurse=False)
+        return None
