@@ -296,3 +296,15 @@ def test_optuna_save_restore(tmp_path):
     assert len(again.searcher._ot_study.trials) == 3
     assert again.suggest("t3") is not None
     assert math.isfinite(again.searcher._ot_study.best_value)
+
+
+def test_add_evaluated_trials_feeds_optuna():
+    from tune_fakes import FakeTrial
+    space = OptunaSearch.convert_search_space({"x": tune.uniform(-10, 10), "y": tune.uniform(-10, 10)})
+    searcher = OptunaSearch(space, metric="loss", mode="min", seed=0)
+    done = [FakeTrial(config={"x": float(x), "y": 0.0}, status="TERMINATED",
+                      last_result={"loss": quadratic({"x": x, "y": 0.0})}) for x in range(3)]
+    searcher.add_evaluated_trials(done, "loss")
+    assert len(searcher._ot_study.trials) == 3 and searcher._ot_study.best_value == 5.0
+    with pytest.raises(ValueError, match="No trial reported the metric `acc`"):
+        searcher.add_evaluated_trials(done, "acc")

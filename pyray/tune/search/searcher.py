@@ -120,10 +120,11 @@ class Searcher:
         """Feed finished trials (objects with ``config`` / ``last_result`` /
         ``status``, or a ResultGrid) to :meth:`add_evaluated_point`."""
         trials = trials_or_analysis
-        if hasattr(trials, "_results") and not isinstance(trials, (list, tuple)):
-            trials = [r for r in trials]  # ResultGrid
         if not isinstance(trials, (list, tuple)):
-            trials = [trials]
+            try:
+                trials = list(trials)  # a ResultGrid: its Results
+            except TypeError:
+                trials = [trials]  # one trial
         any_added = False
         for trial in trials:
             config = getattr(trial, "config", None)
