@@ -379,3 +379,16 @@ def test_scheduler_save_restore(tmp_path):
     r = ASHAScheduler()
     r.restore(str(tmp_path / "s.pkl"))
     assert r.metric == "acc" and r.on_trial_result(ctl, b, res(1, 1.0)) == STOP
+
+
+def test_pbt_refuses_a_search_algorithm():
+    from pyray.tune.search import Repeater, SearchGenerator, Searcher
+
+    class OneConfig(Searcher):
+        def suggest(self, trial_id):
+            return {"lr": 0.1}
+
+    ctl = FakeController()
+    ctl.searcher = SearchGenerator(Repeater(OneConfig(), repeat=2))
+    with pytest.raises(ValueError, match="Search algorithms cannot be used"):
+        ctl.add(make_pbt(), FakeTrial(config={"lr": 0.1, "bs": 16}))

@@ -13,13 +13,14 @@ import logging
 from typing import Dict
 
 from pyray.tune.schedulers.hyperband import HyperBandScheduler
+from pyray.tune.schedulers.pbt import _search_alg_of
 from pyray.tune.schedulers.trial_scheduler import PAUSED, PENDING, RUNNING, TrialScheduler
 
 logger = logging.getLogger(__name__)
 
 
 def _searcher_hook(tune_controller, name):
-    search_alg = getattr(tune_controller, "search_alg", None)
+    search_alg = _search_alg_of(tune_controller)
     searcher = getattr(search_alg, "searcher", search_alg)
     return getattr(searcher, name, None)
 

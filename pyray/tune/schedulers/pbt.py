@@ -213,7 +213,7 @@ class PopulationBasedTraining(_MetricModeScheduler):
 
     # -- events --------------------------------------------------------------------
     def on_trial_add(self, tune_controller, trial):
-        search_alg = getattr(tune_controller, "search_alg", None)
+        search_alg = _search_alg_of(tune_controller)
         if isinstance(search_alg, SearchGenerator):
             raise ValueError(
                 f"Search algorithms cannot be used with {type(self).__name__} schedulers. "
@@ -418,6 +418,13 @@ class PopulationBasedTraining(_MetricModeScheduler):
     def debug_string(self) -> str:
         return (f"PopulationBasedTraining: {self._num_checkpoints} checkpoints, "
                 f"{self._num_perturbations} perturbs")
+
+
+def _search_alg_of(tune_controller):
+    """The controller's search algorithm (Ray's ``search_alg``; pyray's
+    controller calls it ``searcher``)."""
+    alg = getattr(tune_controller, "search_alg", None)
+    return alg if alg is not None else getattr(tune_controller, "searcher", None)
 
 
 def _is_finished(trial) -> bool:
