@@ -1,6 +1,7 @@
 """Schedulers fed synthetic results (stand-in trials and controller, no
 processes): each stops, pauses and promotes exactly the trials it should."""
 
+import json
 import random
 from dataclasses import dataclass
 
@@ -392,3 +393,43 @@ def test_pbt_refuses_a_search_algorithm():
     ctl.searcher = SearchGenerator(Repeater(OneConfig(), repeat=2))
     with pytest.raises(ValueError, match="Search algorithms cannot be used"):
         ctl.add(make_pbt(), FakeTrial(config={"lr": 0.1, "bs": 16}))
+
+
+def test_pbt_logs_its_policy_and_replay_follows_it(tmp_path):
+    from pyray.tune.schedulers import PopulationBasedTrainingReplay
+    random.seed(0)
+    s = make_pbt(log_config=True)
+    ctl = FakeController()
+    trials = []
+    for i in range(4):
+        t = FakeTrial(config={"lr": 0.01, "bs": 32}, local_path=str(tmp_path / f"t{i}"))
+        t.experiment_tag = f"{i}_lr=0.01"
+        t.experiment_path = str(tmp_path)
+        t.checkpoint = FakeCheckpoint(f"t{i}")
+        ctl.add(s, t)
+        t.status = "RUNNING"
+        trials.append(t)
+    worst, best = trials[3], trials[0]
+    for t, score in ((worst, 1.0), (trials[2], 2.0), (trials[1], 3.0), (best, 4.0)):
+        t.last_result = res(2, score, "score")
+        s.on_trial_result(ctl, t, t.last_result)
+    worst.last_result = res(4, 1.0, "score")
+    assert s.on_trial_result(ctl, worst, worst.last_result) == NOOP
+    policy_file = tmp_path / f"pbt_policy_{worst.trial_id}.txt"
+    assert (tmp_path / "pbt_global.txt").exists() and policy_file.exists()
+    row = json.loads(policy_file.read_text().splitlines()[-1])
+    assert row[:4] == ["3_lr=0.01", "0_lr=0.01", 4, 2] and row[5] == worst.config
+
+    replay = PopulationBasedTrainingReplay(str(policy_file))
+    rctl = FakeController()
+    t = FakeTrial()
+    rctl.add(replay, t)
+    assert t.config == {"lr": 0.01, "bs": 32}  # the cloned trial's config at the exploit
+    t.status = "RUNNING"
+    t.checkpoint = FakeCheckpoint("own")
+    assert replay.on_trial_result(rctl, t, res(1, 0.0, "score")) == CONTINUE
+    assert replay.on_trial_result(rctl, t, res(2, 0.0, "score")) == NOOP
+    assert t.config == worst.config and t.restore_checkpoint == FakeCheckpoint("own")
+    assert rctl.paused == [t]
+    with pytest.raises(ValueError, match="More than one trial"):
+        rctl.add(replay, FakeTrial())

@@ -4,7 +4,7 @@ from pyray.tune.schedulers.async_hyperband import ASHAScheduler, AsyncHyperBandS
 from pyray.tune.schedulers.hb_bohb import HyperBandForBOHB
 from pyray.tune.schedulers.hyperband import HyperBandScheduler
 from pyray.tune.schedulers.median_stopping_rule import MedianStoppingRule
-from pyray.tune.schedulers.pbt import PopulationBasedTraining
+from pyray.tune.schedulers.pbt import PopulationBasedTraining, PopulationBasedTrainingReplay
 from pyray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
 _BY_NAME = {
@@ -31,6 +31,7 @@ def create_scheduler(scheduler: str, **kwargs) -> TrialScheduler:
 
 __all__ = [
     "TrialScheduler", "FIFOScheduler", "AsyncHyperBandScheduler", "ASHAScheduler",
-    "HyperBandScheduler", "MedianStoppingRule", "PopulationBasedTraining", "HyperBandForBOHB",
+    "HyperBandScheduler", "MedianStoppingRule", "PopulationBasedTraining",
+    "PopulationBasedTrainingReplay", "HyperBandForBOHB",
     "create_scheduler",
 ]

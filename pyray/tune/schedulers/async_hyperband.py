@@ -55,9 +55,8 @@ class AsyncHyperBandScheduler(_MetricModeScheduler):
 
     def on_trial_add(self, tune_controller, trial):
         self._require_metric_mode()
-        if len(self._brackets) == 1:
-            self._trial_info[trial.trial_id] = self._brackets[0]
-            return
+        # one draw from numpy's global state per trial even with one bracket,
+        # as Ray: a seeded run draws the same configurations as Ray's
         sizes = np.array([len(b.rungs) for b in self._brackets])
         probs = np.e ** (sizes - sizes.max())
         idx = np.random.choice(len(self._brackets), p=probs / probs.sum())

@@ -429,3 +429,95 @@ def _search_alg_of(tune_controller):
 
 def _is_finished(trial) -> bool:
     return trial.status in ("TERMINATED", "ERROR")
+
+
+class PopulationBasedTrainingReplay(_MetricModeScheduler):
+    """Replays the hyperparameter schedule one trial followed in a PBT run,
+    from its ``pbt_policy_<trial_id>.txt`` (written with ``log_config=True``).
+
+    The single trial starts with the schedule's initial config; at each
+    recorded step it is paused and restarted from its own latest checkpoint
+    with the next config (so the trainable must checkpoint, as for PBT).
+    """
+
+    def __init__(self, policy_file: str):
+        path = os.path.expanduser(policy_file)
+        if not os.path.exists(path):
+            raise ValueError(f"Policy file not found: {path}")
+        super().__init__()
+        self.policy_file = path
+        initial_config, self._policy = self._load_policy(path)
+        self.experiment_tag = f"replay_{os.path.basename(path)}"
+        self.config = initial_config
+        self.current_config = self.config
+        self._trial = None
+        self._current_step = 0
+        self._num_perturbations = 0
+        self._policy_iter = iter(self._policy)
+        self._next_policy = next(self._policy_iter, None)
+
+    @staticmethod
+    def _load_policy(policy_file: str):
+        rows = []
+        with open(policy_file) as f:
+            for line in f:
+                try:
+                    rows.append(tuple(json.loads(line)))
+                except json.JSONDecodeError:
+                    raise ValueError(f"Could not read PBT policy file: {policy_file}.") from None
+        # walk back from the end while each step continues the tag chain
+        policy, last_new_tag, last_old_conf = [], None, None
+        for old_tag, new_tag, _old_step, new_step, old_conf, new_conf in reversed(rows):
+            if last_new_tag and old_tag != last_new_tag:
+                break
+            last_new_tag, last_old_conf = new_tag, old_conf
+            policy.append((new_step, new_conf))
+        return last_old_conf, list(reversed(policy))
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True
+
+    def on_trial_add(self, tune_controller, trial):
+        if self._trial is not None:
+            raise ValueError("More than one trial added to PBT replay run. This means the same "
+                             "schedule will be trained multiple times. Do you want to set "
+                             "`num_samples=1`?")
+        self._trial = trial
+        if trial.config and self._policy:
+            logger.warning("Trial was initialized with a config, which was overwritten. Did you "
+                           "start the PBT replay with a `param_space`?")
+        elif trial.config and not self._policy:
+            self.config = trial.config
+        elif not trial.config and not self._policy:
+            raise ValueError("No replay policy found and trial initialized without a valid "
+                             "config. Either pass a `param_space` to `tune.Tuner()` or consider "
+                             "not using PBT replay for this run.")
+        trial.config = self.config
+
+    def on_trial_result(self, tune_controller, trial, result: Dict) -> str:
+        if TRAINING_ITERATION not in result or not self._next_policy:
+            return TrialScheduler.CONTINUE
+        step = result[TRAINING_ITERATION]
+        self._current_step = step
+        change_at, new_config = self._next_policy
+        if step < change_at:
+            return TrialScheduler.CONTINUE
+        logger.info("Population Based Training replay is now at step %s. Configuration will be "
+                    "changed to %s.", step, new_config)
+        checkpoint = PopulationBasedTraining._latest_checkpoint(tune_controller, trial)
+        if not checkpoint:
+            raise _tune_error(
+                f"PopulationBasedTrainingReplay: trial {trial.trial_id} has no checkpoint to "
+                "restart from with the next config; the trainable must report checkpoints.")
+        tune_controller.pause_trial(trial, should_checkpoint=False)
+        trial.experiment_tag = _make_experiment_tag(self.experiment_tag, new_config, new_config)
+        trial.config = new_config
+        trial.restore_checkpoint = copy.copy(checkpoint)
+        self.current_config = new_config
+        self._num_perturbations += 1
+        self._next_policy = next(self._policy_iter, None)
+        return TrialScheduler.NOOP
+
+    def debug_string(self) -> str:
+        return (f"PopulationBasedTraining replay: Step {self._current_step}, "
+                f"perturb {self._num_perturbations}")
