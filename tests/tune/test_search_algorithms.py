@@ -308,3 +308,16 @@ def test_add_evaluated_trials_feeds_optuna():
     assert len(searcher._ot_study.trials) == 3 and searcher._ot_study.best_value == 5.0
     with pytest.raises(ValueError, match="No trial reported the metric `acc`"):
         searcher.add_evaluated_trials(done, "acc")
+
+
+def test_max_concurrent_trials_wraps_a_searcher_in_a_concurrency_limiter():
+    alg = resolve_search_algorithm(CountingSearcher(), {}, 10, "m", "max", max_concurrent_trials=2)
+    assert isinstance(alg.searcher, ConcurrencyLimiter) and alg.searcher.max_concurrent == 2
+    assert alg.suggest("a") and alg.suggest("b") and alg.suggest("c") is None
+    alg.on_trial_complete("a", {"m": 1})
+    assert alg.suggest("c") == {"x": 2}
+    same = ConcurrencyLimiter(CountingSearcher(), 2)
+    assert resolve_search_algorithm(same, {}, 3, max_concurrent_trials=2).searcher is same
+    with pytest.raises(ValueError, match="already a `ConcurrencyLimiter`"):
+        resolve_search_algorithm(ConcurrencyLimiter(CountingSearcher(), 3), {}, 3,
+                                 max_concurrent_trials=2)

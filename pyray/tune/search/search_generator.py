@@ -15,6 +15,7 @@ from typing import Dict, Optional, Union
 import cloudpickle
 
 from pyray.tune.search.basic_variant import BasicVariantGenerator, _check_param_space
+from pyray.tune.search.concurrency_limiter import ConcurrencyLimiter
 from pyray.tune.search.searcher import Searcher, _WrappingSearcher, validate_mode
 from pyray.tune.search.variant_generator import (
     flatten_dict, format_vars, generate_variants, has_unresolved_values, merge_dicts,
@@ -121,6 +122,18 @@ class SearchGenerator(_WrappingSearcher):
             self.searcher = cloudpickle.loads(state["searcher"])
 
 
+def _limited(searcher: Searcher, max_concurrent_trials: int) -> Searcher:
+    if isinstance(searcher, ConcurrencyLimiter):
+        if searcher.max_concurrent != max_concurrent_trials:
+            raise ValueError(
+                f"You have specified `max_concurrent_trials={max_concurrent_trials}`, but the "
+                f"`search_alg` is already a `ConcurrencyLimiter` with "
+                f"`max_concurrent={searcher.max_concurrent}`. FIX THIS by setting "
+                "`max_concurrent_trials=None`.")
+        return searcher
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent_trials)
+
+
 _SEARCHER_NAMES = ("variant_generator", "random", "optuna")
 
 
@@ -152,8 +165,9 @@ def resolve_search_algorithm(search_alg: Union[None, str, Searcher], param_space
       If it already had a search space, ``param_space`` must not contain
       search space definitions (ValueError otherwise, as Ray).
 
-    ``max_concurrent_trials`` is applied by the controller; a Searcher gets
-    it through ``set_max_concurrency`` when it supports one.
+    With ``max_concurrent_trials`` a Searcher is wrapped in a
+    :class:`ConcurrencyLimiter` (as Ray does); a BasicVariantGenerator limits
+    itself.
     """
     validate_mode(mode)
     param_space = _check_param_space(param_space)
@@ -166,6 +180,9 @@ def resolve_search_algorithm(search_alg: Union[None, str, Searcher], param_space
         if max_concurrent_trials:
             search_alg.set_max_concurrency(max_concurrent_trials)
         return search_alg
+    if max_concurrent_trials and isinstance(search_alg, Searcher) and not isinstance(
+            search_alg, SearchGenerator):
+        search_alg = _limited(search_alg, max_concurrent_trials)
     if isinstance(search_alg, SearchGenerator):
         generator = search_alg
     elif isinstance(search_alg, Searcher):
