@@ -147,25 +147,32 @@ def test_hyperband_pauses_until_the_bracket_is_done_then_promotes_the_best():
     s = HyperBandScheduler(metric="acc", mode="max", max_t=9, reduction_factor=3)
     ctl, trials = started(s, 8)
     small, big = trials[:3], trials[3:]          # brackets s=0 (3 trials), s=1 (5 trials)
+    for t in small:
+        t.status = "PENDING"
     scores = {big[0]: 1.0, big[1]: 5.0, big[2]: 3.0, big[3]: 4.0, big[4]: 2.0}
     for t in big[:4]:
         assert s.on_trial_result(ctl, t, res(1, scores[t])) == CONTINUE
         assert s.on_trial_result(ctl, t, res(3, scores[t])) == PAUSE
         t.status = "PAUSED"
     assert not ctl.stopped
-    # the last trial of the bracket reaches the milestone: halve to ceil(5/3) = 2
+    # the last trial of the bracket reaches the milestone: keep ceil(5/3) = 2
     assert s.on_trial_result(ctl, big[4], res(3, scores[big[4]])) == STOP
     assert set(ctl.stopped) == {big[0], big[2]}   # paused and bad: stopped by the scheduler
-    assert big[1].status == "PENDING" and big[3].status == "PENDING"  # promoted
-    assert s.choose_trial_to_run(ctl) in (big[1], big[3], *small)
-    # promoted trials run to the next milestone, min(3*3, 9-3) = 6, then the bracket is done
+    # the good ones stay paused until chosen to run again
+    assert big[1].status == "PAUSED" and big[3].status == "PAUSED"
+    bracket = s._trial_info[big[1]][0]
+    assert bracket.trials_to_unpause == {big[1], big[3]} and bracket._cumul_r == 9
+    chosen = s.choose_trial_to_run(ctl)
+    assert chosen in (big[1], big[3], *small)
+    # promoted trials run to the next milestone min(3 * 3, max_t) = 9; then the bracket is done
     big[1].status = big[3].status = "RUNNING"
-    assert s.on_trial_result(ctl, big[1], res(6, 6.0)) == PAUSE
+    assert s.on_trial_result(ctl, big[1], res(9, 6.0)) == PAUSE
     big[1].status = "PAUSED"
-    assert s.on_trial_result(ctl, big[3], res(6, 7.0)) == STOP
+    assert s.on_trial_result(ctl, big[3], res(9, 7.0)) == STOP
     assert big[1] in ctl.stopped
     # the s=0 bracket runs its trials to max_t without halving
     for t in small:
+        t.status = "RUNNING"
         assert s.on_trial_result(ctl, t, res(8, 1.0)) == CONTINUE
     for t in small[:2]:
         assert s.on_trial_result(ctl, t, res(9, 1.0)) == PAUSE
@@ -202,7 +209,8 @@ def test_hyperband_for_bohb_fills_largest_bracket_first_and_pauses_early():
     # the bracket of 9 keeps ceil(9 / 3) = 3: the worst of the 4 is stopped
     nxt = s.choose_trial_to_run(ctl)
     assert ctl.stopped == [trials[2]]
-    assert [t.status for t in (trials[0], trials[1], trials[3])] == ["PENDING"] * 3
+    bracket = s._trial_info[trials[0]][0]
+    assert bracket.trials_to_unpause == {trials[0], trials[1], trials[3]}
     assert nxt is trials[0]
 
 

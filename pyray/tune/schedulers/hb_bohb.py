@@ -14,15 +14,18 @@ from typing import Dict
 
 from pyray.tune.schedulers.hyperband import HyperBandScheduler
 from pyray.tune.schedulers.pbt import _search_alg_of
-from pyray.tune.schedulers.trial_scheduler import PAUSED, PENDING, RUNNING, TrialScheduler
+from pyray.tune.schedulers.trial_scheduler import PAUSED, RUNNING, TrialScheduler
 
 logger = logging.getLogger(__name__)
 
 
-def _searcher_hook(tune_controller, name):
+def _call_searcher(tune_controller, name, trial_id):
+    """Tell the searcher (BOHB's) that a trial paused / resumes, if it cares."""
     search_alg = _search_alg_of(tune_controller)
     searcher = getattr(search_alg, "searcher", search_alg)
-    return getattr(searcher, name, None)
+    hook = getattr(searcher, name, None)
+    if hook is not None:
+        hook(trial_id)
 
 
 class HyperBandForBOHB(HyperBandScheduler):
@@ -42,29 +45,28 @@ class HyperBandForBOHB(HyperBandScheduler):
         result["hyperband_info"]["budget"] = bracket._cumul_r
         others_not_paused = any(t.status != PAUSED for t in bracket.current_trials() if t is not trial)
         if not bracket.filled() or others_not_paused:
-            hook = _searcher_hook(tune_controller, "on_pause")
-            if hook is not None:
-                hook(trial.trial_id)
+            _call_searcher(tune_controller, "on_pause", trial.trial_id)
             return TrialScheduler.PAUSE
-        return self._process_bracket(tune_controller, bracket)
+        action = self._process_bracket(tune_controller, bracket)
+        if action == TrialScheduler.PAUSE:
+            _call_searcher(tune_controller, "on_pause", trial.trial_id)
+        return action
 
     def _unpause_trial(self, tune_controller, trial):
-        trial.status = PENDING
-        hook = _searcher_hook(tune_controller, "on_unpause")
-        if hook is not None:
-            hook(trial.trial_id)
+        _call_searcher(tune_controller, "on_unpause", trial.trial_id)
 
     def choose_trial_to_run(self, tune_controller, allow_recurse: bool = True):
         for band in self._hyperbands:
             for bracket in (b for b in band if b is not None):
                 for trial in bracket.current_trials():
-                    if trial.status == PENDING:
+                    if bracket.runnable(trial):
                         return trial
         if not any(t.status == RUNNING for t in tune_controller.get_trials()):
+            # nothing runs: halve the brackets whose trials all wait
             for band in self._hyperbands:
                 for bracket in band:
                     if bracket and any(t.status == PAUSED for t in bracket.current_trials()):
                         self._process_bracket(tune_controller, bracket)
-                        if allow_recurse and any(t.status == PENDING for t in bracket.current_trials()):
+                        if allow_recurse and any(bracket.runnable(t) for t in bracket.current_trials()):
                             return self.choose_trial_to_run(tune_controller, allow_recurse=False)
         return None

@@ -6,8 +6,9 @@ run successive halving with different starting budgets. With
 ``s`` takes ``ceil(s_max_1 / (s + 1) * eta**s)`` trials, each first run for
 ``int(max_t * eta**-s)`` time units. When every live trial of a bracket
 reached the bracket's milestone, the best ``1/eta`` continue (paused ones are
-set back to PENDING to be resumed) and the rest are stopped; trials that
-reach the milestone early are paused until the others catch up.
+returned by ``choose_trial_to_run`` to be resumed) and the rest are stopped;
+trials that reach the milestone early are paused until the others catch up.
+The next milestone is ``min(milestone * eta, max_t)``.
 """
 
 import collections
@@ -17,8 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from pyray.tune.schedulers.trial_scheduler import (
-    _tune_error,
-    PAUSED, PENDING, RUNNING, TrialScheduler, _MetricModeScheduler,
+    ERROR, PAUSED, PENDING, RUNNING, TERMINATED, TrialScheduler, _MetricModeScheduler, _tune_error,
 )
 from pyray.tune.search.searcher import check_arg
 
@@ -103,37 +103,46 @@ class HyperBandScheduler(_MetricModeScheduler):
 
     def _process_bracket(self, tune_controller, bracket: "_Bracket") -> str:
         """Halve the bracket once all its live trials reached the milestone;
-        until then the reporting trial is paused."""
+        until then the reporting trial is paused. At most the reporting trial
+        is RUNNING here; the others are PAUSED."""
         action = TrialScheduler.PAUSE
-        if bracket.cur_iter_done():
-            if bracket.finished():
-                bracket.cleanup_full(tune_controller)
-                return TrialScheduler.STOP
-            good, bad = bracket.successive_halving(self._metric, self._metric_op)
-            self._num_stopped += len(bad)
-            for t in bad:
-                if t.status == PAUSED or t.status == PENDING:
+        if not bracket.cur_iter_done():
+            return action
+        if bracket.finished():
+            bracket.cleanup_full(tune_controller)
+            return TrialScheduler.STOP
+        bracket.is_being_processed = True
+        good, bad = bracket.successive_halving(self._metric, self._metric_op)
+        self._num_stopped += len(bad)
+        for t in bad:
+            if t.status == PAUSED:
+                tune_controller.stop_trial(t)
+            elif t.status == RUNNING:
+                bracket.cleanup_trial(t)
+                action = TrialScheduler.STOP
+            else:
+                raise _tune_error(f"Trial with unexpected bad status encountered: {t} is {t.status}")
+        for t in good:
+            if bracket.continue_trial(t):
+                if t.status in (TERMINATED, ERROR):
+                    raise _tune_error(f"Good trial {t.trial_id} is in an invalid state: {t.status}")
+                if t.status == PAUSED:
+                    self._unpause_trial(tune_controller, t)
+                    bracket.trials_to_unpause.add(t)
+                elif t.status == RUNNING:
+                    action = TrialScheduler.CONTINUE
+            elif bracket.finished() and bracket.stop_last_trials:
+                # the bracket reached max_t: its last trials are done
+                if t.status == PAUSED:
                     tune_controller.stop_trial(t)
                 elif t.status == RUNNING:
                     bracket.cleanup_trial(t)
                     action = TrialScheduler.STOP
-                else:
-                    raise _tune_error(f"Trial with unexpected bad status encountered: {t.status}")
-            for t in good:
-                if t.status not in (PAUSED, RUNNING, PENDING):
-                    raise _tune_error(f"Trial with unexpected good status encountered: {t.status}")
-                if bracket.continue_trial(t):
-                    if t.status == PAUSED:
-                        self._unpause_trial(tune_controller, t)
-                    elif t.status == RUNNING:
-                        action = TrialScheduler.CONTINUE
         return action
 
-    @staticmethod
-    def _unpause_trial(tune_controller, trial):
-        """Promote a paused trial: PENDING, so it is resumed from its pause
-        checkpoint when resources free up."""
-        trial.status = PENDING
+    def _unpause_trial(self, tune_controller, trial):
+        """Hook called for a paused trial promoted to the next milestone
+        (``choose_trial_to_run`` then returns it to be resumed)."""
 
     def on_trial_remove(self, tune_controller, trial):
         info = self._trial_info.get(trial)
@@ -141,7 +150,7 @@ class HyperBandScheduler(_MetricModeScheduler):
             return
         bracket, _ = info
         bracket.cleanup_trial(trial)
-        if not bracket.finished():
+        if not bracket.finished() and not bracket.is_being_processed:
             self._process_bracket(tune_controller, bracket)
 
     def on_trial_complete(self, tune_controller, trial, result):
@@ -157,7 +166,7 @@ class HyperBandScheduler(_MetricModeScheduler):
             brackets = [b for b in band if b is not None]
             for bracket in sorted(brackets, key=lambda b: b.completion_percentage()):
                 for trial in bracket.current_trials():
-                    if trial.status == PENDING:
+                    if bracket.runnable(trial):
                         return trial
         return None
 
@@ -194,6 +203,12 @@ class _Bracket:
         self._total_work = self._calculate_total_work(self._n0, self._r0, s)
         self._completed_progress = 0
         self.stop_last_trials = stop_last_trials
+        self.is_being_processed = False
+        self.trials_to_unpause = set()
+
+    def runnable(self, trial) -> bool:
+        """A trial waiting to start, or paused and promoted."""
+        return trial.status == PENDING or (trial.status == PAUSED and trial in self.trials_to_unpause)
 
     def add_trial(self, trial):
         if self.filled():
@@ -227,8 +242,7 @@ class _Bracket:
         assert self._halves > 0
         self._halves -= 1
         self._n = int(np.ceil(self._n / self._eta))
-        self._r *= self._eta
-        self._r = int(min(self._r, self._max_t_attr - self._cumul_r))
+        self._r = int(min(self._r * self._eta, self._max_t_attr))
         self._cumul_r = self._r
         ranked = sorted(self._live_trials, key=lambda t: metric_op * self._live_trials[t][metric])
         return ranked[-self._n:], ranked[:-self._n]
@@ -241,6 +255,7 @@ class _Bracket:
             logger.info("Restoring from a previous point in time. Previous=%s; Now=%s", last, observed)
         self._completed_progress += delta
         self._live_trials[trial] = result
+        self.trials_to_unpause.discard(trial)
 
     def cleanup_trial(self, trial):
         self._live_trials.pop(trial, None)

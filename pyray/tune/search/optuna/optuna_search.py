@@ -295,7 +295,7 @@ class OptunaSearch(Searcher):
         if grid_vars:
             raise ValueError("Grid search parameters cannot be automatically converted to an "
                              "Optuna search space.")
-        _, domain_vars, _ = parse_spec_vars(flatten_dict(spec, "/"))
+        _, domain_vars, _ = parse_spec_vars(flatten_dict(spec, "/", prevent_delimiter=True))
 
         def resolve(path, domain):
             quantize = None
