@@ -28,8 +28,16 @@ from pyray.data.block import BlockAccessor, batch_to_block, concat_blocks, rows_
 from pyray.data.exceptions import user_code_error
 
 DEFAULT_BATCH_SIZE = 1024
-# the index of the task (or actor call) running in this process, set by its body
+# the index of the task (or actor call) running in this process, and a
+# counter that tells one call from the next; set by begin_task
 current_task_idx = 0
+task_serial = 0
+
+
+def begin_task(task_idx: int) -> None:
+    global current_task_idx, task_serial
+    current_task_idx = task_idx
+    task_serial += 1
 
 
 # ------------------------------------------------------------------ batching
@@ -256,18 +264,17 @@ def rename_columns(mapping: Dict[str, str]):
 
 
 def random_sample(fraction: float, seed: Optional[int]):
-    state = {"task": None, "k": 0}
+    state = {"serial": None, "k": 0}
 
     def fn(t):
         if seed is None:
             rng = np.random.default_rng()
         else:
             # each block of each task its own stream: reproducible wherever it runs
-            task = current_task_idx
-            if state["task"] != task:
-                state["task"], state["k"] = task, 0
+            if state["serial"] != task_serial:
+                state["serial"], state["k"] = task_serial, 0
             state["k"] += 1
-            rng = np.random.default_rng([seed, task, state["k"]])
+            rng = np.random.default_rng([seed, current_task_idx, state["k"]])
         return t.filter(pa.array(rng.random(t.num_rows) < fraction))
     return fn
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional
 
 import pyray
 from pyray.data._internal.backpressure import OpUsage
-from pyray.data._internal.map_transform import run_stages, setup_stages
+from pyray.data._internal.map_transform import begin_task, run_stages, setup_stages
 from pyray.data._internal.ref_bundle import BlockMetadata, RefBundle
 from pyray.data._internal.stats import OpStats
 
@@ -150,8 +150,7 @@ def make_task_fn(stages, target_block_size: int, is_read: bool):
     """The body of a fused map task (a generator: block, metadata, ...)."""
 
     def _map_task(task_idx, *args):
-        from pyray.data._internal import map_transform
-        map_transform.current_task_idx = task_idx
+        begin_task(task_idx)
         setup_stages(stages)
         if is_read:
             read_task = args[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import pyray
 from pyray.data._internal.ref_bundle import BlockMetadata, RefBundle
