@@ -20,7 +20,7 @@ from pyray.data._internal.io_api import WriteMixin
 from pyray.data._internal.map_transform import (DEFAULT_BATCH_SIZE, UDF, BatchStage,
                                                 BlockStage, RowStage, Stage,
                                                 add_column_stage, drop_columns,
-                                                filter_expr_stage, random_sample,
+                                                filter_expr_stage, RandomSampleStage,
                                                 rename_columns, select_columns, udf_name)
 from pyray.data._internal.ref_bundle import BlockMetadata, RefBundle
 from pyray.data._internal.split import (SplitCoordinator, split_at_indices, split_blocks)
@@ -290,7 +290,7 @@ class Dataset(AllToAllMixin, WriteMixin):
             raise ValueError(f"random_sample: fraction must be between 0 and 1, not "
                              f"{fraction!r}")
         name = "MapBatches(random_sample)"
-        return self._map(name, [BlockStage(name, random_sample(float(fraction), seed))])
+        return self._map(name, [RandomSampleStage(name, float(fraction), seed)])
 
     def limit(self, limit: int) -> "Dataset":
         """The first `limit` rows."""

@@ -142,9 +142,12 @@ def test_actor_pool_constructs_once_per_actor(tmp_path):
         compute=rd.ActorPoolStrategy(size=2), num_cpus=0.5)
     rows = ds.take_all()
     assert sorted(r["id"] for r in rows) == list(range(2000))
-    ctors = [p.name for p in tmp_path.iterdir()]
+    ctor_pids = [int(p.name.split("-")[1]) for p in tmp_path.iterdir()]
     pids = {r["pid"] for r in rows}
-    assert len(ctors) == 2 and pids == {int(c.split("-")[1]) for c in ctors}
+    # 40 batches, at most 2 actors, each constructed once (an actor that was
+    # still starting when the other finished everything may not have any)
+    assert 1 <= len(ctor_pids) <= 2 and len(set(ctor_pids)) == len(ctor_pids)
+    assert pids <= set(ctor_pids)
     # concurrency=(min, max) autoscaling: never more actors than max
     for p in tmp_path.iterdir():
         p.unlink()

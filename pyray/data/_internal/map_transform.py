@@ -28,16 +28,15 @@ from pyray.data.block import BlockAccessor, batch_to_block, concat_blocks, rows_
 from pyray.data.exceptions import user_code_error
 
 DEFAULT_BATCH_SIZE = 1024
-# the index of the task (or actor call) running in this process, and a
-# counter that tells one call from the next; set by begin_task
+# the index of the task (or actor call) running in this process, set by
+# begin_task; read it only from module-level code (a closure shipped to a
+# worker carries a copy of the globals it names)
 current_task_idx = 0
-task_serial = 0
 
 
 def begin_task(task_idx: int) -> None:
-    global current_task_idx, task_serial
+    global current_task_idx
     current_task_idx = task_idx
-    task_serial += 1
 
 
 # ------------------------------------------------------------------ batching
@@ -263,20 +262,20 @@ def rename_columns(mapping: Dict[str, str]):
     return fn
 
 
-def random_sample(fraction: float, seed: Optional[int]):
-    state = {"serial": None, "k": 0}
+class RandomSampleStage(Stage):
+    """Keeps each row with probability `fraction`; with a seed, block k of
+    task i draws from the stream (seed, i, k), wherever it runs."""
 
-    def fn(t):
-        if seed is None:
-            rng = np.random.default_rng()
-        else:
-            # each block of each task its own stream: reproducible wherever it runs
-            if state["serial"] != task_serial:
-                state["serial"], state["k"] = task_serial, 0
-            state["k"] += 1
-            rng = np.random.default_rng([seed, current_task_idx, state["k"]])
-        return t.filter(pa.array(rng.random(t.num_rows) < fraction))
-    return fn
+    def __init__(self, name, fraction: float, seed: Optional[int]):
+        self.name = name
+        self.fraction = fraction
+        self.seed = seed
+
+    def apply(self, blocks):
+        for k, t in enumerate(blocks):
+            rng = np.random.default_rng(None if self.seed is None else
+                                        [self.seed, current_task_idx, k])
+            yield t.filter(pa.array(rng.random(t.num_rows) < self.fraction))
 
 
 def add_column_stage(name, col, udf: UDF, batch_format):
