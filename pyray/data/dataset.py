@@ -321,6 +321,9 @@ class Dataset(AllToAllMixin, WriteMixin):
             raise ValueError(f"split: locality_hints has {len(locality_hints)} entries for "
                              f"n={n} splits")
         bundles = self.materialize()._bundles
+        if equal and locality_hints is not None:
+            raise NotImplementedError("split: equal=True with locality_hints is not supported; "
+                                      "use one of them")
         if equal:
             total = sum(b.num_rows for b in bundles)
             per = total // n
@@ -382,12 +385,13 @@ class Dataset(AllToAllMixin, WriteMixin):
         same time (by n actors, say); the pipeline runs once for all of them."""
         _check_n("streaming_split", n)
         if locality_hints is not None and len(locality_hints) != n:
-            raise ValueError("streaming_split: locality_hints must have n entries")
+            raise ValueError(f"streaming_split: locality_hints has {len(locality_hints)} "
+                             f"entries for n={n} splits")
         node = pyray.get_runtime_context().get_node_id()
         from pyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         coord_cls = pyray.remote(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
             node, soft=True))(SplitCoordinator)
-        coord = coord_cls.remote(self, n, equal)
+        coord = coord_cls.remote(self, n, equal, locality_hints)
         return [SplitIterator(coord, i, n) for i in range(n)]
 
     # ----------------------------------------------------------- consumers
@@ -571,10 +575,6 @@ class Dataset(AllToAllMixin, WriteMixin):
     def __iter__(self):
         raise TypeError("`Dataset` objects are not iterable; use iter_rows() or "
                         "iter_batches()")
-
-    def __len__(self):
-        raise AttributeError("Use `ds.count()` to compute the length of a Dataset, which "
-                             "may be expensive")
 
 
 class MaterializedDataset(Dataset):

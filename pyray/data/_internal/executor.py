@@ -144,6 +144,8 @@ class StreamingExecutor:
 
     def run(self) -> Iterator[RefBundle]:
         ctx = self.ctx
+        if not pyray.is_initialized():
+            pyray.init()            # as Ray Data does on first use
         cpu, mem, res = cluster_limits(ctx)
         self.policy = BackpressurePolicy(cpu, mem, len(self.ops))
         for op in self.ops:

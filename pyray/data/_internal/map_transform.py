@@ -162,9 +162,12 @@ class BatchStage(UDFStage):
 
     def apply(self, blocks):
         fmt, name, udf = self.batch_format, self.name, self.udf
+        # as Ray: batches are writable copies unless zero_copy_batch, or when
+        # whole blocks are the batches (batch_size=None)
+        copy = not self.zero_copy and self.batch_size is not None
         for t in iter_batches_of(blocks, self.batch_size):
             batch = BlockAccessor(t).to_batch_format(fmt)
-            if not self.zero_copy:
+            if copy:
                 batch = writable(batch)
             out = udf(name, batch)
             if isinstance(out, collections.abc.Iterator):
@@ -398,6 +401,7 @@ def run_stages(stages: List[Stage], blocks: Iterable[pa.Table], target_block_siz
         t1, c1 = time.perf_counter(), time.process_time()
         stats = {"wall_s": t1 - t0, "cpu_s": c1 - c0,
                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                 "node": _node_id(),
                  "start": t0, "end": t1}
         t0, c0 = t1, c1
         return t, BlockMetadata.for_block(t, input_files, stats)
@@ -411,6 +415,22 @@ def run_stages(stages: List[Stage], blocks: Iterable[pa.Table], target_block_siz
     out = co.flush()
     if out is not None:
         yield emit(out)
+
+
+_node = None
+
+
+def _node_id():
+    """This process's node (recorded with each block, for locality)."""
+    global _node
+    if _node is None:
+        import pyray
+        _node = pyray.get_runtime_context().get_node_id()
+    return _node
+
+
+def block_node(meta) -> Optional[str]:
+    return (meta.exec_stats or {}).get("node")
 
 
 def setup_stages(stages):
