@@ -288,3 +288,22 @@ def test_pool_holding_every_cpu_runs_the_write_too():
     ds.write_datasink(sink)
     assert ds._stats.ops[-1].name == "ReadRange->MapBatches(Double)->WriteSumSink"
     assert len(ds._stats.ops) == 1
+
+
+def test_max_errored_blocks_skips_that_many():
+    ctx = rd.DataContext.get_current()
+
+    def fail_some(b):
+        if b["id"][0] in (200, 700):
+            raise ValueError("bad block")
+        return b
+    ctx.max_errored_blocks = 2
+    try:
+        ds = rd.range(1000, override_num_blocks=10).map_batches(fail_some)
+        got = sorted(r["id"] for r in ds.take_all())
+        ctx.max_errored_blocks = 1
+        with pytest.raises(ValueError, match="bad block"):
+            rd.range(1000, override_num_blocks=10).map_batches(fail_some).take_all()
+    finally:
+        ctx.max_errored_blocks = 0
+    assert got == [i for i in range(1000) if not (200 <= i < 300 or 700 <= i < 800)]

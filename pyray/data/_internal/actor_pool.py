@@ -187,9 +187,9 @@ class ActorMapOp(MapTaskOp):
             self.shutdown()
         return did
 
-    def _task_done(self, t: _Task):
+    def _finish(self, t: _Task):
         gen = t.gen
-        super()._task_done(t)
+        super()._finish(t)
         i = self.task_actor.pop(gen, None)
         if i is not None:
             self.inflight[i] -= 1

@@ -150,7 +150,8 @@ class StreamingExecutor:
         self.policy = BackpressurePolicy(cpu, mem, len(self.ops))
         for op in self.ops:
             _check_resources(op, res)
-        progress = ProgressReporter(self.title, self.ops, ctx.enable_progress_bars)
+        progress = ProgressReporter(self.title, self.ops, ctx.enable_progress_bars,
+                                    per_operator=ctx.enable_operator_progress_bars)
         t0 = time.perf_counter()
         self.stats.ops = [op.stats for op in self.ops]
         ok = False
