@@ -1,5 +1,5 @@
 """pyray.data: lazy, streaming datasets of Arrow blocks (drop-in for ray.data)."""
-from pyray.data import exceptions
+from pyray.data import exceptions  # noqa: F401 - ray.data.exceptions
 from pyray.data._internal.actor_pool import ActorPoolStrategy
 from pyray.data._internal.ref_bundle import BlockMetadata, RefBundle
 from pyray.data.block import Block, BlockAccessor
