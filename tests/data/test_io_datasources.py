@@ -126,6 +126,11 @@ def test_parquet_many_small_files_grouped_by_size_read_in_workers(tmp_path, clus
     assert {pid for _, pid in results} != {os.getpid()}
     # one block per task: the small files of a task are merged
     assert all(len(blocks) == 1 for blocks, _ in results)
+    # no parallelism asked for: tasks of at least about target_min_block_size
+    assert len(src.get_read_tasks(-1)) == 1
+    orders = {tuple(f for t in ParquetDatasource(str(d), shuffle="files").get_read_tasks(60)
+                    for f in t.metadata.input_files) for _ in range(3)}
+    assert len(orders) > 1 and all(sorted(o) == files for o in orders)
 
 
 def test_big_file_split_into_blocks_under_target(tmp_path):
@@ -238,6 +243,16 @@ def test_bad_input_names_the_file_or_column(tmp_path, cluster):
     # the other column alone reads fine
     assert read_all(ParquetDatasource(str(d), columns=["b"]))["b"].to_pylist() == \
         [1.0, 2.0, 3.0, 4.0]
+
+    # a narrower integer type next to the first file's reads as the first file's type
+    w = tmp_path / "wide"
+    w.mkdir()
+    pq.write_table(pa.table({"a": pa.array([1], pa.int64())}), w / "1.parquet")
+    pq.write_table(pa.table({"a": pa.array([2], pa.int32())}), w / "2.parquet")
+    widened = read_all(ParquetDatasource(str(w)))
+    assert widened.schema.field("a").type == pa.int64() and widened["a"].to_pylist() == [1, 2]
+    assert ParquetDatasource([str(w / "1.parquet"), str(tmp_path / "gone.parquet")],
+                             ignore_missing_paths=True).file_paths == [str(w / "1.parquet")]
 
     (d / "3.parquet").write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(Exception, match="3.parquet"):

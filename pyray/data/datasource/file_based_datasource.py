@@ -56,6 +56,22 @@ def split_table(table: pa.Table, max_bytes: int) -> Iterator[pa.Table]:
         yield table.slice(start, rows)
 
 
+def _castable(have: pa.DataType, want: pa.DataType) -> bool:
+    """Whether a file's column type reads as the first file's without loss of meaning
+    (the same type, nulls, a wider number, a string of another width)."""
+    t = pa.types
+    if have == want or t.is_null(have) or t.is_null(want):
+        return True
+    if t.is_integer(have) and (t.is_integer(want) or t.is_floating(want)):
+        return True
+    if t.is_floating(have) and t.is_floating(want):
+        return True
+    if (t.is_string(have) or t.is_large_string(have)) and (t.is_string(want) or
+                                                          t.is_large_string(want)):
+        return True
+    return t.is_dictionary(have) and _castable(have.value_type, want)
+
+
 class BlockBuffer:
     """Collects small tables and hands out blocks of at most ``max_bytes``."""
 
@@ -182,7 +198,10 @@ class FileBasedDatasource(Datasource):
         files = list(self._files)
         if self._shuffle == "files":
             random.shuffle(files)
-        max_bytes = DataContext.get_current().target_max_block_size
+        ctx = DataContext.get_current()
+        max_bytes = ctx.target_max_block_size
+        if parallelism is None or parallelism < 1:
+            parallelism = self._default_parallelism(ctx)
         # what each task carries: this reader without the listing of every file
         reader = copy.copy(self)
         reader._files = None
@@ -196,6 +215,13 @@ class FileBasedDatasource(Datasource):
                 schema=None, input_files=paths)
             tasks.append(ReadTask(reader._make_read_fn(paths, max_bytes), meta))
         return tasks
+
+    def _default_parallelism(self, ctx: DataContext) -> int:
+        """Read tasks when none was asked for: up to ``read_op_min_num_blocks``,
+        but none reading less than about ``target_min_block_size``."""
+        total = self.estimate_inmemory_data_size() or 0
+        by_size = -(-total // max(1, ctx.target_min_block_size))
+        return max(1, min(len(self._files), ctx.read_op_min_num_blocks, by_size))
 
     def _make_read_fn(self, paths: List[str], max_bytes: int):
         def read_fn() -> Iterable[pa.Table]:
@@ -223,8 +249,7 @@ class FileBasedDatasource(Datasource):
                     f"schema mismatch: column {field.name!r} is in {ref_path} but not in "
                     f"{path}; read the files separately or make their columns agree")
             other = schema.field(idx).type
-            if check_types and other != field.type and not (
-                    pa.types.is_null(other) or pa.types.is_null(field.type)):
+            if check_types and not _castable(other, field.type):
                 raise ValueError(
                     f"schema mismatch: column {field.name!r} is {field.type} in {ref_path} "
                     f"but {other} in {path}; cast the files to one type or pass schema=")

@@ -3,14 +3,14 @@
 The driver reads one footer (the first file's, for the schema every file must
 match and to check ``columns``); every other footer is read by the task that
 reads the file, so ten thousand small files cost one listing, not ten
-thousand round trips before the first block.
+thousand round trips before the first block.  (pyarrow.dataset is imported
+when a parquet read is made: it costs a second at import.)
 """
 from __future__ import annotations
 
 from typing import Iterable, List, Optional
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from pyray.data.context import DataContext
 from pyray.data.datasource.file_based_datasource import (PATH_COLUMN, FileBasedDatasource,
@@ -27,9 +27,10 @@ class ParquetDatasource(FileBasedDatasource):
     _inmemory_ratio = _ENCODING_RATIO
 
     def __init__(self, paths, *, columns: Optional[List[str]] = None,
-                 filter: Optional[pads.Expression] = None, schema: Optional[pa.Schema] = None,
+                 filter=None, schema: Optional[pa.Schema] = None,
                  batch_size: Optional[int] = None, use_threads: bool = False,
                  partitioning: Optional[Partitioning] = Partitioning("hive"), **kwargs):
+        import pyarrow.dataset as pads
         if columns is not None:
             if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
                 raise TypeError(f"columns must be a list of column names, not {columns!r}")
@@ -80,6 +81,7 @@ class ParquetDatasource(FileBasedDatasource):
         return None if self._columns is None else set(self._columns)
 
     def _partition_expression(self, path: str):
+        import pyarrow.dataset as pads
         expr = None
         for name, value in self._partition_values(path).items():
             e = pads.field(name) == pa.scalar(value, self._partitioning.arrow_type(name))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 from typing import List, Optional, Sequence, Tuple, Union
+from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
@@ -62,6 +63,9 @@ def resolve_paths_and_filesystem(
             fs = filesystem or pafs.LocalFileSystem()
         elif filesystem is not None:
             fs = filesystem
+            if "://" in p:          # the filesystem is given: the scheme only names it
+                parsed = urlparse(p)
+                p = parsed.netloc + parsed.path
         elif "://" in p:
             try:
                 fs, p = pafs.FileSystem.from_uri(p)
@@ -96,8 +100,8 @@ def list_files(paths: Sequence[str], fs: pafs.FileSystem, *,
                ignore_missing_paths: bool = False) -> List[Tuple[str, int]]:
     """(path, size in bytes) of every file the paths name, from one listing each.
 
-    A file named directly is kept whatever its extension; files found inside
-    directories are kept when their extension is in ``file_extensions``.
+    Files (named or found inside directories) are kept when their extension is
+    in ``file_extensions`` (all of them when it is None), as in Ray.
     Raises FileNotFoundError naming a path that does not exist.
     """
     out: List[Tuple[str, int]] = []
@@ -108,6 +112,8 @@ def list_files(paths: Sequence[str], fs: pafs.FileSystem, *,
                 continue
             raise FileNotFoundError(f"no such file or directory: {p!r}")
         if info.type == pafs.FileType.File:
+            if not _has_extension(p, file_extensions):
+                continue
             out.append((info.path if not isinstance(fs, pafs.LocalFileSystem) else p,
                         info.size or 0))
             continue
@@ -129,8 +135,13 @@ def list_files(paths: Sequence[str], fs: pafs.FileSystem, *,
 
 
 def no_files_error(paths: Sequence[str], file_extensions, partition_filter=None) -> ValueError:
-    what = f" with extensions {list(file_extensions)}" if file_extensions else ""
-    hint = " (check partition_filter)" if partition_filter is not None else ""
     shown = ", ".join(repr(p) for p in list(paths)[:3]) + (" ..." if len(paths) > 3 else "")
-    return ValueError(f"No input files found to read{what} under {shown}{hint}; pass "
-                      "file_extensions=None to read files of any extension")
+    if partition_filter is not None:
+        hint = "; check that partition_filter is set properly"
+    elif file_extensions:
+        hint = "; pass file_extensions=None to read files of any extension"
+    else:
+        hint = ""
+    what = (f" with the following file extensions: {list(file_extensions)}"
+            if file_extensions else "")
+    return ValueError(f"No input files found to read{what} (paths: {shown}){hint}")
