@@ -38,10 +38,13 @@ def file_error(path: str, err: BaseException) -> BaseException:
     if isinstance(err, FileNotFoundError):
         return FileNotFoundError(text)
     try:
-        new = type(err)(text)
+        return type(err)(text)
     except Exception:
-        new = OSError(text)
-    return new
+        # an exception type that needs other arguments: its nearest plain base
+        for base in (ValueError, TypeError, OSError, RuntimeError):
+            if isinstance(err, base):
+                return base(text)
+        return RuntimeError(text)
 
 
 def split_table(table: pa.Table, max_bytes: int) -> Iterator[pa.Table]:
