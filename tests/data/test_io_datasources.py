@@ -349,6 +349,10 @@ def test_failed_write_leaves_nothing_presented_as_complete(tmp_path, cluster):
     sink.on_write_failed(RuntimeError("boom"))
     assert os.listdir(keep) == ["other.csv"]           # only this write's files removed
 
+    with pytest.raises(TypeError, match="compresion"):     # misspelt: caught before writing
+        ParquetDatasink(str(tmp_path / "p"), arrow_parquet_args={"compresion": "zstd"})
+    with pytest.raises(TypeError, match="orientation"):
+        JSONDatasink(str(tmp_path / "j"), pandas_json_args={"orientation": "records"})
     with pytest.raises(FileNotFoundError, match="try_create_dir"):
         CSVDatasink(str(tmp_path / "absent"), try_create_dir=False).on_write_start()
     with pytest.raises(ValueError, match="column 'nope' does not exist"):

@@ -54,7 +54,7 @@ def _only(kwargs: Dict[str, Any], allowed, fn: str) -> None:
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise TypeError(f"{fn}() got unexpected keyword argument(s) {unknown}; "
-                        f"the reader options it takes are {sorted(allowed)}")
+                        f"the pyarrow options it takes are {sorted(allowed)}")
 
 
 def read_parquet(paths: Paths, *, filesystem=None, columns: Optional[List[str]] = None,
@@ -252,8 +252,6 @@ class WriteMixin:
                    ray_remote_args: Optional[Dict[str, Any]] = None,
                    concurrency: Optional[int] = None, num_rows_per_file: Optional[int] = None,
                    **pandas_json_args) -> None:
-        from pyray.data.block import require_pandas
-        require_pandas("write_json")
         sink = JSONDatasink(
             path, filesystem=filesystem, try_create_dir=try_create_dir,
             open_stream_args=arrow_open_stream_args, filename_provider=filename_provider,

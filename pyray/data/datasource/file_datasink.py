@@ -198,6 +198,16 @@ def _writer_args(fixed: Dict[str, Any], args_fn: Optional[Callable[[], Dict[str,
     return args
 
 
+def _parquet_writer_args() -> set:
+    """The keyword arguments pyarrow.parquet.write_table takes (itself or its writer)."""
+    import inspect
+
+    import pyarrow.parquet as pq
+    names = set(inspect.signature(pq.write_table).parameters)
+    names |= set(inspect.signature(pq.ParquetWriter.__init__).parameters)
+    return names - {"self", "table", "where", "schema", "filesystem", "kwargs", "options"}
+
+
 class ParquetDatasink(BlockBasedFileDatasink):
     """pyarrow.parquet.write_table; with ``partition_cols``, hive folders
     ``col=value/`` holding the rows of each value (those columns left out of the file)."""
@@ -212,6 +222,10 @@ class ParquetDatasink(BlockBasedFileDatasink):
             partition_cols = list(partition_cols)
         self.partition_cols = partition_cols
         self._args = dict(arrow_parquet_args or {})
+        unknown = sorted(set(self._args) - _parquet_writer_args())
+        if unknown:
+            raise TypeError(f"write_parquet() got unexpected keyword argument(s) {unknown}; "
+                            "other keyword arguments go to pyarrow.parquet.write_table")
         self._args_fn = arrow_parquet_args_fn
 
     def get_name(self) -> str:
@@ -268,6 +282,14 @@ class JSONDatasink(BlockBasedFileDatasink):
                  pandas_json_args: Optional[Dict[str, Any]] = None, **kwargs):
         super().__init__(path, file_format="json", **kwargs)
         self._args = {"orient": "records", "lines": True, **(pandas_json_args or {})}
+        import inspect
+
+        from pyray.data.block import require_pandas
+        known = set(inspect.signature(require_pandas("write_json").DataFrame.to_json).parameters)
+        unknown = sorted(set(self._args) - (known - {"self", "path_or_buf"}))
+        if unknown:
+            raise TypeError(f"write_json() got unexpected keyword argument(s) {unknown}; "
+                            "other keyword arguments go to pandas.DataFrame.to_json")
         self._args_fn = pandas_json_args_fn
 
     def get_name(self) -> str:
