@@ -140,16 +140,23 @@ def test_big_file_split_into_blocks_under_target(tmp_path):
     old = ctx.target_max_block_size
     ctx.target_max_block_size = 400_000
     try:
-        tasks = ParquetDatasource(str(path)).get_read_tasks(8)
+        one_task = ParquetDatasource(str(path)).get_read_tasks(1)
+        by_row_groups = ParquetDatasource(str(path)).get_read_tasks(4)
         csv_path = tmp_path / "big.csv"
         pacsv.write_csv(pa.table({"a": np.arange(200_000)}), csv_path)
         csv_tasks = CSVDatasource(str(csv_path)).get_read_tasks(8)
     finally:
         ctx.target_max_block_size = old
-    assert len(tasks) == 1 and tasks[0].metadata.input_files == [str(path)]
-    blocks = list(tasks[0]())
+    assert len(one_task) == 1 and one_task[0].metadata.input_files == [str(path)]
+    blocks = list(one_task[0]())
     assert len(blocks) >= 8 and max(b.nbytes for b in blocks) <= 400_000
     assert pa.concat_tables(blocks)["a"].to_pylist() == list(range(400_000))
+    # fewer files than tasks: the file's 8 row groups are shared by 4 tasks
+    assert len(by_row_groups) == 4
+    assert all(t.metadata.input_files == [str(path)] for t in by_row_groups)
+    pieces = [pa.concat_tables(list(t())) for t in by_row_groups]
+    assert [p.num_rows for p in pieces] == [100_000] * 4
+    assert pa.concat_tables(pieces)["a"].to_pylist() == list(range(400_000))
     csv_blocks = list(csv_tasks[0]())
     assert len(csv_blocks) >= 4 and max(b.nbytes for b in csv_blocks) <= 400_000
     assert pa.concat_tables(csv_blocks)["a"].to_pylist() == list(range(200_000))

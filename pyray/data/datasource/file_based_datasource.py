@@ -210,14 +210,20 @@ class FileBasedDatasource(Datasource):
         reader._files = None
         reader._max_bytes = max_bytes
         tasks = []
-        for group in group_by_size(files, parallelism):
-            paths = [p for p, _ in group]
+        for group in group_by_size(self._read_units(files, parallelism), parallelism):
+            units = [u for u, _ in group]
+            paths = list(dict.fromkeys(path for path, _ in units))
             meta = BlockMetadata(
                 num_rows=None,
                 size_bytes=int(sum(s for _, s in group) * self._inmemory_ratio),
                 schema=None, input_files=paths)
-            tasks.append(ReadTask(reader._make_read_fn(paths, max_bytes), meta))
+            tasks.append(ReadTask(reader._make_read_fn(units, max_bytes), meta))
         return tasks
+
+    def _read_units(self, files: List[Tuple[str, int]], parallelism: int) -> list:
+        """What the tasks read: ((path, piece), bytes) with piece None for a whole
+        file; a subclass may cut big files into pieces when there are few files."""
+        return [((path, None), size) for path, size in files]
 
     def _default_parallelism(self, ctx: DataContext) -> int:
         """Read tasks when none was asked for: up to ``read_op_min_num_blocks``,
@@ -226,9 +232,9 @@ class FileBasedDatasource(Datasource):
         by_size = -(-total // max(1, ctx.target_min_block_size))
         return max(1, min(len(self._files), ctx.read_op_min_num_blocks, by_size))
 
-    def _make_read_fn(self, paths: List[str], max_bytes: int):
+    def _make_read_fn(self, units: list, max_bytes: int):
         def read_fn() -> Iterable[pa.Table]:
-            return self._read_paths(paths, max_bytes)
+            return self._read_units_of_task(units, max_bytes)
         return read_fn
 
     # ---- files that must agree --------------------------------------------------
@@ -267,16 +273,20 @@ class FileBasedDatasource(Datasource):
         return None
 
     # ---- inside the read task ---------------------------------------------------
-    def _read_paths(self, paths: List[str], max_bytes: int) -> Iterator[pa.Table]:
+    def _read_units_of_task(self, units: list, max_bytes: int) -> Iterator[pa.Table]:
         buf = BlockBuffer(max_bytes)
-        for path in paths:
-            for table in self._read_one(path):
+        for path, piece in units:
+            for table in self._read_one(path, piece):
                 if table.num_rows:
                     yield from buf.add(table)
         yield from buf.flush()
 
-    def _read_one(self, path: str) -> Iterator[pa.Table]:
+    def _read_one(self, path: str, piece=None) -> Iterator[pa.Table]:
         try:
+            if piece is not None:
+                for t in self._read_piece(path, piece):
+                    yield self._decorate(t, path)
+                return
             if self._open_kind == "none":
                 tables = self._read_file(None, path)
                 for t in tables:
@@ -311,3 +321,6 @@ class FileBasedDatasource(Datasource):
 
     def _read_file(self, f, path: str) -> Iterable[pa.Table]:
         raise NotImplementedError(f"{type(self).__name__}._read_file")
+
+    def _read_piece(self, path: str, piece) -> Iterable[pa.Table]:
+        raise NotImplementedError(f"{type(self).__name__} does not read files in pieces")

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from pyray.data.context import DataContext
 from pyray.data.datasource.file_based_datasource import (PATH_COLUMN, FileBasedDatasource,
-                                                         file_error)
+                                                         file_error, group_by_size)
 from pyray.data.datasource.partitioning import Partitioning
 
 # bytes in memory per byte of parquet on disk (Ray uses the same guess)
@@ -88,10 +88,49 @@ class ParquetDatasource(FileBasedDatasource):
             expr = e if expr is None else expr & e
         return expr
 
+    def _read_units(self, files, parallelism):
+        """Whole files; when there are fewer files than tasks, the big files are cut
+        into runs of row groups (their footers, and only theirs, read here)."""
+        units = super()._read_units(files, parallelism)
+        if len(files) >= parallelism:
+            return units
+        share = max(1, sum(size for _, size in files) // parallelism)
+        out = []
+        for (path, _), size in units:
+            pieces = min(-(-size // share), parallelism)
+            if pieces > 1:
+                out.extend(self._row_group_runs(path, size, pieces))
+            else:
+                out.append(((path, None), size))
+        return out
+
+    def _row_group_runs(self, path: str, size: int, pieces: int):
+        import pyarrow.parquet as pq
+        try:
+            md = pq.read_metadata(path, filesystem=self._fs)
+        except Exception as e:
+            raise file_error(path, e) from e
+        groups = [(i, md.row_group(i).total_byte_size) for i in range(md.num_row_groups)]
+        if len(groups) < 2:
+            return [((path, None), size)]
+        total = sum(b for _, b in groups) or 1
+        return [((path, tuple(i for i, _ in run)), int(size * sum(b for _, b in run) / total))
+                for run in group_by_size(groups, pieces)]
+
     def _read_file(self, f, path: str) -> Iterable[pa.Table]:
+        return self._scan(path, None)
+
+    def _read_piece(self, path: str, row_groups) -> Iterable[pa.Table]:
+        return self._scan(path, list(row_groups))
+
+    def _scan(self, path: str, row_groups) -> Iterable[pa.Table]:
         expr = self._partition_expression(path)
-        frag = (self._format.make_fragment(path, self._fs, partition_expression=expr)
-                if expr is not None else self._format.make_fragment(path, self._fs))
+        kwargs = {}
+        if expr is not None:
+            kwargs["partition_expression"] = expr
+        if row_groups is not None:
+            kwargs["row_groups"] = row_groups
+        frag = self._format.make_fragment(path, self._fs, **kwargs)
         self._check_schema(path, frag.physical_schema, check_types=True)
         cols = None
         if self._columns is not None:
