@@ -142,3 +142,21 @@ def test_failed_write_removes_its_files(tmp_path, local):
     with pytest.raises(Exception, match="bad batch"):
         ds.write_parquet(str(out))
     assert not out.exists() or not [f for _, _, fs in os.walk(out) for f in fs]
+
+
+def test_tensors_min_rows_per_file_and_partition_cols(tmp_path, local):
+    ds = ray.data.range_tensor(50, shape=(2, 3), override_num_blocks=5)
+    ds.write_parquet(str(tmp_path / "ten"), min_rows_per_file=20)
+    files = written(tmp_path / "ten", "parquet")
+    assert sorted(pq.read_metadata(f).num_rows for f in files) == [10, 20, 20]
+    back = ray.data.read_parquet(str(tmp_path / "ten"))
+    got = np.concatenate([b["data"] for b in back.iter_batches(batch_size=16)])
+    assert got.shape == (50, 2, 3)
+    np.testing.assert_array_equal(got[np.argsort(got[:, 0, 0])],
+                                  np.broadcast_to(np.arange(50)[:, None, None], (50, 2, 3)))
+
+    ray.data.from_items([{"id": i, "k": i % 3} for i in range(30)]).write_parquet(
+        str(tmp_path / "parts"), partition_cols=["k"])
+    assert sorted(os.listdir(tmp_path / "parts")) == ["k=0", "k=1", "k=2"]
+    rows = ray.data.read_parquet(str(tmp_path / "parts")).take_all()
+    assert sorted((r["id"], r["k"]) for r in rows) == [(i, str(i % 3)) for i in range(30)]
