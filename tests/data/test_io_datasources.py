@@ -181,6 +181,11 @@ def test_csv_json_numpy_text_binary_match_plain_readers(tmp_path, cluster):
     want = pd.concat([pd.read_json(d / "a.jsonl", lines=True), pd.read_json(d / "b.json")],
                      ignore_index=True)
     pd.testing.assert_frame_equal(got.to_pandas(), want)
+    with pytest.raises(Exception, match="b.json"):               # not JSON lines
+        read_all(JSONDatasource(str(d / "b.json"), lines=True))
+    (d / "one.json").write_text('{"k": 5,\n "v": "t"}')
+    assert read_all(JSONDatasource(str(d / "one.json"), lines=False)).to_pylist() == \
+        [{"k": 5, "v": "t"}]
 
     arr = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
     np.save(d / "t.npy", arr)

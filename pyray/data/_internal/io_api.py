@@ -33,6 +33,15 @@ def _pinned_to_this_node(ray_remote_args: Optional[Dict[str, Any]]) -> Dict[str,
     return args
 
 
+def _with_resources(ray_remote_args, num_cpus, num_gpus, memory) -> Optional[Dict[str, Any]]:
+    """num_cpus=/num_gpus=/memory= of a reader (newer Ray's shortcuts) as task options."""
+    given = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
+                               ("memory", memory)) if v is not None}
+    if not given:
+        return ray_remote_args
+    return {**(ray_remote_args or {}), **given}
+
+
 def _read(datasource, *, parallelism, override_num_blocks, ray_remote_args, concurrency):
     from pyray.data.read_api import read_datasource
     if not datasource.supports_distributed_reads:
@@ -58,7 +67,9 @@ def _only(kwargs: Dict[str, Any], allowed, fn: str) -> None:
 
 
 def read_parquet(paths: Paths, *, filesystem=None, columns: Optional[List[str]] = None,
-                 parallelism: int = -1, ray_remote_args: Optional[Dict[str, Any]] = None,
+                 parallelism: int = -1, num_cpus: Optional[float] = None,
+                 num_gpus: Optional[float] = None, memory: Optional[float] = None,
+                 ray_remote_args: Optional[Dict[str, Any]] = None,
                  partition_filter: Optional[PathPartitionFilter] = None,
                  partitioning: Optional[Partitioning] = Partitioning("hive"),
                  shuffle: Optional[Literal["files"]] = None, include_paths: bool = False,
@@ -76,11 +87,13 @@ def read_parquet(paths: Paths, *, filesystem=None, columns: Optional[List[str]] 
                            **_file_args(filesystem, file_extensions, partitioning,
                                         partition_filter, include_paths, False, shuffle, None))
     return _read(ds, parallelism=parallelism, override_num_blocks=override_num_blocks,
-                 ray_remote_args=ray_remote_args, concurrency=concurrency)
+                 ray_remote_args=_with_resources(ray_remote_args, num_cpus, num_gpus, memory),
+                 concurrency=concurrency)
 
 
 def read_csv(paths: Paths, *, filesystem=None, parallelism: int = -1,
-             ray_remote_args: Optional[Dict[str, Any]] = None,
+             num_cpus: Optional[float] = None, num_gpus: Optional[float] = None,
+             memory: Optional[float] = None, ray_remote_args: Optional[Dict[str, Any]] = None,
              arrow_open_stream_args: Optional[Dict[str, Any]] = None,
              partition_filter: Optional[PathPartitionFilter] = None,
              partitioning: Optional[Partitioning] = Partitioning("hive"),
@@ -95,10 +108,13 @@ def read_csv(paths: Paths, *, filesystem=None, parallelism: int = -1,
                                     include_paths, ignore_missing_paths, shuffle,
                                     arrow_open_stream_args))
     return _read(ds, parallelism=parallelism, override_num_blocks=override_num_blocks,
-                 ray_remote_args=ray_remote_args, concurrency=concurrency)
+                 ray_remote_args=_with_resources(ray_remote_args, num_cpus, num_gpus, memory),
+                 concurrency=concurrency)
 
 
-def read_json(paths: Paths, *, filesystem=None, parallelism: int = -1,
+def read_json(paths: Paths, *, lines: Optional[bool] = None, filesystem=None,
+              parallelism: int = -1, num_cpus: Optional[float] = None,
+              num_gpus: Optional[float] = None, memory: Optional[float] = None,
               ray_remote_args: Optional[Dict[str, Any]] = None,
               arrow_open_stream_args: Optional[Dict[str, Any]] = None,
               partition_filter: Optional[PathPartitionFilter] = None,
@@ -108,17 +124,21 @@ def read_json(paths: Paths, *, filesystem=None, parallelism: int = -1,
               file_extensions: Optional[List[str]] = JSONDatasource._FILE_EXTENSIONS,
               concurrency: Optional[int] = None, override_num_blocks: Optional[int] = None,
               **arrow_json_args):
-    """JSON lines files (a file holding one JSON array of objects also reads)."""
+    """JSON lines files (a file holding one JSON array of objects also reads;
+    ``lines=True`` reads JSON lines only, ``lines=False`` each file as one document)."""
     _only(arrow_json_args, ("read_options", "parse_options"), "read_json")
-    ds = JSONDatasource(paths, **arrow_json_args,
+    ds = JSONDatasource(paths, lines=lines, **arrow_json_args,
                         **_file_args(filesystem, file_extensions, partitioning,
                                      partition_filter, include_paths, ignore_missing_paths,
                                      shuffle, arrow_open_stream_args))
     return _read(ds, parallelism=parallelism, override_num_blocks=override_num_blocks,
-                 ray_remote_args=ray_remote_args, concurrency=concurrency)
+                 ray_remote_args=_with_resources(ray_remote_args, num_cpus, num_gpus, memory),
+                 concurrency=concurrency)
 
 
 def read_numpy(paths: Paths, *, filesystem=None, parallelism: int = -1,
+               num_cpus: Optional[float] = None, num_gpus: Optional[float] = None,
+               memory: Optional[float] = None,
                ray_remote_args: Optional[Dict[str, Any]] = None,
                arrow_open_stream_args: Optional[Dict[str, Any]] = None,
                partition_filter: Optional[PathPartitionFilter] = None,
@@ -133,11 +153,13 @@ def read_numpy(paths: Paths, *, filesystem=None, parallelism: int = -1,
                                       partition_filter, include_paths, ignore_missing_paths,
                                       shuffle, arrow_open_stream_args))
     return _read(ds, parallelism=parallelism, override_num_blocks=override_num_blocks,
-                 ray_remote_args=ray_remote_args, concurrency=concurrency)
+                 ray_remote_args=_with_resources(ray_remote_args, num_cpus, num_gpus, memory),
+                 concurrency=concurrency)
 
 
 def read_text(paths: Paths, *, encoding: str = "utf-8", drop_empty_lines: bool = True,
-              filesystem=None, parallelism: int = -1,
+              filesystem=None, parallelism: int = -1, num_cpus: Optional[float] = None,
+              num_gpus: Optional[float] = None, memory: Optional[float] = None,
               ray_remote_args: Optional[Dict[str, Any]] = None,
               arrow_open_stream_args: Optional[Dict[str, Any]] = None,
               partition_filter: Optional[PathPartitionFilter] = None,
@@ -151,11 +173,14 @@ def read_text(paths: Paths, *, encoding: str = "utf-8", drop_empty_lines: bool =
                                      partition_filter, include_paths, ignore_missing_paths,
                                      shuffle, arrow_open_stream_args))
     return _read(ds, parallelism=parallelism, override_num_blocks=override_num_blocks,
-                 ray_remote_args=ray_remote_args, concurrency=concurrency)
+                 ray_remote_args=_with_resources(ray_remote_args, num_cpus, num_gpus, memory),
+                 concurrency=concurrency)
 
 
 def read_binary_files(paths: Paths, *, include_paths: bool = False, filesystem=None,
-                      parallelism: int = -1, ray_remote_args: Optional[Dict[str, Any]] = None,
+                      parallelism: int = -1, num_cpus: Optional[float] = None,
+                      num_gpus: Optional[float] = None, memory: Optional[float] = None,
+                      ray_remote_args: Optional[Dict[str, Any]] = None,
                       arrow_open_stream_args: Optional[Dict[str, Any]] = None,
                       partition_filter: Optional[PathPartitionFilter] = None,
                       partitioning: Optional[Partitioning] = None,
@@ -170,10 +195,13 @@ def read_binary_files(paths: Paths, *, include_paths: bool = False, filesystem=N
                                               ignore_missing_paths, shuffle,
                                               arrow_open_stream_args))
     return _read(ds, parallelism=parallelism, override_num_blocks=override_num_blocks,
-                 ray_remote_args=ray_remote_args, concurrency=concurrency)
+                 ray_remote_args=_with_resources(ray_remote_args, num_cpus, num_gpus, memory),
+                 concurrency=concurrency)
 
 
 def read_images(paths: Paths, *, filesystem=None, parallelism: int = -1,
+                num_cpus: Optional[float] = None, num_gpus: Optional[float] = None,
+                memory: Optional[float] = None,
                 ray_remote_args: Optional[Dict[str, Any]] = None,
                 arrow_open_stream_args: Optional[Dict[str, Any]] = None,
                 partition_filter: Optional[PathPartitionFilter] = None,
@@ -190,7 +218,8 @@ def read_images(paths: Paths, *, filesystem=None, parallelism: int = -1,
                                       partition_filter, include_paths, ignore_missing_paths,
                                       shuffle, arrow_open_stream_args))
     return _read(ds, parallelism=parallelism, override_num_blocks=override_num_blocks,
-                 ray_remote_args=ray_remote_args, concurrency=concurrency)
+                 ray_remote_args=_with_resources(ray_remote_args, num_cpus, num_gpus, memory),
+                 concurrency=concurrency)
 
 
 def _rows_per_file(min_rows_per_file, num_rows_per_file) -> Optional[int]:

@@ -66,12 +66,19 @@ class CSVDatasource(FileBasedDatasource):
 
 
 class JSONDatasource(FileBasedDatasource):
-    """JSON lines with pyarrow.json; a file holding one JSON array (or object) also reads."""
+    """JSON lines with pyarrow.json; a file holding one JSON array (or object) also reads.
+
+    ``lines=True``: JSON lines only; ``lines=False``: each file is one JSON
+    document (an array of objects gives rows, an object one row); None: either.
+    """
 
     _FILE_EXTENSIONS = _with_compressed(["json", "jsonl"])
 
-    def __init__(self, paths, *, read_options=None, parse_options=None, **kwargs):
+    def __init__(self, paths, *, lines: Optional[bool] = None, read_options=None,
+                 parse_options=None, **kwargs):
         import pyarrow.json as pajson
+        if lines not in (None, True, False):
+            raise TypeError(f"lines must be True, False or None, not {lines!r}")
         for name, value, cls in (("read_options", read_options, pajson.ReadOptions),
                                  ("parse_options", parse_options, pajson.ParseOptions)):
             if value is not None and not isinstance(value, cls):
@@ -80,6 +87,7 @@ class JSONDatasource(FileBasedDatasource):
         super().__init__(paths, **kwargs)
         self._read_options = read_options
         self._parse_options = parse_options
+        self._lines = lines
 
 
     def _read_file(self, f, path: str) -> Iterable[pa.Table]:
@@ -87,7 +95,7 @@ class JSONDatasource(FileBasedDatasource):
         data = f.read()
         if not data.strip():
             return
-        if data.lstrip()[:1] == b"[":
+        if self._lines is False or (self._lines is None and data.lstrip()[:1] == b"["):
             yield self._from_python(json.loads(data))
             return
         kwargs = {}
@@ -99,6 +107,8 @@ class JSONDatasource(FileBasedDatasource):
             yield pajson.read_json(io.BytesIO(data), **kwargs)
         except pa.ArrowInvalid:
             # one pretty-printed object per file is JSON too; anything else: Arrow's error
+            if self._lines:
+                raise
             try:
                 obj = json.loads(data)
             except ValueError:
