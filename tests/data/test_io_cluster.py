@@ -8,7 +8,6 @@ import pyray
 import pyray as ray
 from pyray.cluster_utils import Cluster
 
-pytest.importorskip("pyray.data.read_api")   # until the dataset layer is merged
 
 
 def test_read_and_write_across_two_nodes(tmp_path):

@@ -13,7 +13,6 @@ import pyray
 import pyray as ray
 
 pd = pytest.importorskip("pandas")
-pytest.importorskip("pyray.data.read_api")   # until the dataset layer is merged
 NAME_RE = re.compile(r"^[0-9a-f]{32}_(\d{6})_000000\.(parquet|csv|json|npy)$")
 
 
