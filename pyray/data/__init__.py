@@ -19,3 +19,10 @@ __all__ = [
     "from_numpy", "from_numpy_refs", "from_pandas", "from_pandas_refs", "range",
     "range_tensor", "read_datasource",
 ]
+
+# files: the readers (ray.data.read_*); Partitioning etc. are in pyray.data.datasource
+from pyray.data._internal.io_api import (read_binary_files, read_csv, read_images,  # noqa: E402
+                                         read_json, read_numpy, read_parquet, read_text)
+
+__all__ += ["read_parquet", "read_csv", "read_json", "read_numpy", "read_text",
+            "read_binary_files", "read_images"]
