@@ -9,3 +9,8 @@ __all__ = [
     "ExecutionOptions", "ExecutionResources", "Datasource", "ReadTask", "Datasink",
     "WriteResult",
 ]
+
+# sort / groupby / shuffle
+from pyray.data import aggregate  # noqa: E402
+from pyray.data.grouped_data import GroupedData  # noqa: E402
+__all__ += ["aggregate", "GroupedData"]
