@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from pyray.data.block import BlockAccessor, concat_blocks
 
-__all__ = ["AggregateFn", "Count", "Sum", "Min", "Max", "Mean", "Std", "AbsMax",
+__all__ = ["AggregateFn", "AggregateFnV2", "Count", "Sum", "Min", "Max", "Mean", "Std", "AbsMax",
            "Quantile", "Unique"]
 
 _COUNT_ALL = "__count_all"
@@ -109,6 +109,51 @@ class AggregateFn:
     def _custom_finalize(self, state: Dict[str, pa.Array]):
         values = [self.finalize(pickle.loads(raw)) for raw in state["acc"].to_pylist()]
         return _to_arrow_values(self.name, values)
+
+
+def _is_null(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+class AggregateFnV2(AggregateFn):
+    """Ray's newer base for custom aggregations: subclass it and define
+    ``aggregate_block(block) -> partial``, ``combine(a, b)`` and optionally
+    ``_finalize(acc)``.  Null partials (None/NaN) are skipped with
+    ``ignore_nulls=True`` and make the result None otherwise, as in Ray."""
+
+    def __init__(self, name: str, zero_factory: Callable[[], Any], *, on: Optional[str],
+                 ignore_nulls: bool):
+        if not name:
+            raise ValueError(f"Non-empty string has to be provided as name (got {name})")
+        self._target_col_name = on
+        self._ignore_nulls = ignore_nulls
+
+        def init(_key):
+            return None if ignore_nulls else zero_factory()
+
+        def merge(cur, new):
+            if ignore_nulls:
+                return new if _is_null(cur) else cur if _is_null(new) else self.combine(cur, new)
+            return None if _is_null(cur) or _is_null(new) else self.combine(cur, new)
+
+        super().__init__(init=init, merge=merge, name=name,
+                         accumulate_block=lambda acc, block: merge(acc, self.aggregate_block(block)),
+                         finalize=lambda acc: acc if _is_null(acc) else self._finalize(acc))
+
+    def get_target_column(self) -> Optional[str]:
+        return self._target_col_name
+
+    def _columns(self):
+        return [self._target_col_name] if self._target_col_name else []
+
+    def combine(self, current_accumulator, new):
+        raise NotImplementedError(f"{type(self).__name__} must define combine()")
+
+    def aggregate_block(self, block):
+        raise NotImplementedError(f"{type(self).__name__} must define aggregate_block()")
+
+    def _finalize(self, accumulator):
+        return accumulator
 
 
 def _dump_state(agg, acc) -> bytes:
@@ -555,7 +600,11 @@ def partial_aggregate(table: pa.Table, keys: Sequence[str], aggs: Sequence[Aggre
                 specs.append((col, func, opts))
             mine[tag] = where[sig]
         slots.append(mine)
-    key_part, vals = _group_by(table, keys, specs)
+    try:
+        key_part, vals = _group_by(table, keys, specs)
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        _explain_type_error(table, keys, aggs)
+        raise
     cols = {k: key_part.column(k) for k in keys}
     starts, lengths = _segments(_np(vals[0]))
     for i, (agg, mine) in enumerate(zip(aggs, slots)):
@@ -569,6 +618,21 @@ def partial_aggregate(table: pa.Table, keys: Sequence[str], aggs: Sequence[Aggre
     if not custom:
         out = sort_table(out, keys)
     return out
+
+
+def _explain_type_error(table, keys, aggs):
+    """Names the aggregation whose column type Arrow cannot aggregate."""
+    empty = table.slice(0, 0)
+    for agg in aggs:
+        if not agg._vectorized:
+            continue
+        try:
+            _group_by(empty, keys, [(c, f, o) for _t, c, f, o in agg._raw_specs()])
+        except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            col = agg.get_target_column()
+            raise TypeError(f"aggregation {agg.name!r}: column {col!r} has type "
+                            f"{table.schema.field(col).type}, which {type(agg).__name__} "
+                            "cannot aggregate") from None
 
 
 def _tags(agg):

@@ -10,7 +10,7 @@ import pytest
 import pyray
 from pyray.data._internal import all_to_all as a2a
 from pyray.data._internal.ref_bundle import BlockMetadata, RefBundle
-from pyray.data.aggregate import (AbsMax, AggregateFn, Count, Max, Mean, Min, Quantile, Std,
+from pyray.data.aggregate import (AbsMax, AggregateFn, AggregateFnV2, Count, Max, Mean, Min, Quantile, Std,
                                   Sum, Unique, merge_partials, partial_aggregate)
 from pyray.data.context import DataContext
 
@@ -100,6 +100,30 @@ def test_builtin_usable_accumulator_style():
     acc = s.merge(s.accumulate_block(s.init(None), t.slice(0, 2)),
                   s.accumulate_block(s.init(None), t.slice(2)))
     assert s.finalize(acc) == 10
+
+
+def test_aggregate_fn_v2_subclass_and_type_errors():
+    class SumPlus(AggregateFnV2):
+        def __init__(self, on):
+            super().__init__(f"sum_plus({on})", lambda: 0, on=on, ignore_nulls=True)
+
+        def aggregate_block(self, block):
+            return pa.compute.sum(block[self.get_target_column()]).as_py()
+
+        def combine(self, a, b):
+            return a + b
+
+        def _finalize(self, acc):
+            return acc + 1000
+
+    t = pa.table({"k": [1, 1, 2, 3], "v": [1, 2, None, 4], "s": ["a", "b", "c", "d"]})
+    aggs = [SumPlus("v")]
+    parts = [partial_aggregate(t, ["k"], aggs), partial_aggregate(t.slice(0, 1), ["k"], aggs)]
+    got = merge_partials(parts, ["k"], aggs, finalize=True).to_pylist()
+    assert got == [{"k": 1, "sum_plus(v)": 1004}, {"k": 2, "sum_plus(v)": None},
+                   {"k": 3, "sum_plus(v)": 1004}]
+    with pytest.raises(TypeError, match="'std\\(s\\)': column 's' has type string"):
+        partial_aggregate(t, ["k"], [Std("s")])
 
 
 # ------------------------------------------------------------- exchanges
