@@ -40,6 +40,7 @@ class _GroupFn:
 
     def __init__(self, fn, keys, batch_format, fn_args, fn_kwargs):
         self._args = (fn, keys, batch_format, fn_args, fn_kwargs)
+        self.__name__ = getattr(fn, "__name__", None) or type(fn).__name__   # operator name
 
     def __call__(self, table):
         return apply_to_groups(table, *self._args)
@@ -131,8 +132,10 @@ class GroupedData:
             if value is not None:
                 opts[name] = value
         if isinstance(fn, type):
+            # named after the user's class, so the operator reads MapBatches(<class>)
+            actor_cls = type(fn.__name__, (_GroupActor,), {"__qualname__": fn.__name__})
             return grouped.map_batches(
-                _GroupActor, batch_size=None, batch_format="pyarrow",
+                actor_cls, batch_size=None, batch_format="pyarrow",
                 fn_constructor_args=(fn, self._keys, batch_format, fn_args, fn_kwargs,
                                      tuple(fn_constructor_args or ()),
                                      dict(fn_constructor_kwargs or {})), **opts)
