@@ -190,6 +190,16 @@ def test_repartition_and_block_order():
     out = ds.repartition(4, shuffle=True).materialize()
     assert out.num_blocks() == 4 and sorted(r["id"] for r in out.take_all()) == list(range(1000))
     assert pyray.data.range(5).repartition(8).materialize().num_blocks() == 8
+    out = ds.repartition(target_num_rows_per_block=300).materialize()
+    assert [len(pyray.get(r, timeout=30)) for r in out.get_internal_block_refs()] == \
+        [300, 300, 300, 100]
+    df = _frame(2000, seed=7)
+    out = _ds(df).repartition(3, keys="a").materialize()
+    assert out.num_blocks() == 3
+    blocks = [pyray.get(r, timeout=30).to_pandas() for r in out.get_internal_block_refs()]
+    seen = [set(b.a) for b in blocks]
+    assert sum(len(x) for x in seen) == df.a.nunique()      # every key in exactly one block
+    assert sum(len(b) for b in blocks) == len(df)
     ds = pyray.data.range(600, override_num_blocks=6).materialize()
     firsts = [pyray.get(r, timeout=30)["id"][0].as_py()
               for r in ds.randomize_block_order(seed=3).materialize().get_internal_block_refs()]
@@ -214,6 +224,8 @@ def test_bad_input_names_the_problem():
         ds.aggregate("sum")
     with pytest.raises(ValueError, match="num_blocks"):
         ds.repartition(0)
+    with pytest.raises(ValueError, match="exactly one of num_blocks or target_num_rows"):
+        ds.repartition(2, target_num_rows_per_block=10)
 
 
 def test_empty_dataset_results():

@@ -264,7 +264,7 @@ def normalize_sort_key(key, descending) -> Tuple[List[str], List[bool]]:
 
 
 def sort_exchange(keys: List[str], descending: List[bool], boundaries=None,
-                  what: str = "sort") -> Callable:
+                  what: str = "sort", num_partitions: Optional[int] = None) -> Callable:
     def fn(bundles, ctx):
         blocks = _blocks_of(bundles)
         if not blocks:
@@ -275,7 +275,8 @@ def sort_exchange(keys: List[str], descending: List[bool], boundaries=None,
             bounds = pa.table({keys[0]: list(boundaries)})
             k = len(boundaries) + 1
         else:
-            k = _default_partitions(len(nonempty), sum(m.size_bytes for _, m in nonempty), ctx)
+            k = num_partitions or _default_partitions(
+                len(nonempty), sum(m.size_bytes for _, m in nonempty), ctx)
             bounds = None
             if k > 1:
                 per = max(1, math.ceil(SAMPLES_PER_PARTITION * k / len(nonempty)))
@@ -292,7 +293,8 @@ def sort_exchange(keys: List[str], descending: List[bool], boundaries=None,
         pairs = [_task(_sort_reduce, 2).remote(keys, descending, *[m[j] for m in maps])
                  for j in range(k)]
         del maps
-        return _reduce_outputs(pairs, what, keep_empty=boundaries is not None)
+        return _reduce_outputs(pairs, what, keep_empty=boundaries is not None or
+                               num_partitions is not None)
     return fn
 
 
@@ -315,7 +317,10 @@ def shuffle_exchange(num_blocks: Optional[int], seed: Optional[int], randomize: 
     return fn
 
 
-def split_rows_exchange(num_blocks: int, what: str = "repartition") -> Callable:
+def split_rows_exchange(num_blocks: Optional[int], what: str = "repartition",
+                        rows_per_block: Optional[int] = None) -> Callable:
+    """Output blocks of adjacent rows: ``num_blocks`` of near-equal size, or
+    blocks of ``rows_per_block`` rows (the last one smaller)."""
     def fn(bundles, ctx):
         blocks = _blocks_of(bundles)
         if not blocks:
@@ -323,9 +328,14 @@ def split_rows_exchange(num_blocks: int, what: str = "repartition") -> Callable:
         counts = [m.num_rows for _, m in blocks]
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         total = int(starts[-1])
+        if rows_per_block:
+            edges = list(range(0, total, rows_per_block)) + [total]
+            if len(edges) == 1:
+                edges = [0, 0]
+        else:
+            edges = [(total * j) // num_blocks for j in range(num_blocks + 1)]
         pairs = []
-        for j in range(num_blocks):
-            lo, hi = (total * j) // num_blocks, (total * (j + 1)) // num_blocks
+        for lo, hi in zip(edges[:-1], edges[1:]):
             refs, spec = [], []
             for i, (ref, _) in enumerate(blocks):
                 s, e = max(lo, int(starts[i])), min(hi, int(starts[i + 1]))
@@ -463,10 +473,34 @@ class AllToAllMixin:
         return self._all_to_all("RandomShuffle", shuffle_exchange(
             num_blocks, seed, True, "random_shuffle", ray_remote_args))
 
-    def repartition(self, num_blocks: int, *, shuffle: bool = False):
+    def repartition(self, num_blocks: Optional[int] = None,
+                    target_num_rows_per_block: Optional[int] = None, *, shuffle: bool = False,
+                    keys: Union[str, List[str], None] = None, sort: bool = False):
         """Exactly ``num_blocks`` blocks: adjacent rows split evenly (order kept),
-        or with ``shuffle=True`` one slice of every input block in each."""
+        with ``shuffle=True`` one slice of every input block in each, with
+        ``keys`` all rows of a key in one block (blocks sorted by key); or
+        blocks of ``target_num_rows_per_block`` adjacent rows."""
+        if (num_blocks is None) == (target_num_rows_per_block is None):
+            raise ValueError("repartition: give exactly one of num_blocks or "
+                             "target_num_rows_per_block")
+        if target_num_rows_per_block is not None:
+            _check_num_blocks("repartition", target_num_rows_per_block, allow_none=False,
+                              arg="target_num_rows_per_block")
+            if shuffle or keys is not None or sort:
+                raise ValueError("repartition: target_num_rows_per_block cannot be combined "
+                                 "with shuffle, keys or sort")
+            return self._all_to_all("Repartition", split_rows_exchange(
+                None, rows_per_block=target_num_rows_per_block))
         _check_num_blocks("repartition", num_blocks, allow_none=False)
+        if keys is not None:
+            if shuffle:
+                raise ValueError("repartition: keys and shuffle=True cannot be combined")
+            key_list, desc = normalize_sort_key(keys, False)
+            # range partitioning: every key in one block; blocks come out sorted
+            return self._all_to_all("Repartition", sort_exchange(
+                key_list, desc, what="repartition", num_partitions=num_blocks))
+        if sort:
+            raise ValueError("repartition: sort=True needs keys")
         if shuffle:
             return self._all_to_all("Repartition", shuffle_exchange(
                 num_blocks, 0, False, "repartition"))
@@ -517,8 +551,8 @@ class AllToAllMixin:
         return self._aggregate_on(Std, on, "std", ddof=ddof, ignore_nulls=ignore_nulls)
 
 
-def _check_num_blocks(what, n, allow_none):
+def _check_num_blocks(what, n, allow_none, arg="num_blocks"):
     if n is None and allow_none:
         return
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{what}: num_blocks must be a positive int, got {n!r}")
+        raise ValueError(f"{what}: {arg} must be a positive int, got {n!r}")
