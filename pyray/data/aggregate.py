@@ -548,7 +548,10 @@ def sort_table(table: pa.Table, keys: Sequence[str], descending=None) -> pa.Tabl
     """The table ordered by keys (nulls last), stable."""
     if not keys or table.num_rows <= 1:
         return table
-    return table.take(pc.sort_indices(table, sort_keys=sort_keys_of(keys, descending)))
+    idx = pc.sort_indices(table, sort_keys=sort_keys_of(keys, descending))
+    if any(c.num_chunks > 1 for c in table.columns):
+        table = table.combine_chunks()          # take over many chunks is several times slower
+    return table.take(idx)
 
 
 def _group_by(table, keys, specs):
