@@ -20,6 +20,7 @@ error in the driver.
 from __future__ import annotations
 
 import math
+import numbers
 import random
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -467,11 +468,13 @@ class AllToAllMixin:
     def random_shuffle(self, *, seed: Optional[int] = None, num_blocks: Optional[int] = None,
                        **ray_remote_args):
         """Rows in a random order (reproducible with ``seed`` for the same input blocks)."""
-        if seed is not None and (not isinstance(seed, int) or seed < 0):
+        if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
+                                 or seed < 0):
             raise ValueError(f"random_shuffle: seed must be a non-negative int, got {seed!r}")
         _check_num_blocks("random_shuffle", num_blocks, allow_none=True)
         return self._all_to_all("RandomShuffle", shuffle_exchange(
-            num_blocks, seed, True, "random_shuffle", ray_remote_args))
+            num_blocks, None if seed is None else int(seed), True, "random_shuffle",
+            ray_remote_args))
 
     def repartition(self, num_blocks: Optional[int] = None,
                     target_num_rows_per_block: Optional[int] = None, *, shuffle: bool = False,
