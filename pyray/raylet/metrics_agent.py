@@ -168,8 +168,11 @@ class MetricsAgent:
             # the GCS's task records (task events): ray_tasks, on the head
             if self.task_counts is None:
                 self.task_counts = self._gcs_task_counts
+            counts = {}
+            for (state, name, _type), n in payload.items():
+                counts[(state, name)] = counts.get((state, name), 0) + n
             with self.lock:
-                self.gcs_tasks = payload
+                self.gcs_tasks = counts
         elif req_id[1] == "pgs" and isinstance(payload, dict):
             counts = {}
             for row in payload.values():
