@@ -51,6 +51,9 @@ def test_sort_nulls_last_and_boundaries():
     parts = ds.sort("x", boundaries=[3, 6]).materialize()
     assert parts.num_blocks() == 3
     assert [r["x"] for r in parts.take_all()] == [1, 2, 3, 5, 7, None, None]
+    parts = ds.sort("x", descending=True, boundaries=[3, 6]).materialize()
+    sizes = [len(pyray.get(r, timeout=30)) for r in parts.get_internal_block_refs()]
+    assert sizes == [1, 1, 5]          # [7] [5] [3, 2, 1, None, None]: a bound starts a block
 
 
 def test_groupby_builtin_aggregations():

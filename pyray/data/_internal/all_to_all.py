@@ -461,8 +461,10 @@ class AllToAllMixin:
             if len(keys) != 1:
                 raise ValueError("sort: `boundaries` works with a single key column only")
             boundaries = list(boundaries)
-            if boundaries != sorted(boundaries, reverse=desc[0]):
-                raise ValueError(f"sort: `boundaries` must be in sort order, got {boundaries}")
+            if boundaries != sorted(boundaries):
+                raise ValueError(f"sort: `boundaries` must be ascending, got {boundaries}")
+            if desc[0]:
+                boundaries.reverse()        # cut points in the order the rows come out
         return self._all_to_all("Sort", sort_exchange(keys, desc, boundaries))
 
     def random_shuffle(self, *, seed: Optional[int] = None, num_blocks: Optional[int] = None,
