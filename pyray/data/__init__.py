@@ -26,3 +26,8 @@ from pyray.data._internal.io_api import (read_binary_files, read_csv, read_image
 
 __all__ += ["read_parquet", "read_csv", "read_json", "read_numpy", "read_text",
             "read_binary_files", "read_images"]
+
+# sort / groupby / shuffle
+from pyray.data import aggregate  # noqa: E402
+from pyray.data.grouped_data import GroupedData  # noqa: E402
+__all__ += ["aggregate", "GroupedData"]
