@@ -319,6 +319,11 @@ def test_sinks_write_one_file_per_task_named_as_ray(tmp_path, cluster):
         if ext == "parquet":
             got = pa.concat_tables([pq.read_table(f) for f in files])
             assert got.equals(table)
+            # strings dictionary-encoded, floats not (the encoder only wastes time on them)
+            rg = pq.ParquetFile(files[0]).metadata.row_group(0)
+            dict_cols = {rg.column(i).path_in_schema for i in range(rg.num_columns)
+                         if any("DICTIONARY" in e for e in rg.column(i).encodings)}
+            assert dict_cols == {"a", "k"}
         elif ext == "csv":
             got = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
             pd.testing.assert_frame_equal(got, table.to_pandas())
