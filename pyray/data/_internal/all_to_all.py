@@ -406,15 +406,20 @@ def global_aggregate(bundle_iter, spec: AggsSpec, what: str) -> Optional[Dict[st
     """Aggregates over all rows: one partial task per block, merged here.
     None for a dataset without rows (as Ray)."""
     refs, aggs, aref, rows = [], None, None, 0
-    for bundle in bundle_iter:
-        for ref, meta in bundle.blocks:
-            if aggs is None:
-                schema = meta.schema if meta.schema is not None else _get(ref, what).schema
-                aggs = resolve_aggs(spec, schema, [], what)
-                aref = pyray.put(aggs)
-            if meta.num_rows:
-                rows += meta.num_rows
-                refs.append(_task(_partial).remote(ref, [], aref))
+    try:
+        for bundle in bundle_iter:
+            for ref, meta in bundle.blocks:
+                if aggs is None:
+                    schema = meta.schema if meta.schema is not None else _get(ref, what).schema
+                    aggs = resolve_aggs(spec, schema, [], what)
+                    aref = pyray.put(aggs)
+                if meta.num_rows:
+                    rows += meta.num_rows
+                    refs.append(_task(_partial).remote(ref, [], aref))
+    finally:
+        close = getattr(bundle_iter, "close", None)
+        if close is not None:
+            close()                 # stop the pipeline's tasks when a check failed
     if not rows:
         return None
     parts = _get(refs, what)
