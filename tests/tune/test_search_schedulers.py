@@ -441,3 +441,20 @@ def test_pbt_logs_its_policy_and_replay_follows_it(tmp_path):
     assert rctl.paused == [t]
     with pytest.raises(ValueError, match="More than one trial"):
         rctl.add(replay, FakeTrial())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MedianStoppingRule(time_attr="t", metric="m", mode="max", grace_period=0, min_samples_required=1),
+    lambda: make_pbt(hyperparam_mutations={"lr": lambda: random.uniform(0, 1)}),
+    lambda: HyperBandScheduler(metric="m", mode="max", max_t=9),
+])
+def test_every_scheduler_saves_and_restores(make, tmp_path):
+    s = make()
+    ctl, trials = started(s, 2, lr=0.1, bs=16)
+    for t in trials:
+        t.checkpoint = FakeCheckpoint(t.trial_id)
+        s.on_trial_result(ctl, t, {"training_iteration": 1, "t": 1, "m": 1.0, "score": 1.0})
+    s.save(str(tmp_path / "s.pkl"))
+    again = type(s).__new__(type(s))
+    again.restore(str(tmp_path / "s.pkl"))
+    assert again.debug_string().split(":")[0] == s.debug_string().split(":")[0]

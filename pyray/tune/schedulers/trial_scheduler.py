@@ -7,7 +7,7 @@ hooks with itself (``tune_controller``: ``get_trials()``,
 trial, and carries out the decision returned.
 """
 
-import pickle
+import cloudpickle
 from typing import Dict, Optional
 
 from pyray.tune.search.searcher import validate_mode
@@ -93,12 +93,13 @@ class TrialScheduler:
         raise NotImplementedError
 
     def save(self, checkpoint_path: str):
+        """Writes the scheduler's state (cloudpickle: mutations may be lambdas)."""
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+            cloudpickle.dump(self.__dict__, f)
 
     def restore(self, checkpoint_path: str):
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            self.__dict__.update(cloudpickle.load(f))
 
 
 class FIFOScheduler(TrialScheduler):

@@ -21,7 +21,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 __all__ = [
-    "Domain", "Float", "Integer", "Categorical", "Function", "Sampler",
+    "Domain", "Float", "Integer", "Categorical", "Function", "Sampler", "Uniform", "LogUniform",
+    "Normal", "Grid", "Quantized",
     "uniform", "quniform", "loguniform", "qloguniform", "randn", "qrandn",
     "randint", "qrandint", "lograndint", "qlograndint", "choice", "sample_from",
     "grid_search",
@@ -70,12 +71,12 @@ class Sampler:
         raise NotImplementedError
 
 
-class _Uniform(Sampler):
+class Uniform(Sampler):
     def __str__(self):
         return "Uniform"
 
 
-class _LogUniform(Sampler):
+class LogUniform(Sampler):
     def __init__(self, base: float = 10):
         if base <= 0 or base == 1:
             raise ValueError(f"The log base must be > 0 and != 1, got {base}")
@@ -85,7 +86,7 @@ class _LogUniform(Sampler):
         return "LogUniform"
 
 
-class _Normal(Sampler):
+class Normal(Sampler):
     def __init__(self, mean: float = 0.0, sd: float = 1.0):
         if sd <= 0:
             raise ValueError(f"The standard deviation of randn must be > 0, got {sd}")
@@ -96,7 +97,7 @@ class _Normal(Sampler):
         return "Normal"
 
 
-class _Grid(Sampler):
+class Grid(Sampler):
     """Marks a Categorical as a grid: every value is used, none is drawn."""
 
     def sample(self, domain, config=None, size=1, random_state=None):
@@ -106,7 +107,7 @@ class _Grid(Sampler):
         return "Grid"
 
 
-class _Quantized(Sampler):
+class Quantized(Sampler):
     def __init__(self, sampler: Sampler, q: Union[float, int]):
         if q is None or not isinstance(q, Number) or q <= 0:
             raise ValueError(f"The quantization step q must be a number > 0, got {q!r}")
@@ -212,7 +213,7 @@ class Domain:
         return self.get_sampler().sample(self, config=config, size=size, random_state=rng)
 
     def is_grid(self) -> bool:
-        return isinstance(self.sampler, _Grid)
+        return isinstance(self.sampler, Grid)
 
     def is_function(self) -> bool:
         return False
@@ -231,13 +232,13 @@ class Domain:
 class Float(Domain):
     """A real range; ``lower`` / ``upper`` may be None (unbounded, for randn)."""
 
-    class _Uniform(_Uniform):
+    class _Uniform(Uniform):
         def sample(self, domain, config=None, size=1, random_state=None):
             if not (domain.lower > float("-inf") and domain.upper < float("inf")):
                 raise ValueError("uniform requires finite lower and upper bounds")
             return _one_or_list(domain, random_state.uniform(domain.lower, domain.upper, size=size))
 
-    class _LogUniform(_LogUniform):
+    class _LogUniform(LogUniform):
         def sample(self, domain, config=None, size=1, random_state=None):
             if not domain.lower > 0:
                 raise ValueError("loguniform requires a lower bound > 0")
@@ -245,7 +246,7 @@ class Float(Domain):
                 raise ValueError("loguniform requires a finite upper bound")
             return _one_or_list(domain, _log_draws(self, domain, size, random_state))
 
-    class _Normal(_Normal):
+    class _Normal(Normal):
         def sample(self, domain, config=None, size=1, random_state=None):
             if domain.lower != float("-inf") or domain.upper != float("inf"):
                 raise ValueError("randn does not take lower or upper bounds")
@@ -283,7 +284,7 @@ class Float(Domain):
         if self.upper < float("inf") and not math.isclose(self.upper / q, round(self.upper / q)):
             raise ValueError(f"Your upper variable bound {self.upper} is not divisible by quantization factor {q}.")
         new = copy(self)
-        new.set_sampler(_Quantized(new.get_sampler(), q), allow_override=True)
+        new.set_sampler(Quantized(new.get_sampler(), q), allow_override=True)
         return new
 
     def is_valid(self, value):
@@ -297,11 +298,11 @@ class Float(Domain):
 class Integer(Domain):
     """An integer range, ``upper`` exclusive (Ray's rule for randint)."""
 
-    class _Uniform(_Uniform):
+    class _Uniform(Uniform):
         def sample(self, domain, config=None, size=1, random_state=None):
             return _one_or_list(domain, random_state.integers(domain.lower, domain.upper, size=size))
 
-    class _LogUniform(_LogUniform):
+    class _LogUniform(LogUniform):
         def sample(self, domain, config=None, size=1, random_state=None):
             items = np.floor(_log_draws(self, domain, size, random_state)).astype(int)
             # the upper bound is exclusive; a draw that lands exactly on it
@@ -320,7 +321,7 @@ class Integer(Domain):
 
     def quantized(self, q: int):
         new = copy(self)
-        new.set_sampler(_Quantized(new.get_sampler(), q), allow_override=True)
+        new.set_sampler(Quantized(new.get_sampler(), q), allow_override=True)
         return new
 
     def uniform(self):
@@ -342,7 +343,7 @@ class Integer(Domain):
 class Categorical(Domain):
     """A finite set of values; ``choice`` draws one, a grid uses every one."""
 
-    class _Uniform(_Uniform):
+    class _Uniform(Uniform):
         def sample(self, domain, config=None, size=1, random_state=None):
             indices = random_state.choice(np.arange(0, len(domain.categories)), size=size)
             items = [domain.categories[int(i)] for i in np.atleast_1d(indices)]
@@ -360,7 +361,7 @@ class Categorical(Domain):
 
     def grid(self):
         new = copy(self)
-        new.set_sampler(_Grid())
+        new.set_sampler(Grid())
         return new
 
     def __len__(self):

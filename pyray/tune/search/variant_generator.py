@@ -177,8 +177,8 @@ def _resolve_domain_vars(spec, domain_vars, allow_fail=False, random_state=None)
             try:
                 if isinstance(domain, Function):
                     value = _call_function_domain(domain, spec, rng)
-                else:
-                    value = domain.sample(_UnresolvedAccessGuard(spec), random_state=rng)
+                else:  # only functions read the spec
+                    value = domain.sample(None, random_state=rng)
             except RecursiveDependencyError as exc:
                 error = exc
             except Exception as exc:
@@ -222,9 +222,14 @@ def _grid_search_generator(spec: Dict, grid_vars: List) -> Iterator[Dict]:
             return
 
 
+def _may_hold_unresolved(value) -> bool:
+    return isinstance(value, (dict, list, tuple, Domain))
+
+
 def _generate_variants_internal(spec: Dict, constant_grid_search=False, random_state=None):
-    spec = copy.deepcopy(spec)
     _, domain_vars, grid_vars = parse_spec_vars(spec)
+    # a deep copy that shares the Domain objects (they are never modified)
+    spec = copy.deepcopy(spec, {id(d): d for _, d in domain_vars})
     if not domain_vars and not grid_vars:
         yield {}, spec
         return
@@ -240,6 +245,13 @@ def _generate_variants_internal(spec: Dict, constant_grid_search=False, random_s
     for point in _grid_search_generator(spec, grid_vars):
         if not constant_grid_search or not all_resolved:
             _, resolved_vars = _resolve_domain_vars(point, to_resolve, random_state=random_state)
+        grid_values = [(path, get_value(point, path)) for path, _ in grid_vars]
+        if not any(_may_hold_unresolved(v) for v in resolved_vars.values()) and not any(
+                _may_hold_unresolved(v) for _, v in grid_values):
+            # nothing drawn can hold more to resolve: the point is final
+            resolved_vars.update(grid_values)
+            yield dict(resolved_vars), point
+            continue
         for inner_resolved, inner_spec in _generate_variants_internal(
                 point, constant_grid_search, random_state):
             for path, _ in grid_vars:

@@ -14,9 +14,7 @@ import time
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Union
 
-from pyray.tune.search.sample import (
-    Categorical, Float, Integer, _LogUniform, _Quantized, _Uniform,
-)
+from pyray.tune.search.sample import Categorical, Float, Integer, LogUniform, Quantized, Uniform
 from pyray.tune.search.searcher import (
     UNDEFINED_METRIC_MODE, UNDEFINED_SEARCH_SPACE, UNRESOLVED_SEARCH_SPACE, Searcher,
 )
@@ -300,29 +298,29 @@ class OptunaSearch(Searcher):
         def resolve(path, domain):
             quantize = None
             sampler = domain.get_sampler()
-            if isinstance(sampler, _Quantized):
+            if isinstance(sampler, Quantized):
                 quantize = sampler.q
                 sampler = sampler.sampler
             if isinstance(domain, Float):
-                if isinstance(sampler, _LogUniform):
+                if isinstance(sampler, LogUniform):
                     if quantize:
                         logger.warning("Optuna does not support both quantization and sampling "
                                        "from LogUniform. Dropped quantization.")
                     return ot.distributions.FloatDistribution(domain.lower, domain.upper, log=True)
-                if isinstance(sampler, _Uniform):
+                if isinstance(sampler, Uniform):
                     if quantize:
                         return ot.distributions.FloatDistribution(domain.lower, domain.upper, step=quantize)
                     return ot.distributions.FloatDistribution(domain.lower, domain.upper)
             elif isinstance(domain, Integer):
-                if isinstance(sampler, _LogUniform):
+                if isinstance(sampler, LogUniform):
                     return ot.distributions.IntDistribution(domain.lower, domain.upper - 1,
                                                             step=quantize or 1, log=True)
-                if isinstance(sampler, _Uniform):
+                if isinstance(sampler, Uniform):
                     # upper bound inclusive when quantized, exclusive otherwise
                     return ot.distributions.IntDistribution(
                         domain.lower, domain.upper - int(not quantize), step=quantize or 1)
             elif isinstance(domain, Categorical):
-                if isinstance(sampler, _Uniform):
+                if isinstance(sampler, Uniform):
                     return ot.distributions.CategoricalDistribution(domain.categories)
             raise ValueError(
                 f"Optuna search does not support parameters of type `{type(domain).__name__}` "
