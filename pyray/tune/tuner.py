@@ -174,6 +174,8 @@ def run_experiment(trainable, param_space, tune_config, run_config, restored=Non
     except (TuneError, KeyboardInterrupt):
         raise
     except Exception as exc:
+        if exc is ctrl.fatal_trial_error:
+            raise           # FailureConfig(fail_fast="raise"): the trial's own error
         if isinstance(exc, (ValueError, TypeError)) and not isinstance(
                 exc, pyray.exceptions.RayError):
             raise

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -242,3 +243,68 @@ def test_verbose_zero_prints_nothing_and_one_prints_a_table(tmp_path):
     assert outs[0] == ""
     assert "Trial status: 3 TERMINATED" in outs[1]
     assert "best score=4" in outs[1] and "fn_" in outs[1]
+
+
+def sleepy_iters(config):
+    for i in range(1000):
+        time.sleep(0.05)
+        tune.report({"score": i, "pid": os.getpid()})
+
+
+class Recorder(tune.Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.events.append(("start", trial.trial_id))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.events.append(("result", trial.trial_id, result["training_iteration"]))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.events.append(("complete", trial.trial_id))
+
+    def on_experiment_end(self, trials, **info):
+        self.events.append(("end", len(trials)))
+
+
+def test_time_budget_stops_all_trials_and_callbacks_see_events(tmp_path):
+    rec = Recorder()
+    t0 = time.monotonic()
+    grid = tune.Tuner(
+        sleepy_iters, param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(time_budget_s=1.0),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="tb", verbose=0,
+                                  callbacks=[rec])).fit()
+    assert time.monotonic() - t0 < 10
+    assert grid.num_terminated == 2 and grid.num_errors == 0
+    iters = [r.metrics["training_iteration"] for r in grid]
+    assert all(3 <= n < 100 for n in iters), iters
+    ids = sorted(r.metrics["trial_id"] for r in grid)
+    assert sorted(e[1] for e in rec.events if e[0] == "start") == ids
+    assert sorted(e[1] for e in rec.events if e[0] == "complete") == ids
+    assert sum(1 for e in rec.events if e[0] == "result") == sum(iters)
+    assert rec.events[-1] == ("end", 2)
+
+
+def one_report_pid(config):
+    tune.report({"pid": os.getpid()})
+
+
+def test_reuse_actors_false_runs_each_trial_in_a_new_process(tmp_path):
+    def pids(reuse):
+        grid = tune.Tuner(
+            one_report_pid, param_space={"x": tune.grid_search(list(range(4)))},
+            tune_config=tune.TuneConfig(reuse_actors=reuse, max_concurrent_trials=1),
+            run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+        return {r.metrics["pid"] for r in grid}
+    assert len(pids(True)) == 1
+    assert len(pids(False)) == 4
+
+
+def test_fail_fast_raise_reraises_the_trial_error(tmp_path):
+    with pytest.raises(ValueError, match="x=2 is not allowed"):
+        tune.Tuner(fails_on_two, param_space={"x": tune.grid_search([2, 1])},
+                   run_config=tune.RunConfig(
+                       storage_path=str(tmp_path), verbose=0,
+                       failure_config=tune.FailureConfig(fail_fast="raise"))).fit()

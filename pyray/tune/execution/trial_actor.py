@@ -162,7 +162,6 @@ class TrialActor:
         self._end()
         session = _Session(info, restore, ckpt_index)
         _session._set(session)
-        os.makedirs(info["trial_dir"], exist_ok=True)
         tr = self.trainable
         if inspect.isclass(tr) and issubclass(tr, Trainable):
             obj = self.obj

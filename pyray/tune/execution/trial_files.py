@@ -15,6 +15,8 @@ import io
 import json
 import math
 import os
+import queue
+import threading
 
 import pyray.cloudpickle as cloudpickle
 
@@ -72,6 +74,56 @@ def write_params(trial_dir, config):
         cloudpickle.dump(config, f)
 
 
+class BackgroundWriter:
+    """Runs file writes on one thread so that the experiment loop never waits
+    on the disk; ``drain()`` waits for what was queued and re-raises the first
+    error (a full disk, a folder removed under the run)."""
+
+    def __init__(self):
+        self._q = queue.SimpleQueue()
+        self._error = None
+        self._pending = 0
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._main, daemon=True, name="tune-files")
+        self._thread.start()
+
+    def submit(self, fn, *args):
+        with self._cv:
+            self._pending += 1
+        self._q.put((fn, args))
+
+    def _main(self):
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except BaseException as exc:  # reported by drain()
+                if self._error is None:
+                    self._error = exc
+            with self._cv:
+                self._pending -= 1
+                if not self._pending:
+                    self._cv.notify_all()
+
+    def drain(self, timeout=60.0):
+        with self._cv:
+            if not self._cv.wait_for(lambda: not self._pending, timeout):
+                raise TimeoutError(f"writing the experiment's files took over {timeout} s")
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def close(self):
+        try:
+            self.drain()
+        finally:
+            self._q.put(None)
+            self._thread.join(5)
+
+
 class TrialWriter:
     """Buffers one trial's result.json lines and progress.csv rows."""
 
@@ -93,11 +145,10 @@ class TrialWriter:
             self._new_csv = True
         self.csv_rows.append(flat)
 
-    def flush(self):
+    def take(self):
+        """The buffered lines as (json text, csv text), or None; the buffer is emptied."""
         if not self.json_lines:
-            return
-        with open(os.path.join(self.dir, RESULT_JSON), "a") as f:
-            f.write("\n".join(self.json_lines) + "\n")
+            return None
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=self.header, extrasaction="ignore")
         if getattr(self, "_new_csv", False):
@@ -105,10 +156,23 @@ class TrialWriter:
             self._new_csv = False
         for row in self.csv_rows:
             w.writerow({k: _csv_value(v) for k, v in row.items()})
-        with open(os.path.join(self.dir, PROGRESS_CSV), "a", newline="") as f:
-            f.write(buf.getvalue())
-        self.json_lines.clear()
-        self.csv_rows.clear()
+        text = "\n".join(self.json_lines) + "\n"
+        self.json_lines = []
+        self.csv_rows = []
+        return text, buf.getvalue()
+
+    def flush_to(self, background):
+        """Hands the buffered lines to ``background`` (a BackgroundWriter) to append."""
+        chunk = self.take()
+        if chunk is not None:
+            background.submit(_append, self.dir, *chunk)
+
+
+def _append(trial_dir, json_text, csv_text):
+    with open(os.path.join(trial_dir, RESULT_JSON), "a") as f:
+        f.write(json_text)
+    with open(os.path.join(trial_dir, PROGRESS_CSV), "a", newline="") as f:
+        f.write(csv_text)
 
 
 def write_error(trial_dir, text):

@@ -37,6 +37,8 @@ _AUTO_KEYS = frozenset((
     "pid", "hostname", "node_ip", "time_since_restore", "iterations_since_restore",
     "checkpoint_dir_name", "trial_id", "experiment_tag", "config", "should_checkpoint"))
 _DEFAULT_METRIC = "_metric"
+_SAVE_TIMEOUT_S = 600.0
+_MAX_PENDING = 16           # trials drawn from the searcher ahead of free resources
 
 _remote_actor = None
 
@@ -91,11 +93,12 @@ class TuneController:
         self._slots = []
         self._futures = {}          # ref -> (slot, trial, op, seq)
         self._seq = 0
-        self._writers = {}          # trial_id -> TrialWriter
+        self._writers = {}          # trial_id -> TrialWriter of a live trial
+        self._files = trial_files.BackgroundWriter()
         self._searcher_done = False
         self._iteration = 0
         self._stop_everything = False
-        self._fatal = None
+        self.fatal_trial_error = None
         self._dirty = True
         self._last_snapshot = 0.0
         self._snapshot_interval = 0.5
@@ -121,6 +124,26 @@ class TuneController:
         elif trial.status == Trial.PENDING:
             trial.status = Trial.PAUSED
         self._dirty = True
+
+    @property
+    def search_alg(self):
+        return self.searcher
+
+    def save_trial(self, trial):
+        """Checkpoints a running class trainable now (PBT clones it); returns
+        the Checkpoint, or None when the trial cannot save on demand (function
+        trainables checkpoint when they report)."""
+        slot = getattr(trial, "_slot", None)
+        if not self.is_class or slot is None or getattr(trial, "_inflight", 0) \
+                or trial.status != Trial.RUNNING:
+            return None
+        try:
+            ck = pyray.get(slot.actor.save.remote(), timeout=_SAVE_TIMEOUT_S)
+        except (RayActorError, RayTaskError, pyray.exceptions.GetTimeoutError) as exc:
+            logger.warning("Saving trial %s failed: %s", trial, exc)
+            return None
+        self._register_checkpoint(trial, ck, trial.last_result)
+        return trial.checkpoint
 
     def stop_trial(self, trial):
         if trial.status == Trial.RUNNING:
@@ -157,12 +180,12 @@ class TuneController:
                         cb.on_step_end(iteration=self._iteration, trials=self._trials)
                 self._iteration += 1
                 self._periodic()
-                if self._fatal is not None:
+                if self.fatal_trial_error is not None:
                     break
         finally:
             self._shutdown()
-        if self._fatal is not None:
-            raise self._fatal
+        if self.fatal_trial_error is not None:
+            raise self.fatal_trial_error
         return self._trials
 
     def _periodic(self):
@@ -245,11 +268,15 @@ class TuneController:
             if trial is not None and getattr(trial, "_slot", None) is not None:
                 return          # still being paused: wait for its actor
             if trial is None:
-                if self._searcher_done or not self._new_trial():
+                if self._searcher_done or self._num_pending() >= _MAX_PENDING \
+                        or not self._new_trial():
                     return
                 continue
             if not self._start(trial):
                 return
+
+    def _num_pending(self):
+        return sum(1 for t in self._live.values() if t.status == Trial.PENDING)
 
     def _running_count(self):
         return sum(1 for s in self._slots if s.trial is not None)
@@ -302,18 +329,21 @@ class TuneController:
             trial.start_time = time.time()
         restore = None
         ck = trial.restore_checkpoint
-        if ck is not None:
-            restore = {"path": getattr(ck, "path", ck), "iteration":
-                       trial.last_result.get("training_iteration", 0),
-                       "time_total_s": trial.last_result.get("time_total_s", 0.0)}
+        if ck is not None:      # set by PBT: another trial's checkpoint
+            path = getattr(ck, "path", ck)
+            rec = self._checkpoint_record(path) or {
+                "iteration": trial.last_result.get("training_iteration", 0),
+                "time_total_s": trial.last_result.get("time_total_s", 0.0)}
+            restore = {"path": path, "iteration": rec["iteration"],
+                       "time_total_s": rec["time_total_s"]}
             trial.restore_checkpoint = None
         elif trial.checkpoints:
             c = trial.checkpoints[-1]
             restore = {"path": c["path"], "iteration": c["iteration"],
                        "time_total_s": c["time_total_s"]}
         trial_dir = trial.local_path
-        if not os.path.exists(os.path.join(trial_dir, trial_files.PARAMS_JSON)):
-            trial_files.write_params(trial_dir, trial.config)
+        if first:
+            self._files.submit(trial_files.write_params, trial_dir, trial.config)
         if trial.trial_id not in self._writers:
             self._writers[trial.trial_id] = trial_files.TrialWriter(trial_dir)
         info = {"trial_id": trial.trial_id, "trial_name": str(trial), "trial_dir": trial_dir,
@@ -329,6 +359,13 @@ class TuneController:
             for cb in self.callbacks:
                 getattr(cb, hook)(iteration=self._iteration, trials=self._trials, trial=trial)
         return True
+
+    def _checkpoint_record(self, path):
+        for t in self._trials:
+            for c in t.checkpoints:
+                if c["path"] == path:
+                    return c
+        return None
 
     def _submit(self, slot, trial, op, ref):
         self._seq += 1
@@ -432,6 +469,8 @@ class TuneController:
             self._release(slot, trial, reusable=bool(value))
 
     def _on_result(self, slot, trial, result, ck, decide=True):
+        if trial.is_finished():
+            return          # a result that was in flight when the trial was stopped
         result["trial_id"] = trial.trial_id
         result["experiment_tag"] = trial.experiment_tag
         result["config"] = trial.config
@@ -520,9 +559,9 @@ class TuneController:
         self._dirty = True
 
     def _flush_writer(self, trial):
-        w = self._writers.get(trial.trial_id)
+        w = self._writers.pop(trial.trial_id, None)
         if w is not None:
-            w.flush()
+            w.flush_to(self._files)
 
     def _register_checkpoint(self, trial, ck, result):
         path, idx = ck
@@ -618,7 +657,7 @@ class TuneController:
         self.reporter.on_error(trial)
         if self.fail_fast:
             if self.fail_fast == "raise":
-                self._fatal = exc
+                self.fatal_trial_error = exc
             self._stop_all()
 
     def _stop_all(self):
@@ -654,7 +693,8 @@ class TuneController:
     def snapshot(self):
         t0 = time.monotonic()
         for w in self._writers.values():
-            w.flush()
+            w.flush_to(self._files)
+        self._files.drain()
         searcher_file = os.path.join(self.experiment_path, SEARCHER_STATE)
         try:
             self.searcher.save(searcher_file + ".tmp")
@@ -699,6 +739,7 @@ class TuneController:
         self._futures.clear()
         try:
             self.snapshot()
+            self._files.close()
         finally:
             for cb in self.callbacks:
                 cb.on_experiment_end(trials=self._trials)
