@@ -12,9 +12,9 @@ drives headless chromium (selenium + chromedriver, from this interpreter):
                                                summary and timeline link)
 
 Each page is loaded --runs times in a fresh navigation and counted as loaded
-when its text shows the tasks' function name and the number of failed tasks
-(the same test for both).  Also read: the dashboard process's resident
-memory with the tasks recorded.
+when its text shows the tasks' function name, FAILED and the number of failed tasks
+(the same test for both).  Also read: the dashboard's memory with the tasks
+recorded (its process and those it started; RSS summed, and PSS).
 
     python bench/dashboard_vs_ray.py --ray-python ~/.pyray-peers/bin/python --tasks 10000
 """
@@ -43,6 +43,8 @@ with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
 info = ray.init(num_cpus=2, include_dashboard=True, dashboard_port=port)
+if impl == "ray":     # its state API asks this cluster, not another on the machine
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
 
 
 @ray.remote(max_retries=0)
@@ -85,18 +87,22 @@ ray.shutdown()
 '''
 
 
-def dashboard_rss_mb(impl, port):
+def dashboard_memory_mb(impl, port):
+    """(RSS, PSS) in MB of the dashboard process and every process it
+    started (Ray runs its dashboard modules in child processes)."""
     import psutil
     want = "pyray.dashboard.server" if impl == "pyray" else "dashboard.py"
-    total = 0
+    rss = pss = 0
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
         if want in cmd and str(port) in cmd:
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                pass
-    return total / 2 ** 20
+            for q in [p] + p.children(recursive=True):
+                try:
+                    m = q.memory_full_info()
+                    rss, pss = rss + m.rss, pss + m.pss
+                except psutil.Error:
+                    pass
+    return rss / 2 ** 20, pss / 2 ** 20
 
 
 def browser():
@@ -117,8 +123,11 @@ def browser():
 
 def measure(python, impl, n, runs, shots):
     with tempfile.TemporaryDirectory() as cwd:
+        # Ray's token authentication off: its page then loads without a login
+        # step (pyray's is logged into once, before the timed loads)
+        env = dict(os.environ, RAY_AUTH_MODE="disabled")
         child = subprocess.Popen([python, "-c", CHILD, impl, str(n)], cwd=cwd, text=True,
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         try:
             ready = None
             deadline = time.monotonic() + 900
@@ -147,18 +156,22 @@ def measure(python, impl, n, runs, shots):
                     end = time.monotonic() + 180
                     while time.monotonic() < end:
                         text = driver.execute_script("return document.body.innerText") or ""
-                        if "bench_noop" in text and fails in text:
+                        if "bench_noop" in text and "FAILED" in text and fails in text:
                             break
                         time.sleep(0.02)
                     else:
-                        raise TimeoutError(f"{impl}: the tasks never showed in {ready['path']}")
+                        if shots:
+                            driver.save_screenshot(os.path.join(shots, f"timeout_{impl}.png"))
+                        raise TimeoutError(f"{impl}: the tasks never showed in {ready['path']}:"
+                                           f" the page shows {text[:300]!r}")
                     loads.append(time.perf_counter() - t0)
                 if shots:
                     driver.save_screenshot(os.path.join(shots, f"tasks_view_{impl}.png"))
             finally:
                 driver.quit()
+            rss, pss = dashboard_memory_mb(impl, ready["port"])
             return {"load_s": statistics.median(loads), "loads": loads,
-                    "dashboard_mb": dashboard_rss_mb(impl, ready["port"]),
+                    "dashboard_mb": rss, "dashboard_pss_mb": pss,
                     "recorded": ready["recorded"]}
         finally:
             try:
@@ -178,17 +191,24 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--screenshots", default=None, help="folder for a PNG of each view")
+    ap.add_argument("--impls", default="pyray,ray")
     args = ap.parse_args()
+    impls = args.impls.split(",")
     got = {"pyray": [], "ray": []}
     for r in range(args.rounds):
         for impl, py in (("pyray", args.python), ("ray", args.ray_python)):
+            if impl not in impls:
+                continue
             print(f"round {r + 1}/{args.rounds}: {impl}", file=sys.stderr, flush=True)
             res = measure(py, impl, args.tasks, args.runs, args.screenshots)
             print(f"  {impl}: {json.dumps(res)}", file=sys.stderr, flush=True)
             got[impl].append(res)
     print(f"{args.tasks} tasks recorded; tasks view loaded {args.runs} times per round")
     print(f"{'metric':16} {'pyray':>10} {'ray':>10} {'ray/pyray':>10}")
-    for m in ("load_s", "dashboard_mb"):
+    for m in ("load_s", "dashboard_mb", "dashboard_pss_mb"):
+        if not (got["pyray"] and got["ray"]):
+            print(json.dumps(got))
+            break
         a = statistics.median(x[m] for x in got["pyray"])
         b = statistics.median(x[m] for x in got["ray"])
         print(f"{m:16} {a:10.2f} {b:10.2f} {b / a if a else float('nan'):10.1f}")

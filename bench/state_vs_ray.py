@@ -5,8 +5,10 @@ Ray in one run (alternating, each in its own process).
 For each implementation: a local cluster (2 CPUs) with its dashboard, N tiny
 tasks run to completion, then `list_tasks(limit=100)` timed K times (p50 and
 p99), `summarize_tasks()` timed, and the dashboard process's memory (RSS)
-read once every record is in, and the GCS's (where both keep the task
-records).  Ray's figures in its own release test
+read once every record is in (the dashboard process and every process it
+started: Ray runs its dashboard modules in child processes; RSS summed, and
+PSS, which counts pages they share once), and the GCS's (where both keep
+the task records).  Ray's figures in its own release test
 (many_tasks, 10,000 tasks): list API p99 553 ms, dashboard 1.28 GB.
 
     python bench/state_vs_ray.py --python <venv with pyray[dashboard]>/bin/python \\
@@ -28,9 +30,7 @@ import json, os, sys, time
 impl, n, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
 
-def descendants():
-    """The pids started (directly or not) by this process: only this run's
-    cluster, whatever else runs on the machine."""
+def _parents():
     parent = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -38,29 +38,48 @@ def descendants():
                 parent[pid] = f.read().rsplit(")", 1)[1].split()[1]
         except (OSError, IndexError):
             pass
-    mine, grew = {str(os.getpid())}, True
+    return parent
+
+
+def descendants(root, parent):
+    mine, grew = {root}, True
     while grew:
         more = {p for p, pp in parent.items() if pp in mine} - mine
         grew = bool(more)
         mine |= more
-    return mine - {str(os.getpid())}
+    return mine - {root}
 
 
-def rss_of(pattern):
-    """Bytes resident in this run's processes whose command line has `pattern`."""
-    total = 0
-    for pid in descendants():
+def memory_of(pattern):
+    """(RSS, PSS) bytes of this run's processes whose command line has
+    `pattern`, with every process they started (Ray's dashboard runs its
+    modules in child processes): only this run's cluster, whatever else
+    runs on the machine.  PSS splits pages shared between processes."""
+    parent = _parents()
+    mine = descendants(str(os.getpid()), parent)
+    tops = set()
+    for pid in mine:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if pattern.encode() not in f.read():
-                    continue
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
+                if pattern.encode() in f.read():
+                    tops.add(pid)
         except OSError:
             pass
-    return total
+    tree = set(tops)
+    for pid in tops:
+        tree |= descendants(pid, parent)
+    rss = pss = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1]) * 1024
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return rss, pss
 
 if impl == "pyray":
     import pyray as ray
@@ -73,6 +92,8 @@ else:
     DASH = "dashboard.py"
     GCS = "gcs_server"
 ray.init(num_cpus=2, include_dashboard=True)
+if impl == "ray":     # its state API asks this cluster, not another on the machine
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
 
 @ray.remote
 def tiny(i):
@@ -102,12 +123,13 @@ for _ in range(k):
 t = time.perf_counter()
 summarize_tasks()
 summ = time.perf_counter() - t
-rss = rss_of(DASH)
-gcs_rss = rss_of(GCS)
+rss, pss = memory_of(DASH)
+gcs_rss, _ = memory_of(GCS)
 lat.sort()
 print("RESULT", json.dumps({"p50_ms": 1e3 * lat[len(lat) // 2],
                             "p99_ms": 1e3 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
                             "summarize_ms": 1e3 * summ, "dashboard_mb": rss / 2**20,
+                            "dashboard_pss_mb": pss / 2**20,
                             "gcs_mb": gcs_rss / 2**20,
                             "finished": done}))
 ray.shutdown()
@@ -141,7 +163,7 @@ def main():
             got[impl].append(run(py, impl, args.tasks, args.calls))
     print(f"{args.tasks} tasks recorded; list_tasks(limit=100) x {args.calls}")
     print(f"{'metric':16} {'pyray':>10} {'ray':>10} {'ray/pyray':>10}")
-    for m in ("p50_ms", "p99_ms", "summarize_ms", "dashboard_mb", "gcs_mb"):
+    for m in ("p50_ms", "p99_ms", "summarize_ms", "dashboard_mb", "dashboard_pss_mb", "gcs_mb"):
         a = statistics.median(x[m] for x in got["pyray"])
         b = statistics.median(x[m] for x in got["ray"])
         print(f"{m:16} {a:10.1f} {b:10.1f} {b / a if a else float('nan'):10.1f}")

@@ -38,7 +38,7 @@ _API = {
     "get_actor": "pyray.actor",
     "kill": "pyray.actor",
 }
-_SUBMODULES = {"actor", "cloudpickle", "dag", "exceptions", "experimental", "job_config",
+_SUBMODULES = {"actor", "cloudpickle", "dag", "data", "exceptions", "experimental", "job_config",
                "remote_function", "runtime_context", "runtime_env", "types", "util"}
 
 # Ray's worker modes, for programs that compare against them

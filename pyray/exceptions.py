@@ -233,5 +233,10 @@ class CrossLanguageError(RayError):
     pass
 
 
+class UserCodeException(RayError):
+    """User code (a Ray Data function, for instance) raised; the original
+    exception is this one's ``__cause__``."""
+
+
 __all__ = [n for n, v in list(globals().items())
            if isinstance(v, type) and issubclass(v, BaseException)]

@@ -187,7 +187,8 @@ def _dashboard_args(include_dashboard, kwargs, address):
         log.info("pyray: the dashboard is not started: starlette and uvicorn are not "
                  "installed (pip install 'pyray[dashboard]').")
         return None
-    return host or "127.0.0.1", port or 8265
+    host = host or "127.0.0.1"
+    return host, node_mod.dashboard_port(host, port)
 
 
 def _submitted_job_env():

@@ -141,6 +141,30 @@ def is_local_ip(ip):
     return any(a.address == ip for addrs in psutil.net_if_addrs().values() for a in addrs)
 
 
+DEFAULT_DASHBOARD_PORT = 8265
+DASHBOARD_PORT_RETRIES = 50
+
+
+def dashboard_port(host, port):
+    """The port the dashboard will listen on: an explicit port as given
+    (in use, the dashboard says so in its log); without one, the first of
+    8265 and the 50 after it that is free on `host`, as Ray does (a second
+    local cluster gets the next port)."""
+    if port is not None:
+        return port
+    import socket as _socket
+    for candidate in range(DEFAULT_DASHBOARD_PORT,
+                           DEFAULT_DASHBOARD_PORT + DASHBOARD_PORT_RETRIES + 1):
+        try:
+            family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+            with _socket.socket(family, _socket.SOCK_STREAM) as s:
+                s.bind((host, candidate))
+            return candidate
+        except OSError:
+            continue
+    return DEFAULT_DASHBOARD_PORT       # all taken: the dashboard's log says so
+
+
 def dashboard_available():
     """Whether the dashboard's dependencies (starlette, uvicorn) are
     installed; looked up, not imported."""

@@ -280,10 +280,11 @@ _def(150, "TASK_EVENTS", "source events count dropped",
      "(pyray._private.task_events); source: (node_id, worker_id, pid, job_id); events: "
      "the pickled list of `count` event tuples (the GCS unpickles them only when asked); "
      "dropped: events this process dropped since the last batch (its buffer was full)")
-_def(151, "GET_TASK_EVENTS", "job_id limit=None exclude_driver=False",
+_def(151, "GET_TASK_EVENTS", "job_id limit=None exclude_driver=False where=None",
      "-> {tasks: [record], dropped: n, matched: n}: the GCS's task records (job_id None: all "
      "jobs; limit: only the first `limit` of those that match, `matched` counting them all; "
-     "exclude_driver: without the drivers' records)",
+     "exclude_driver: without the drivers' records; where: [(column, '='|'!=', value)] "
+     "filters applied in the GCS, on the columns of pyray.gcs.task_events.WHERE)",
      request=True)
 _def(152, "LIST_WORKERS", "", "raylet -> [worker row] of its worker pool", request=True)
 _def(153, "LIST_JOBS", "", "GCS -> [job row] (the job table)", request=True)
@@ -293,6 +294,10 @@ _def(155, "TASK_COUNTS", "",
      "-> {(state, name, type): number of task records} in the GCS (the ray_tasks metric, "
      "summarize_tasks)",
      request=True)
+_def(156, "TASK_SPANS", "limit=None",
+     "-> {'spans': [(task_id, name, type, state, node_id, worker_id, pid, job_id, actor_id, "
+     "attempt, error_type, start_s, end_s)] of the first `limit` records that ran, 'total': "
+     "records}: the timeline's columns only", request=True)
 
 # ------------------------------------------------ the client server (docs/client.md)
 # A client outside the cluster (`pyray.init("pyray://host:port")`) talks to

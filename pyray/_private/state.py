@@ -84,10 +84,10 @@ def actor_rows(src, warnings):
     return rows
 
 
-def task_rows(src, warnings, job_id=None, limit=None, exclude_driver=False):
+def task_rows(src, warnings, job_id=None, limit=None, exclude_driver=False, where=None):
     from pyray._private import task_events
     task_events.flush()         # this process's own events first
-    reply = src.gcs(Op.GET_TASK_EVENTS, job_id, limit, exclude_driver)
+    reply = src.gcs(Op.GET_TASK_EVENTS, job_id, limit, exclude_driver, where)
     dropped = reply.get("num_status_task_events_dropped", 0) + reply.get("num_tasks_dropped_gcs", 0)
     if dropped:
         warnings.append(
@@ -274,11 +274,14 @@ def query(resource, filters=None, limit=DEFAULT_LIMIT, detail=False, timeout=DEF
         job = bytes.fromhex(job) if _is_hex(job) else None
         no_driver = exclude_driver and not any(
             k == "type" and p == "=" and _norm(v) == "driver_task" for k, p, v in filters)
-        # no filter but the job's: the GCS applies the limit (it builds only
-        # the rows returned) and counts the rest
-        pushed = all(k == "job_id" and p == "=" for k, p, v in filters) and \
-            (job is not None or not filters)
-        rows, extra = task_rows(src, warnings, job, limit if pushed else None, no_driver)
+        # filters on the record's own columns: the GCS applies them and the
+        # limit (it builds only the rows returned) and counts the rest
+        from pyray.gcs.task_events import WHERE
+        pushed = all(k in WHERE for k, p, v in filters)
+        where = [(k, p, v) for k, p, v in filters if not (job is not None and k == "job_id"
+                                                         and p == "=")] if pushed else None
+        rows, extra = task_rows(src, warnings, job, limit if pushed else None, no_driver,
+                                where or None)
         if no_driver and not pushed:
             rows = [r for r in rows if r["type"] != "DRIVER_TASK"]
     else:
@@ -373,31 +376,36 @@ def summarize(resource, timeout=DEFAULT_RPC_TIMEOUT, address=None, source=None):
 
 
 # ------------------------------------------------------------- timeline
+def task_spans(limit=None, source=None, address=None, timeout=DEFAULT_RPC_TIMEOUT):
+    """The timeline's columns of the task records that ran (the first
+    `limit`), one tuple each (the GCS's TASK_SPANS): (task_id, name, type,
+    state, node_id, worker_id, pid, job_id, actor_id, attempt, error_type,
+    start_s, end_s); and the number of records, dropped ones included."""
+    from pyray._private import task_events
+    task_events.flush()
+    src = source or Source(address, timeout)
+    reply = src.gcs(Op.TASK_SPANS, limit)
+    return reply["spans"], reply["total"]
+
+
 def timeline_events(source=None, address=None, timeout=DEFAULT_RPC_TIMEOUT):
     """Chrome trace events ("X": complete events, microseconds) of every
     task record that ran: pid = its node, tid = its worker."""
-    src = source or Source(address, timeout)
-    tasks, _ = task_rows(src, [])
+    spans, _ = task_spans(source=source, address=address, timeout=timeout)
+    now = time.time()
     events = []
-    for t in tasks:
-        start, end = t.get("start_time_ms"), t.get("end_time_ms")
-        if start is None or t.get("type") == "DRIVER_TASK":
-            continue
-        if end is None:
-            end = int(time.time() * 1000)
-        start_us = t.get("_start_us") or start * 1000.0
-        end_us = t.get("_end_us") or end * 1000.0
+    for (tid, name, typ, state, node, worker, pid, job, actor, attempt, err, start,
+         end) in spans:
+        start_us = start * 1e6
+        end_us = (now if end is None else end) * 1e6
         events.append({
-            "cat": "task::" + (t.get("name") or "?"), "name": t.get("name") or "?",
-            "pid": "Node " + (t.get("node_id") or "?"),
-            "tid": "Worker " + (t.get("worker_id") or "?"),
+            "cat": "task::" + (name or "?"), "name": name or "?",
+            "pid": "Node " + (node or "?"), "tid": "Worker " + (worker or "?"),
             "ph": "X", "ts": start_us, "dur": max(0.0, end_us - start_us),
-            "cname": "generic_work" if t["state"] != "FAILED" else "terrible",
-            "args": {"task_id": t["task_id"], "job_id": t.get("job_id"),
-                     "attempt_number": t.get("attempt_number"), "state": t["state"],
-                     "type": t.get("type"), "actor_id": t.get("actor_id"),
-                     "worker_pid": t.get("worker_pid"),
-                     "error_type": t.get("error_type")},
+            "cname": "generic_work" if state != "FAILED" else "terrible",
+            "args": {"task_id": tid, "job_id": job, "attempt_number": attempt,
+                     "state": state, "type": typ, "actor_id": actor, "worker_pid": pid,
+                     "error_type": err},
         })
     events.sort(key=lambda e: e["ts"])
     return events

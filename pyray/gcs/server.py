@@ -201,6 +201,7 @@ class GcsServer(Server):
             Op.LIST_JOBS: req(s.list_jobs),
             Op.GET_TASK_EVENTS: req(te.query),
             Op.TASK_COUNTS: req(te.counts),
+            Op.TASK_SPANS: req(te.spans),
             Op.KV_PUT: req(self._kv_put),
             Op.KV_GET: req(lambda key: s.kv.get(key)),
             Op.KV_DEL: req(self._kv_del),

@@ -1,7 +1,7 @@
 """The GCS's task records, built from the TASK_EVENTS batches every process
 sends (pyray._private.task_events).
 
-A batch arrives as one pickled blob and waits, unread, in ``pending`` (the
+A batch arrives as one marshalled blob and waits, unread, in ``pending`` (the
 GCS's own events too: actor creations, drivers): the GCS spends nothing on
 task events while nobody asks.  A query first folds the pending batches
 into the records.
@@ -18,7 +18,7 @@ records out anyway).
 from __future__ import annotations
 
 import collections
-import pickle
+import marshal
 import time
 
 from pyray._private.protocol import TASK_EVENTS
@@ -42,6 +42,21 @@ def _hex(b):
 
 def _ms(t):
     return None if t is None else int(t * 1000)
+
+
+def _norm(v):
+    return str(v).lower() if v is not None else ""
+
+
+# the columns a list's filters can be applied to in the GCS (before a row is built)
+WHERE = {
+    "task_id": lambda tid, r: tid.hex(), "state": lambda tid, r: r[_STATE],
+    "name": lambda tid, r: r[_NAME], "func_or_class_name": lambda tid, r: r[_NAME],
+    "type": lambda tid, r: r[_TYPE], "job_id": lambda tid, r: _hex(r[_JOB]),
+    "node_id": lambda tid, r: _hex(r[_NODE]), "worker_id": lambda tid, r: _hex(r[_WORKER]),
+    "actor_id": lambda tid, r: _hex(r[_ACTOR]), "error_type": lambda tid, r: r[_ERR_TYPE],
+    "worker_pid": lambda tid, r: r[_PID], "attempt_number": lambda tid, r: r[_ATTEMPT],
+}
 
 
 class TaskEventStore:
@@ -80,7 +95,7 @@ class TaskEventStore:
         add = self.add
         for (node_id, worker_id, pid, job_id), events, _ in pending:
             if type(events) is bytes:
-                events = pickle.loads(events)
+                events = marshal.loads(events)
             for ev in events:
                 add(ev, node_id, worker_id, pid, job_id)
 
@@ -107,6 +122,10 @@ class TaskEventStore:
             rec[_START] = ts
             if job_id is not None:
                 rec[_JOB] = job_id
+            if len(ev) > 7:                 # ran and finished before its process sent
+                rec[_END] = ev[7]
+                rec[_EVENTS].append((FINISHED, ev[7]))
+                state = FINISHED
         elif state == FINISHED:
             rec[_END] = ts
         elif state == FAILED:
@@ -163,17 +182,37 @@ class TaskEventStore:
             out[key] = out.get(key, 0) + 1
         return out
 
-    def query(self, job_id=None, limit=None, exclude_driver=False):
-        """Ray's task rows of the records (of one job; without the drivers'),
-        the first `limit` of them only when a limit is given: a list call
-        pays for the rows it returns, not for every record held."""
+    def spans(self, limit=None):
+        """The timeline's columns of the records that ran (the first `limit`
+        of them): a tuple per task, not a row dict with every field."""
+        self.fold()
+        out = []
+        for tid, r in self.tasks.items():
+            if r[_START] is None or r[_TYPE] == DRIVER_TASK:
+                continue
+            if limit is not None and len(out) >= limit:
+                break
+            out.append((tid.hex(), r[_NAME], r[_TYPE], r[_STATE], _hex(r[_NODE]),
+                        _hex(r[_WORKER]), r[_PID], _hex(r[_JOB]), _hex(r[_ACTOR]),
+                        r[_ATTEMPT], r[_ERR_TYPE], r[_START], r[_END]))
+        return {"spans": out, "total": len(self.tasks) + self.dropped_gcs}
+
+    def query(self, job_id=None, limit=None, exclude_driver=False, where=None):
+        """Ray's task rows of the records (of one job; without the drivers';
+        matching `where`: [(column, "=" or "!=", value)] on the columns of
+        WHERE, compared as the state API does, case-insensitive), the first
+        `limit` of them only when a limit is given: a list call pays for the
+        rows it returns, not for every record held."""
         self.fold()
         out = []
         matched = 0
+        tests = [(WHERE[k], pred == "=", _norm(v)) for k, pred, v in (where or ())]
         for tid, r in self.tasks.items():
             if job_id is not None and r[_JOB] != job_id:
                 continue
             if exclude_driver and r[_TYPE] == DRIVER_TASK:
+                continue
+            if tests and not all((_norm(get(tid, r)) == v) == eq for get, eq, v in tests):
                 continue
             matched += 1
             if limit is not None and len(out) >= limit:
@@ -190,10 +229,7 @@ class TaskEventStore:
                 "end_time_ms": _ms(r[_END]), "is_debugger_paused": False,
                 "required_resources": {}, "runtime_env_info": {}, "parent_task_id": None,
                 "placement_group_id": None, "profiling_data": {}, "task_log_info": None,
-                "call_site": None, "label_selector": {},
-                # microseconds, for the timeline (not a Ray column)
-                "_start_us": None if r[_START] is None else r[_START] * 1e6,
-                "_end_us": None if r[_END] is None else r[_END] * 1e6})
+                "call_site": None, "label_selector": {}})
         return {"tasks": out,
                 "num_status_task_events_dropped": self.dropped_events,
                 "num_profile_task_events_dropped": 0,

@@ -178,10 +178,11 @@ def _dashboard_choice(args):
         print("pyray start: note: the dashboard is not started: starlette and uvicorn are "
               "not installed (pip install 'pyray[dashboard]').", file=sys.stderr)
         return None
-    port = 8265 if args.dashboard_port is None else args.dashboard_port
-    if not 0 < port < 65536:
+    port = args.dashboard_port
+    if port is not None and not 0 < port < 65536:
         sys.exit(f"pyray start: --dashboard-port must be 1-65535, got {port}")
-    return args.dashboard_host or "127.0.0.1", port
+    host = args.dashboard_host or "127.0.0.1"
+    return host, node_mod.dashboard_port(host, port)
 
 
 def _start_dashboard(args, cluster):

@@ -1,6 +1,8 @@
 """pyray.init() details as Ray 2.x has them: reinit, namespace checks,
 address="auto" without a cluster, what init returns, starting on first use
 (and RAY_ENABLE_AUTO_CONNECT=0 turning that off), log_to_driver=False."""
+import time
+
 import pytest
 
 import pyray
@@ -33,7 +35,11 @@ def test_what_init_returns(ray_init):
         assert info[key] == info.address_info[key]
     # the dashboard starts with the cluster when starlette and uvicorn are installed
     from pyray._private.node import dashboard_available
-    assert info.dashboard_url == ("127.0.0.1:8265" if dashboard_available() else None)
+    if dashboard_available():
+        host, port = info.dashboard_url.rsplit(":", 1)
+        assert host == "127.0.0.1" and 8265 <= int(port) <= 8315
+    else:
+        assert info.dashboard_url is None
     assert pyray.is_initialized()
 
 
@@ -108,3 +114,33 @@ def test_log_to_driver(driver, flag):
     out, err = d.text("stdout"), d.text("stderr")
     assert ("out-from-the-worker" in out) is flag, out
     assert ("err-from-the-worker" in err) is flag, err
+
+
+def test_a_taken_default_dashboard_port_moves_the_dashboard_to_the_next(ray_init):
+    """As Ray: without dashboard_port the dashboard takes the first free
+    port from 8265 on; the URL init() returns is where it answers."""
+    import socket
+    import urllib.request
+    from pyray._private.node import dashboard_available, dashboard_port
+    if not dashboard_available():
+        pytest.skip("the dashboard's dependencies are not installed")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", dashboard_port("127.0.0.1", None)))
+    taken.listen()
+    try:
+        info = ray_init(**SMALL)
+        port = int(info.dashboard_url.rsplit(":", 1)[1])
+        assert port != taken.getsockname()[1] and 8265 <= port <= 8315
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version",
+                                            timeout=5) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        taken.close()

@@ -76,6 +76,9 @@ def test_randint_upper_exclusive():
 def test_qrandint_upper_inclusive_and_quantized():
     xs = draws(tune.qrandint(0, 10, 5))
     assert set(xs) == {0, 5, 10}
+    assert set(draws(tune.qrandint(0, 12, 4))) == {0, 4, 8, 12}
+    # q=1 is not rounded: the upper bound is not drawn (Ray 2.x's values)
+    assert set(draws(tune.qrandint(0, 3))) == {0, 1, 2}
 
 
 def test_lograndint():

@@ -36,12 +36,14 @@ class FakeTrial:
 class FakeController:
     """Records what a scheduler asks the controller to do."""
 
-    def __init__(self, trials: Optional[List[FakeTrial]] = None):
+    def __init__(self, trials: Optional[List[FakeTrial]] = None, scheduler=None):
+        self.scheduler = scheduler
         self.trials: List[FakeTrial] = list(trials or [])
         self.paused: List[FakeTrial] = []
         self.stopped: List[FakeTrial] = []
 
     def add(self, scheduler, trial):
+        self.scheduler = scheduler
         self.trials.append(trial)
         scheduler.on_trial_add(self, trial)
 
@@ -56,5 +58,14 @@ class FakeController:
         self.paused.append(trial)
 
     def stop_trial(self, trial):
-        trial.status = "TERMINATED"
+        """As Ray's controller: the scheduler hears of the stop (on_trial_remove
+        for a waiting trial, on_trial_complete for a running one)."""
+        if trial.status in ("TERMINATED", "ERROR"):
+            return
+        previous, trial.status = trial.status, "TERMINATED"
         self.stopped.append(trial)
+        if self.scheduler is not None:
+            if previous in ("PENDING", "PAUSED"):
+                self.scheduler.on_trial_remove(self, trial)
+            else:
+                self.scheduler.on_trial_complete(self, trial, trial.last_result)

@@ -1,11 +1,12 @@
-"""The task timeline the dashboard's web interface draws: task rows (the
-state API's shape) compacted to workers, names and spans."""
+"""The task timeline the dashboard's web interface draws: the GCS's task
+spans compacted to workers, names and spans."""
 from pyray.dashboard.modules.ui import cluster_summary, compact_timeline
 
 
-def row(name, node, worker, start, end, state="FINISHED", type_="NORMAL_TASK"):
-    return {"func_or_class_name": name, "name": name, "node_id": node, "worker_id": worker,
-            "start_time_ms": start, "end_time_ms": end, "state": state, "type": type_}
+def row(name, node, worker, start_ms, end_ms, state="FINISHED", type_="NORMAL_TASK"):
+    sec = (lambda ms: None if ms is None else ms / 1000)
+    return ("t" + name, name, type_, state, node, worker, 1, "j", None, 0, None, sec(start_ms),
+            sec(end_ms))
 
 
 def test_spans_are_relative_to_the_first_start_and_grouped_by_worker():

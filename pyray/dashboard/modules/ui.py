@@ -279,31 +279,27 @@ def read_log(path, tail=None, offset=None):
 
 
 # -------------------------------------------------------------- timeline
-def compact_timeline(rows, now_ms):
-    """Task rows -> {"workers": [[node_id, worker_id]], "names": [...],
+def compact_timeline(spans, now_ms):
+    """Task spans (pyray.util.state.data.task_spans: (task_id, name, type,
+    state, node_id, worker_id, pid, job_id, actor_id, attempt, error_type,
+    start_s, end_s)) -> {"workers": [[node_id, worker_id]], "names": [...],
     "spans": [[worker, name, start_ms, end_ms, failed, running]]} with times
-    relative to t0 (the earliest start): what the canvas draws, small."""
-    workers, names, spans = {}, {}, []
-    t0 = None
-    for r in rows:
-        start = r.get("start_time_ms")
-        if start is None or r.get("type") == "DRIVER_TASK":
+    relative to t0 (the earliest start, ms): what the canvas draws, small."""
+    workers, names, out = {}, {}, []
+    starts = [int(sp[11] * 1000) for sp in spans if sp[11] is not None and sp[2] != "DRIVER_TASK"]
+    t0 = min(starts) if starts else None
+    for (_tid, name, typ, state, node, worker, _pid, _job, _actor, _attempt, _err, start,
+         end) in spans:
+        if start is None or typ == "DRIVER_TASK":
             continue
-        t0 = start if t0 is None else min(t0, start)
-    for r in rows:
-        start = r.get("start_time_ms")
-        if start is None or r.get("type") == "DRIVER_TASK":
-            continue
-        end = r.get("end_time_ms")
         running = end is None
-        key = (r.get("node_id") or "?", r.get("worker_id") or "?")
-        w = workers.setdefault(key, len(workers))
-        name = r.get("func_or_class_name") or r.get("name") or "?"
-        n = names.setdefault(name, len(names))
-        spans.append([w, n, start - t0, (now_ms if running else end) - t0,
-                      1 if r.get("state") == "FAILED" else 0, 1 if running else 0])
+        w = workers.setdefault((node or "?", worker or "?"), len(workers))
+        n = names.setdefault(name or "?", len(names))
+        out.append([w, n, int(start * 1000) - t0,
+                    (now_ms if running else int(end * 1000)) - t0,
+                    1 if state == "FAILED" else 0, 1 if running else 0])
     return {"t0": t0, "now": now_ms - (t0 or now_ms), "workers": [list(k) for k in workers],
-            "names": list(names), "spans": spans}
+            "names": list(names), "spans": out}
 
 
 def routes(dashboard):
@@ -370,15 +366,14 @@ def routes(dashboard):
         except ValueError as err:
             return error(400, str(err))
 
-        status, body = await asyncio.get_running_loop().run_in_executor(
-            client.pool, client.get, f"/api/v0/tasks?detail=true&limit={limit}")
-        if status != 200 or not isinstance(body, dict):
-            return error(status if status in (401, 404) else 502,
-                         f"the state API's /api/v0/tasks answered {status or 'nothing'}")
-        result = body.get("data", {}).get("result", {})
-        out = compact_timeline(result.get("result", []), int(time.time() * 1000))
-        out["total"] = result.get("total")
-        out["num_after_truncation"] = result.get("num_after_truncation")
+        from pyray.util.state import data
+        try:
+            spans, total = await dashboard.call(data.task_spans, limit)
+        except Exception as err:  # noqa: BLE001 - the cluster may be stopping
+            return error(502, f"the task records could not be read: {err}")
+        out = compact_timeline(spans, int(time.time() * 1000))
+        out["total"] = total
+        out["num_after_truncation"] = len(out["spans"])
         return JSONResponse(out)
 
     async def process_stats(request):

@@ -22,6 +22,15 @@ TERMINATED = "TERMINATED"
 ERROR = "ERROR"
 
 
+def _tune_error(message: str) -> Exception:
+    """Ray's TuneError (pyray.tune.error) for scheduler failures."""
+    try:
+        from pyray.tune.error import TuneError
+    except ImportError:  # the experiment runner defines it
+        TuneError = RuntimeError
+    return TuneError(message)
+
+
 class TrialScheduler:
     """Base class of trial schedulers."""
 
@@ -116,6 +125,38 @@ class FIFOScheduler(TrialScheduler):
 
     def debug_string(self) -> str:
         return "Using FIFO scheduling algorithm."
+
+
+class _MetricModeScheduler(FIFOScheduler):
+    """A FIFO scheduler that compares trials on ``metric`` in ``mode``
+    (``_metric_op``: +1 to maximize, -1 to minimize)."""
+
+    def __init__(self, metric: Optional[str] = None, mode: Optional[str] = None):
+        validate_mode(mode)
+        self._metric = metric
+        self._mode = mode
+        self._metric_op = _op_of(mode)
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        if not super().set_search_properties(metric, mode, **spec):
+            return False
+        self._metric_op = _op_of(self._mode)
+        return True
+
+    def _require_metric_mode(self):
+        if not self._metric or not self._metric_op:
+            raise ValueError(
+                f"{type(self).__name__} has been instantiated without a valid `metric` "
+                f"({self._metric}) or `mode` ({self._mode}) parameter. Either pass these "
+                "parameters when instantiating the scheduler, or pass them as parameters "
+                "to `tune.TuneConfig()`")
+
+    def on_trial_add(self, tune_controller, trial):
+        self._require_metric_mode()
+
+
+def _op_of(mode):
+    return {"max": 1.0, "min": -1.0}.get(mode)
 
 
 def _first_with_status(tune_controller, status):

@@ -116,14 +116,40 @@ class _Quantized(Sampler):
     def get_sampler(self):
         return self.sampler
 
+    def _grid_index(self, bound, round_fn):
+        """``bound``'s index on the grid of multiples of q, rounded inwards
+        (infinite bounds, of randn, stay as they are)."""
+        if not np.isfinite(bound):
+            return bound
+        scaled = bound / self.q
+        nearest = round(scaled)
+        if math.isclose(scaled, nearest):
+            return nearest
+        return round_fn(scaled)
+
     def sample(self, domain, config=None, size=1, random_state=None):
-        if self.q == 1:
-            return self.sampler.sample(domain, config, size, random_state)
-        inner = copy(domain)
-        inner.lower = np.ceil(domain.lower / self.q) * self.q
-        inner.upper = np.floor(domain.upper / self.q) * self.q
-        values = self.sampler.sample(inner, config, size, random_state=random_state)
-        quantized = np.round(np.divide(values, self.q)) * self.q
+        if isinstance(domain, Integer):
+            # draw a grid index, so every multiple of q is equally likely
+            lower = int(self._grid_index(domain.lower, np.ceil))
+            upper = int(self._grid_index(domain.upper, np.floor))
+            if upper < lower:
+                raise ValueError(
+                    f"There is no multiple of the quantization factor q={self.q} between the "
+                    f"bounds {domain.lower} and {domain.upper} of this domain, so it has no "
+                    "values to sample.")
+            index_domain = copy(domain)
+            index_domain.lower = lower
+            # samplers exclude the upper bound; quantization includes it,
+            # except for q == 1 (Ray 2.x's values)
+            index_domain.upper = upper + (0 if self.q == 1 else 1)
+            indices = self.sampler.sample(index_domain, config, size, random_state=random_state)
+            quantized = np.multiply(indices, self.q)
+        else:
+            inner = copy(domain)
+            inner.lower = self._grid_index(domain.lower, np.ceil) * self.q
+            inner.upper = self._grid_index(domain.upper, np.floor) * self.q
+            values = self.sampler.sample(inner, config, size, random_state=random_state)
+            quantized = np.round(np.divide(values, self.q)) * self.q
         if not isinstance(quantized, np.ndarray):
             return domain.cast(quantized)
         return [domain.cast(v) for v in quantized]
@@ -148,9 +174,9 @@ def _with_log_sampler(domain, base):
 
 
 def _log_draws(sampler, domain, size, random_state):
-    logmin = np.log(domain.lower) / np.log(sampler.base)
-    logmax = np.log(domain.upper) / np.log(sampler.base)
-    return sampler.base ** random_state.uniform(logmin, logmax, size=size)
+    # uniform in log space; the base of the logarithm does not change the
+    # distribution (nor, here, the values: natural logs, as Ray)
+    return np.exp(random_state.uniform(np.log(domain.lower), np.log(domain.upper), size=size))
 
 
 def _one_or_list(domain, items):
@@ -471,13 +497,13 @@ def qrandint(lower: int, upper: int, q: int = 1) -> Integer:
     """An integer drawn uniformly from ``[lower, upper]`` (upper INCLUSIVE, as
     in Ray), rounded to a multiple of ``q``."""
     _check_range("qrandint", lower, upper)
-    return Integer(lower, upper + 1).uniform().quantized(q)
+    return Integer(lower, upper).uniform().quantized(q)
 
 
 def qlograndint(lower: int, upper: int, q: int, base: float = 10) -> Integer:
     """lograndint with ``upper`` inclusive, rounded to a multiple of ``q``."""
     _check_range("qlograndint", lower, upper)
-    return Integer(lower, upper + 1).loguniform(base).quantized(q)
+    return Integer(lower, upper).loguniform(base).quantized(q)
 
 
 def choice(categories: Sequence) -> Categorical:

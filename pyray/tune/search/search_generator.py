@@ -15,14 +15,15 @@ from typing import Dict, Optional, Union
 import cloudpickle
 
 from pyray.tune.search.basic_variant import BasicVariantGenerator, _check_param_space
-from pyray.tune.search.searcher import Searcher, validate_mode
+from pyray.tune.search.concurrency_limiter import ConcurrencyLimiter
+from pyray.tune.search.searcher import Searcher, _WrappingSearcher, validate_mode
 from pyray.tune.search.variant_generator import (
     flatten_dict, format_vars, generate_variants, has_unresolved_values, merge_dicts,
     resolve_nested_dict,
 )
 
 
-class SearchGenerator(Searcher):
+class SearchGenerator(_WrappingSearcher):
     """Adapts a :class:`Searcher` to the controller (num_samples, merge of the
     suggestion into ``param_space``, per-trial tags)."""
 
@@ -38,17 +39,6 @@ class SearchGenerator(Searcher):
         self._counter = 0
         self._finished = False
         self._info: Dict[str, tuple] = {}
-
-    @property
-    def metric(self):
-        return self.searcher.metric
-
-    @property
-    def mode(self):
-        return self.searcher.mode
-
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        return self.searcher.set_search_properties(metric, mode, config, **spec)
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         return self.searcher.set_max_concurrency(max_concurrent)
@@ -132,17 +122,33 @@ class SearchGenerator(Searcher):
             self.searcher = cloudpickle.loads(state["searcher"])
 
 
+def _limited(searcher: Searcher, max_concurrent_trials: int) -> Searcher:
+    if isinstance(searcher, ConcurrencyLimiter):
+        if searcher.max_concurrent != max_concurrent_trials:
+            raise ValueError(
+                f"You have specified `max_concurrent_trials={max_concurrent_trials}`, but the "
+                f"`search_alg` is already a `ConcurrencyLimiter` with "
+                f"`max_concurrent={searcher.max_concurrent}`. FIX THIS by setting "
+                "`max_concurrent_trials=None`.")
+        return searcher
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent_trials)
+
+
 _SEARCHER_NAMES = ("variant_generator", "random", "optuna")
 
 
-def _searcher_from_name(name: str) -> Searcher:
+def create_searcher(search_alg: str, **kwargs) -> Searcher:
+    """A searcher by name: ``"variant_generator"`` / ``"random"``
+    (BasicVariantGenerator) or ``"optuna"`` (OptunaSearch), built with
+    ``kwargs``. Ray's other names need libraries pyray does not ship."""
+    name = search_alg.lower() if isinstance(search_alg, str) else search_alg
     if name in ("variant_generator", "random"):
-        return BasicVariantGenerator()
+        return BasicVariantGenerator(**kwargs)
     if name == "optuna":
         from pyray.tune.search.optuna import OptunaSearch
-        return OptunaSearch()
+        return OptunaSearch(**kwargs)
     raise ValueError(
-        f"Unknown search algorithm {name!r}: use one of {list(_SEARCHER_NAMES)} or pass a "
+        f"Unknown search algorithm {search_alg!r}: use one of {list(_SEARCHER_NAMES)} or pass a "
         "Searcher instance")
 
 
@@ -159,13 +165,14 @@ def resolve_search_algorithm(search_alg: Union[None, str, Searcher], param_space
       If it already had a search space, ``param_space`` must not contain
       search space definitions (ValueError otherwise, as Ray).
 
-    ``max_concurrent_trials`` is applied by the controller; a Searcher gets
-    it through ``set_max_concurrency`` when it supports one.
+    With ``max_concurrent_trials`` a Searcher is wrapped in a
+    :class:`ConcurrencyLimiter` (as Ray does); a BasicVariantGenerator limits
+    itself.
     """
     validate_mode(mode)
     param_space = _check_param_space(param_space)
     if isinstance(search_alg, str):
-        search_alg = _searcher_from_name(search_alg)
+        search_alg = create_searcher(search_alg)
     if search_alg is None:
         search_alg = BasicVariantGenerator(random_state=seed)
     if isinstance(search_alg, BasicVariantGenerator):
@@ -173,6 +180,9 @@ def resolve_search_algorithm(search_alg: Union[None, str, Searcher], param_space
         if max_concurrent_trials:
             search_alg.set_max_concurrency(max_concurrent_trials)
         return search_alg
+    if max_concurrent_trials and isinstance(search_alg, Searcher) and not isinstance(
+            search_alg, SearchGenerator):
+        search_alg = _limited(search_alg, max_concurrent_trials)
     if isinstance(search_alg, SearchGenerator):
         generator = search_alg
     elif isinstance(search_alg, Searcher):

@@ -15,8 +15,19 @@ from typing import Any, Dict, List, Optional, Union
 logger = logging.getLogger(__name__)
 
 
-class TuneModeError(ValueError, AssertionError):
-    """``mode`` is not "min" or "max" (also an AssertionError: Ray asserts)."""
+class TuneArgumentError(ValueError, AssertionError):
+    """A bad constructor argument of a searcher or scheduler. Ray checks these
+    with ``assert``; this is a ValueError that is also an AssertionError, so
+    code catching either keeps working."""
+
+
+class TuneModeError(TuneArgumentError):
+    """``mode`` is not "min" or "max"."""
+
+
+def check_arg(condition: bool, message: str):
+    if not condition:
+        raise TuneArgumentError(message)
 
 
 def validate_mode(mode, what: str = "mode"):
@@ -109,10 +120,11 @@ class Searcher:
         """Feed finished trials (objects with ``config`` / ``last_result`` /
         ``status``, or a ResultGrid) to :meth:`add_evaluated_point`."""
         trials = trials_or_analysis
-        if hasattr(trials, "_results") and not isinstance(trials, (list, tuple)):
-            trials = [r for r in trials]  # ResultGrid
         if not isinstance(trials, (list, tuple)):
-            trials = [trials]
+            try:
+                trials = list(trials)  # a ResultGrid: its Results
+            except TypeError:
+                trials = [trials]  # one trial
         any_added = False
         for trial in trials:
             config = getattr(trial, "config", None)
@@ -173,8 +185,36 @@ class Searcher:
             self.__dict__.update(pickle.load(f))
 
 
-def _copy_config(config: Dict) -> Dict:
-    return copy.deepcopy(config)
+class _WrappingSearcher(Searcher):
+    """A searcher around another (``self.searcher``): metric, mode, state and
+    checkpoints are the wrapped one's."""
+
+    searcher: Searcher
+
+    @property
+    def metric(self):
+        return self.searcher.metric
+
+    @property
+    def mode(self):
+        return self.searcher.mode
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def get_state(self) -> Dict:
+        state = self.__dict__.copy()
+        del state["searcher"]
+        return copy.deepcopy(state)
+
+    def set_state(self, state: Dict):
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str):
+        self.searcher.save(checkpoint_path)
+
+    def restore(self, checkpoint_path: str):
+        self.searcher.restore(checkpoint_path)
 
 
 def _metric_value(result: Optional[Dict], metric: str, who: str) -> Any:

@@ -349,14 +349,29 @@ def resolve_nested_dict(nested: Dict) -> Dict[Tuple, Any]:
     return out
 
 
-def flatten_dict(dt: Dict, delimiter: str = "/") -> Dict[str, Any]:
-    out = {}
-    for k, v in dt.items():
-        if isinstance(v, dict) and v:
-            for sub, subv in flatten_dict(v, delimiter).items():
-                out[f"{k}{delimiter}{sub}"] = subv
-        else:
-            out[str(k)] = v
+def flatten_dict(dt: Dict, delimiter: str = "/", prevent_delimiter: bool = False) -> Dict[str, Any]:
+    """``{"a": {"b": 1}, "c": 2}`` -> ``{"c": 2, "a/b": 1}``: Ray's order
+    (each level of nesting appended after the keys above it; empty dicts
+    disappear), which decides the order searchers see parameters in."""
+    def check(key):
+        if prevent_delimiter and delimiter in str(key):
+            raise ValueError(f"Found delimiter `{delimiter}` in key when trying to flatten "
+                             "array. Please avoid using the delimiter in your specification.")
+
+    out = dict(dt)
+    for key in out:
+        check(key)
+    while any(isinstance(v, dict) for v in out.values()):
+        add, remove = {}, []
+        for key, value in out.items():
+            if isinstance(value, dict):
+                for sub, v in value.items():
+                    check(sub)
+                    add[f"{key}{delimiter}{sub}"] = v
+                remove.append(key)
+        out.update(add)
+        for key in remove:
+            del out[key]
     return out
 
 

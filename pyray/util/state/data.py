@@ -6,4 +6,5 @@ timeout, address)`` returns Ray's list-response shape ({"result": [row],
 functions of pyray.util.state use them; ``http_get(path, params)`` answers
 Ray's state routes whole: (status, JSON body) (docs/state.md)."""
 from pyray._private.state import (LIST_ROUTES, Source, get_row, http_get,  # noqa: F401
-                                  log_files, log_path, query, summarize, timeline_events)
+                                  log_files, log_path, query, summarize, task_spans,
+                                  timeline_events)

@@ -1,0 +1,5 @@
+"""Placeholder until the file readers and writers land."""
+
+
+class WriteMixin:
+    pass
