@@ -149,3 +149,45 @@ def test_restore_after_driver_sigkill(tmp_path):
     r3 = [r for r in grid if r.config["x"] == 3][0]
     lines = [json.loads(x) for x in open(os.path.join(r3.path, "result.json"))]
     assert [x["training_iteration"] for x in lines] == [1, 2, 3, 4]
+
+
+def pbt_member(config):
+    ck = tune.get_checkpoint()
+    v, it = 0.0, 0
+    if ck:
+        with ck.as_directory() as d:
+            st = json.load(open(os.path.join(d, "s.json")))
+        v, it = st["v"], st["it"]
+        me = tune.get_context().get_trial_id()
+        if st["owner"] != me:       # a checkpoint handed over from another trial
+            with open(os.path.join(config["dir"], f"clone_{me}_from_{st['owner']}"), "w"):
+                pass
+    while it < 12:
+        it += 1
+        v += config["lr"]
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "s.json"), "w") as f:
+            json.dump({"v": v, "it": it, "owner": tune.get_context().get_trial_id()}, f)
+        tune.report({"score": v}, checkpoint=Checkpoint.from_directory(d))
+
+
+def test_pbt_restarts_the_lower_trial_from_the_better_trials_checkpoint(tmp_path):
+    from pyray.tune.schedulers import PopulationBasedTraining
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
+                                  quantile_fraction=0.5,
+                                  hyperparam_mutations={"lr": tune.uniform(0.0, 1.0)})
+    grid = tune.Tuner(
+        pbt_member,
+        param_space={"dir": str(tmp_path), "lr": tune.grid_search([0.01, 0.02, 1.0, 1.01])},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="pbt", verbose=0)).fit()
+    assert grid.num_errors == 0
+    assert all(r.metrics["training_iteration"] == 12 for r in grid)
+    clones = [p.split("_") for p in os.listdir(tmp_path) if p.startswith("clone_")]
+    assert clones, "no trial was restarted from another trial's checkpoint"
+    # trial ids end in the grid index: 0 and 1 started weak (lr 0.01, 0.02),
+    # 2 and 3 strong; the weak ones received the strong ones' state
+    weak = {c[2] for c in clones if c[2] in ("00000", "00001")}   # clone_<me>_from_<owner>
+    assert weak, clones
+    for r in grid:   # with the cloned state, every trial ends far above 12 * 0.02
+        assert r.metrics["score"] > 3, (r.config, r.metrics["score"])

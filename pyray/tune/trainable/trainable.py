@@ -134,8 +134,12 @@ class Trainable:
                             f"{type(result).__name__}.")
         return self._clock.fill(result)
 
-    def save(self, checkpoint_dir):
-        """Saves into ``checkpoint_dir`` (created by the caller)."""
+    def save(self, checkpoint_dir=None):
+        """Saves into ``checkpoint_dir`` (a new temporary folder when None) and
+        returns the folder."""
+        if checkpoint_dir is None:
+            import tempfile
+            checkpoint_dir = tempfile.mkdtemp(prefix="checkpoint_")
         data = self.save_checkpoint(checkpoint_dir)
         if isinstance(data, dict):
             with open(os.path.join(checkpoint_dir, _DICT_CHECKPOINT), "wb") as f:
@@ -146,6 +150,8 @@ class Trainable:
         return checkpoint_dir
 
     def restore(self, checkpoint_path):
+        """Loads a checkpoint made by ``save`` (a folder or a Checkpoint)."""
+        checkpoint_path = getattr(checkpoint_path, "path", checkpoint_path)
         dict_file = os.path.join(checkpoint_path, _DICT_CHECKPOINT)
         if os.path.exists(dict_file):
             with open(dict_file, "rb") as f:
