@@ -162,9 +162,16 @@ def pbt_member(config):
         if st["owner"] != me:       # a checkpoint handed over from another trial
             with open(os.path.join(config["dir"], f"clone_{me}_from_{st['owner']}"), "w"):
                 pass
+    me = tune.get_context().get_trial_id()
+    open(os.path.join(config["dir"], f"up_{me}"), "w").close()
+    deadline = time.monotonic() + 30
+    while len([p for p in os.listdir(config["dir"]) if p.startswith("up_")]) < 4 \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)        # all four in step, however slowly their processes start
     while it < 12:
         it += 1
         v += config["lr"]
+        time.sleep(0.03)
         d = tempfile.mkdtemp()
         with open(os.path.join(d, "s.json"), "w") as f:
             json.dump({"v": v, "it": it, "owner": tune.get_context().get_trial_id()}, f)
@@ -177,7 +184,7 @@ def test_pbt_restarts_the_lower_trial_from_the_better_trials_checkpoint(tmp_path
                                   quantile_fraction=0.5,
                                   hyperparam_mutations={"lr": tune.uniform(0.0, 1.0)})
     grid = tune.Tuner(
-        pbt_member,
+        tune.with_resources(pbt_member, {"cpu": 0.5}),     # all four at once
         param_space={"dir": str(tmp_path), "lr": tune.grid_search([0.01, 0.02, 1.0, 1.01])},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="pbt", verbose=0)).fit()

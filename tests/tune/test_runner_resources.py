@@ -1,6 +1,7 @@
 """Trial resources and shared objects in pyray.tune's runner: with_resources
 (and PlacementGroupFactory) bound how many trials run at once,
 max_concurrent_trials too, and with_parameters stores an object once."""
+import os
 import time
 
 import pytest
@@ -19,6 +20,12 @@ def cluster():
 
 def timed(config):
     t0 = time.time()
+    if config.get("barrier"):   # wait (bounded) for a second trial to be running too
+        d = config["barrier"]
+        open(os.path.join(d, f"up_{config['i']}"), "w").close()
+        deadline = time.monotonic() + 20
+        while len(os.listdir(d)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
     time.sleep(0.25)
     tune.report({"t0": t0, "t1": time.time()})
 
@@ -28,8 +35,9 @@ def _max_overlap(grid):
     return max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
 
 
-def _run(tmp_path, trainable, name, n=4, **tc):
-    grid = tune.Tuner(trainable, param_space={"i": tune.grid_search(list(range(n)))},
+def _run(tmp_path, trainable, name, n=4, barrier=None, **tc):
+    space = {"i": tune.grid_search(list(range(n))), "barrier": barrier}
+    grid = tune.Tuner(trainable, param_space=space,
                       tune_config=tune.TuneConfig(**tc),
                       run_config=tune.RunConfig(storage_path=str(tmp_path), name=name,
                                                 verbose=0)).fit()
@@ -38,7 +46,8 @@ def _run(tmp_path, trainable, name, n=4, **tc):
 
 
 def test_resources_per_trial_bound_concurrency(tmp_path):
-    assert _max_overlap(_run(tmp_path, timed, "one_cpu")) == 2
+    (tmp_path / "b").mkdir()
+    assert _max_overlap(_run(tmp_path, timed, "one_cpu", n=2, barrier=str(tmp_path / "b"))) == 2
     assert _max_overlap(_run(tmp_path, tune.with_resources(timed, {"cpu": 2}), "two")) == 1
     assert _max_overlap(_run(tmp_path, tune.with_resources(timed, {"token": 1}), "tok")) == 1
     assert _max_overlap(_run(tmp_path, timed, "mct", max_concurrent_trials=1)) == 1
