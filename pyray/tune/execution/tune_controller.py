@@ -17,7 +17,7 @@ import uuid
 
 import pyray
 import pyray.cloudpickle as cloudpickle
-from pyray.exceptions import RayActorError, RayTaskError
+from pyray.exceptions import RayError, RayTaskError
 from pyray.tune.error import TuneError
 from pyray.tune.execution.trial_actor import TrialActor
 from pyray.tune.execution import trial_files
@@ -139,7 +139,7 @@ class TuneController:
             return None
         try:
             ck = pyray.get(slot.actor.save.remote(), timeout=_SAVE_TIMEOUT_S)
-        except (RayActorError, RayTaskError, pyray.exceptions.GetTimeoutError) as exc:
+        except RayError as exc:
             logger.warning("Saving trial %s failed: %s", trial, exc)
             return None
         self._register_checkpoint(trial, ck, trial.last_result)
@@ -223,7 +223,7 @@ class TuneController:
         for (slot, trial, op, _), ref in items:
             try:
                 value = pyray.get(ref)
-            except (RayActorError, RayTaskError) as exc:
+            except RayError as exc:     # the trainable raised, or its process is gone
                 self._on_call_failed(slot, trial, op, exc)
                 continue
             self._on_call_done(slot, trial, op, value)
@@ -605,7 +605,7 @@ class TuneController:
     # ------------------------------------------------------------------ failures
     def _on_call_failed(self, slot, trial, op, exc):
         trial._inflight -= 1
-        died = isinstance(exc, RayActorError)
+        died = not isinstance(exc, RayTaskError)
         if died:
             slot.dead = True
         if op == "stop":
