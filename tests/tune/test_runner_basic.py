@@ -308,3 +308,31 @@ def test_fail_fast_raise_reraises_the_trial_error(tmp_path):
                    run_config=tune.RunConfig(
                        storage_path=str(tmp_path), verbose=0,
                        failure_config=tune.FailureConfig(fail_fast="raise"))).fit()
+
+
+class WithData(tune.Trainable):
+    def setup(self, config, data=None):
+        self.data = data
+
+    def step(self):
+        return {"n": len(self.data) + self.config["x"], "done": True}
+
+
+def test_class_with_parameters_name_creators_and_legacy_resume(tmp_path):
+    grid = tune.Tuner(
+        tune.with_parameters(WithData, data=[1, 2, 3]),
+        param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(trial_name_creator=lambda t: f"T{t.config['x']}",
+                                    trial_dirname_creator=lambda t: f"dir_{t.config['x']}"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="m", verbose=0)).fit()
+    assert sorted(r.metrics["n"] for r in grid) == [4, 5]
+    assert sorted(os.path.basename(r.path) for r in grid) == ["dir_1", "dir_2"]
+    assert all(r.metrics["training_iteration"] == 1 for r in grid)
+
+    kw = dict(config={"x": tune.grid_search([1, 2])}, name="r", storage_path=str(tmp_path),
+              verbose=0, metric="score", mode="max")
+    tune.run(three_iters, **kw)
+    again = tune.run(three_iters, resume=True, **kw)    # nothing left to run: same trials
+    assert len(again.trials) == 2 and again.best_config == {"x": 2}
+    assert all(len(open(os.path.join(t.local_path, "result.json")).readlines()) == 3
+               for t in again.trials)
