@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import sys
 import threading
 
 
@@ -46,7 +47,42 @@ def _buffer_cb(buf):
     return False
 
 
+_arrow_reducers_installed = False
+
+
+def _install_arrow_reducers():
+    """An Arrow table or record batch that is a slice of a bigger one
+    pickles with the whole of its parent's buffers (pyarrow's own reducer
+    keeps the offsets): a 100-row slice of an 8 MB column would store 8 MB.
+    Such a slice is compacted first (written as Arrow IPC, which keeps only
+    the sliced rows, and read back without a copy); a table that owns its
+    buffers pickles as before."""
+    global _arrow_reducers_installed
+    _arrow_reducers_installed = True
+    import copyreg
+
+    import pyarrow as pa
+
+    def compact(t):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, t.schema) as w:
+            w.write(t)
+        out = pa.ipc.open_stream(sink.getvalue())
+        return out.read_all() if isinstance(t, pa.Table) else out.read_next_batch()
+
+    def reducer(t):
+        if t.get_total_buffer_size() > 2 * t.nbytes + _INBAND_MAX:
+            t = compact(t)
+        return t.__reduce__()
+
+    for cls in (pa.Table, pa.RecordBatch):
+        if cls not in copyreg.dispatch_table:      # a user's own registration wins
+            copyreg.pickle(cls, reducer)
+
+
 def serialize(value) -> Serialized:
+    if not _arrow_reducers_installed and "pyarrow" in sys.modules:
+        _install_arrow_reducers()
     prev_refs = getattr(_tls, "refs", None)
     prev_bufs = getattr(_tls, "buffers", None)
     _tls.refs = refs = []

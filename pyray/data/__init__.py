@@ -1,5 +1,5 @@
 """pyray.data: lazy, streaming datasets of Arrow blocks (drop-in for ray.data)."""
-from pyray.data import exceptions
+from pyray.data import exceptions  # noqa: F401 - ray.data.exceptions
 from pyray.data._internal.actor_pool import ActorPoolStrategy
 from pyray.data._internal.ref_bundle import BlockMetadata, RefBundle
 from pyray.data.block import Block, BlockAccessor
@@ -19,3 +19,15 @@ __all__ = [
     "from_numpy", "from_numpy_refs", "from_pandas", "from_pandas_refs", "range",
     "range_tensor", "read_datasource",
 ]
+
+# files: the readers (ray.data.read_*); Partitioning etc. are in pyray.data.datasource
+from pyray.data._internal.io_api import (read_binary_files, read_csv, read_images,  # noqa: E402
+                                         read_json, read_numpy, read_parquet, read_text)
+
+__all__ += ["read_parquet", "read_csv", "read_json", "read_numpy", "read_text",
+            "read_binary_files", "read_images"]
+
+# sort / groupby / shuffle
+from pyray.data import aggregate  # noqa: E402
+from pyray.data.grouped_data import GroupedData  # noqa: E402
+__all__ += ["aggregate", "GroupedData"]

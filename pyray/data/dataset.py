@@ -20,7 +20,7 @@ from pyray.data._internal.io_api import WriteMixin
 from pyray.data._internal.map_transform import (DEFAULT_BATCH_SIZE, UDF, BatchStage,
                                                 BlockStage, RowStage, Stage,
                                                 add_column_stage, drop_columns,
-                                                filter_expr_stage, random_sample,
+                                                filter_expr_stage, RandomSampleStage,
                                                 rename_columns, select_columns, udf_name)
 from pyray.data._internal.ref_bundle import BlockMetadata, RefBundle
 from pyray.data._internal.split import (SplitCoordinator, split_at_indices, split_blocks)
@@ -290,7 +290,7 @@ class Dataset(AllToAllMixin, WriteMixin):
             raise ValueError(f"random_sample: fraction must be between 0 and 1, not "
                              f"{fraction!r}")
         name = "MapBatches(random_sample)"
-        return self._map(name, [BlockStage(name, random_sample(float(fraction), seed))])
+        return self._map(name, [RandomSampleStage(name, float(fraction), seed)])
 
     def limit(self, limit: int) -> "Dataset":
         """The first `limit` rows."""
@@ -321,6 +321,9 @@ class Dataset(AllToAllMixin, WriteMixin):
             raise ValueError(f"split: locality_hints has {len(locality_hints)} entries for "
                              f"n={n} splits")
         bundles = self.materialize()._bundles
+        if equal and locality_hints is not None:
+            raise NotImplementedError("split: equal=True with locality_hints is not supported; "
+                                      "use one of them")
         if equal:
             total = sum(b.num_rows for b in bundles)
             per = total // n
@@ -382,12 +385,13 @@ class Dataset(AllToAllMixin, WriteMixin):
         same time (by n actors, say); the pipeline runs once for all of them."""
         _check_n("streaming_split", n)
         if locality_hints is not None and len(locality_hints) != n:
-            raise ValueError("streaming_split: locality_hints must have n entries")
+            raise ValueError(f"streaming_split: locality_hints has {len(locality_hints)} "
+                             f"entries for n={n} splits")
         node = pyray.get_runtime_context().get_node_id()
         from pyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         coord_cls = pyray.remote(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
             node, soft=True))(SplitCoordinator)
-        coord = coord_cls.remote(self, n, equal)
+        coord = coord_cls.remote(self, n, equal, locality_hints)
         return [SplitIterator(coord, i, n) for i in range(n)]
 
     # ----------------------------------------------------------- consumers
@@ -571,10 +575,6 @@ class Dataset(AllToAllMixin, WriteMixin):
     def __iter__(self):
         raise TypeError("`Dataset` objects are not iterable; use iter_rows() or "
                         "iter_batches()")
-
-    def __len__(self):
-        raise AttributeError("Use `ds.count()` to compute the length of a Dataset, which "
-                             "may be expensive")
 
 
 class MaterializedDataset(Dataset):

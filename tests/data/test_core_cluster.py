@@ -76,3 +76,28 @@ def test_actor_pool_and_streaming_split_across_nodes(two_nodes, tmp_path):
     its = rd.range(1000, override_num_blocks=10).streaming_split(2)
     a, b = pyray.get([consume.remote(it) for it in its], timeout=60)
     assert sorted(a + b) == list(range(1000)) and a and b
+
+
+@pyray.remote(num_cpus=0)
+class Holder:
+    def ping(self):
+        return pyray.get_runtime_context().get_node_id()
+
+
+def test_split_follows_locality_hints(two_nodes):
+    wait_for_free_cpus(2)
+    ds = rd.range(20000, override_num_blocks=10).map_batches(
+        lambda b: (time.sleep(0.05), b)[1]).materialize()
+    nodes = [n.node_id for n in two_nodes.list_all_nodes()]
+    holders = [Holder.options(scheduling_strategy=pyray.util.scheduling_strategies.
+                              NodeAffinitySchedulingStrategy(n, soft=False)).remote()
+               for n in nodes]
+    assert pyray.get([h.ping.remote() for h in holders], timeout=30) == nodes
+    made_on = [m.exec_stats["node"] for b in ds._bundles for m in b.metadata]
+    parts = ds.split(2, locality_hints=holders)
+    assert sum(p.count() for p in parts) == 20000
+    for part, node in zip(parts, nodes):
+        on = [m.exec_stats["node"] for b in part._bundles for m in b.metadata]
+        local = sum(1 for x in on if x == node)
+        # every block goes local unless that would unbalance the parts
+        assert local >= min(len(on), made_on.count(node)) - 1, (on, node)

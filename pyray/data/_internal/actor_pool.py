@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 import pyray
 from pyray.data._internal.backpressure import OpUsage
-from pyray.data._internal.map_transform import run_stages, setup_stages
+from pyray.data._internal.map_transform import begin_task, run_stages, setup_stages
 from pyray.data._internal.operators import MapTaskOp, _Task
 
 DEFAULT_MAX_TASKS_IN_FLIGHT = 2
@@ -92,8 +92,7 @@ class _MapWorker:
         return True
 
     def run(self, task_idx, *args):
-        from pyray.data._internal import map_transform
-        map_transform.current_task_idx = task_idx
+        begin_task(task_idx)
         if self.is_read:
             files = getattr(args[0].metadata, "input_files", None)
             source = args[0]()
@@ -188,9 +187,9 @@ class ActorMapOp(MapTaskOp):
             self.shutdown()
         return did
 
-    def _task_done(self, t: _Task):
+    def _finish(self, t: _Task):
         gen = t.gen
-        super()._task_done(t)
+        super()._finish(t)
         i = self.task_actor.pop(gen, None)
         if i is not None:
             self.inflight[i] -= 1

@@ -144,11 +144,14 @@ class StreamingExecutor:
 
     def run(self) -> Iterator[RefBundle]:
         ctx = self.ctx
+        if not pyray.is_initialized():
+            pyray.init()            # as Ray Data does on first use
         cpu, mem, res = cluster_limits(ctx)
         self.policy = BackpressurePolicy(cpu, mem, len(self.ops))
         for op in self.ops:
             _check_resources(op, res)
-        progress = ProgressReporter(self.title, self.ops, ctx.enable_progress_bars)
+        progress = ProgressReporter(self.title, self.ops, ctx.enable_progress_bars,
+                                    per_operator=ctx.enable_operator_progress_bars)
         t0 = time.perf_counter()
         self.stats.ops = [op.stats for op in self.ops]
         ok = False

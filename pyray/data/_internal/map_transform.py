@@ -28,8 +28,15 @@ from pyray.data.block import BlockAccessor, batch_to_block, concat_blocks, rows_
 from pyray.data.exceptions import user_code_error
 
 DEFAULT_BATCH_SIZE = 1024
-# the index of the task (or actor call) running in this process, set by its body
+# the index of the task (or actor call) running in this process, set by
+# begin_task; read it only from module-level code (a closure shipped to a
+# worker carries a copy of the globals it names)
 current_task_idx = 0
+
+
+def begin_task(task_idx: int) -> None:
+    global current_task_idx
+    current_task_idx = task_idx
 
 
 # ------------------------------------------------------------------ batching
@@ -155,9 +162,12 @@ class BatchStage(UDFStage):
 
     def apply(self, blocks):
         fmt, name, udf = self.batch_format, self.name, self.udf
+        # as Ray: batches are writable copies unless zero_copy_batch, or when
+        # whole blocks are the batches (batch_size=None)
+        copy = not self.zero_copy and self.batch_size is not None
         for t in iter_batches_of(blocks, self.batch_size):
             batch = BlockAccessor(t).to_batch_format(fmt)
-            if not self.zero_copy:
+            if copy:
                 batch = writable(batch)
             out = udf(name, batch)
             if isinstance(out, collections.abc.Iterator):
@@ -255,21 +265,20 @@ def rename_columns(mapping: Dict[str, str]):
     return fn
 
 
-def random_sample(fraction: float, seed: Optional[int]):
-    state = {"task": None, "k": 0}
+class RandomSampleStage(Stage):
+    """Keeps each row with probability `fraction`; with a seed, block k of
+    task i draws from the stream (seed, i, k), wherever it runs."""
 
-    def fn(t):
-        if seed is None:
-            rng = np.random.default_rng()
-        else:
-            # each block of each task its own stream: reproducible wherever it runs
-            task = current_task_idx
-            if state["task"] != task:
-                state["task"], state["k"] = task, 0
-            state["k"] += 1
-            rng = np.random.default_rng([seed, task, state["k"]])
-        return t.filter(pa.array(rng.random(t.num_rows) < fraction))
-    return fn
+    def __init__(self, name, fraction: float, seed: Optional[int]):
+        self.name = name
+        self.fraction = fraction
+        self.seed = seed
+
+    def apply(self, blocks):
+        for k, t in enumerate(blocks):
+            rng = np.random.default_rng(None if self.seed is None else
+                                        [self.seed, current_task_idx, k])
+            yield t.filter(pa.array(rng.random(t.num_rows) < self.fraction))
 
 
 def add_column_stage(name, col, udf: UDF, batch_format):
@@ -392,6 +401,7 @@ def run_stages(stages: List[Stage], blocks: Iterable[pa.Table], target_block_siz
         t1, c1 = time.perf_counter(), time.process_time()
         stats = {"wall_s": t1 - t0, "cpu_s": c1 - c0,
                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                 "node": _node_id(),
                  "start": t0, "end": t1}
         t0, c0 = t1, c1
         return t, BlockMetadata.for_block(t, input_files, stats)
@@ -405,6 +415,22 @@ def run_stages(stages: List[Stage], blocks: Iterable[pa.Table], target_block_siz
     out = co.flush()
     if out is not None:
         yield emit(out)
+
+
+_node = None
+
+
+def _node_id():
+    """This process's node (recorded with each block, for locality)."""
+    global _node
+    if _node is None:
+        import pyray
+        _node = pyray.get_runtime_context().get_node_id()
+    return _node
+
+
+def block_node(meta) -> Optional[str]:
+    return (meta.exec_stats or {}).get("node")
 
 
 def setup_stages(stages):

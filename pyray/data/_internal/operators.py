@@ -13,15 +13,17 @@ hundred bytes) and never fetches a block to count it.
 from __future__ import annotations
 
 import collections
+import logging
 from typing import Any, Callable, Deque, Dict, List, Optional
 
 import pyray
 from pyray.data._internal.backpressure import OpUsage
-from pyray.data._internal.map_transform import run_stages, setup_stages
+from pyray.data._internal.map_transform import begin_task, run_stages, setup_stages
 from pyray.data._internal.ref_bundle import BlockMetadata, RefBundle
 from pyray.data._internal.stats import OpStats
 
 META_TIMEOUT_S = 60.0
+log = logging.getLogger("pyray.data")
 
 
 def owned_bytes(bundle: RefBundle) -> int:
@@ -150,8 +152,7 @@ def make_task_fn(stages, target_block_size: int, is_read: bool):
     """The body of a fused map task (a generator: block, metadata, ...)."""
 
     def _map_task(task_idx, *args):
-        from pyray.data._internal import map_transform
-        map_transform.current_task_idx = task_idx
+        begin_task(task_idx)
         setup_stages(stages)
         if is_read:
             read_task = args[0]
@@ -193,11 +194,16 @@ class MapTaskOp(PhysicalOp):
         self._fn = None
         self.cpu = float(self.remote_args.get("num_cpus", 1))
         self.total_tasks = len(read_tasks) if read_tasks is not None else None
+        self.errored = 0
 
     # ------------------------------------------------------------- setup
     def _remote_fn(self):
         opts = dict(self.remote_args)
         opts.setdefault("num_cpus", 1)
+        if self.ctx.execution_options.locality_with_output:
+            from pyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+            opts.setdefault("scheduling_strategy", NodeAffinitySchedulingStrategy(
+                pyray.get_runtime_context().get_node_id(), soft=True))
         if self.is_read:
             opts.setdefault("scheduling_strategy", "SPREAD")
         opts["num_returns"] = "streaming"
@@ -291,35 +297,58 @@ class MapTaskOp(PhysicalOp):
             did = True
             t = self.running[gen]
             try:
-                ref = next(gen)
-            except StopIteration:
-                self._task_done(t)
-                continue
-            if t.block is None:
-                t.block = ref
-                continue
-            meta = pyray.get(ref, timeout=META_TIMEOUT_S)
-            if not isinstance(meta, BlockMetadata):
-                raise RuntimeError(f"{self.name}: a task yielded {type(meta).__name__} where "
-                                   "block metadata was expected")
-            bundle = RefBundle(((t.block, meta),))
-            t.block = None
-            self._out_total += meta.size_bytes
-            if self.ordered:
-                t.outputs.append(bundle)
-            else:
-                self._emit(bundle)
+                self._advance(t)
+            except Exception as err:  # noqa: BLE001 - raised unless it may be skipped
+                if not self._skip_error(t, err):
+                    raise
         if self.ordered:
             self._release_ordered()
         return did
+
+    def _advance(self, t: _Task) -> None:
+        """Takes the next item of a task whose generator is ready."""
+        try:
+            ref = next(t.gen)
+        except StopIteration:
+            self._task_done(t)
+            return
+        if t.block is None:
+            t.block = ref
+            return
+        meta = pyray.get(ref, timeout=META_TIMEOUT_S)
+        if not isinstance(meta, BlockMetadata):
+            raise RuntimeError(f"{self.name}: a task yielded {type(meta).__name__} where "
+                               "block metadata was expected")
+        bundle = RefBundle(((t.block, meta),))
+        t.block = None
+        self._out_total += meta.size_bytes
+        if self.ordered:
+            t.outputs.append(bundle)
+        else:
+            self._emit(bundle)
+
+    def _skip_error(self, t: _Task, err: Exception) -> bool:
+        """DataContext.max_errored_blocks: a failed task's remaining output
+        is dropped and the pipeline goes on, up to that many (-1: any)."""
+        limit = self.ctx.max_errored_blocks if self.ctx is not None else 0
+        if limit == 0 or (limit > 0 and self.errored >= limit):
+            return False
+        self.errored += 1
+        log.warning("%s: skipping a failed block (%d of max_errored_blocks=%s): %s",
+                    self.name, self.errored, limit, str(err).splitlines()[0])
+        self._finish(t)
+        return True
 
     def _task_done(self, t: _Task):
         if t.block is not None:
             pyray.get(t.block, timeout=META_TIMEOUT_S)      # raises the task's error
             raise RuntimeError(f"{self.name}: a task ended after a block without metadata")
-        del self.running[t.gen]
+        self._finish(t)
+
+    def _finish(self, t: _Task):
+        self.running.pop(t.gen, None)
         t.finished = True
-        t.args = None
+        t.args = t.block = None
         self.stats.tasks += 1
 
     def _release_ordered(self):

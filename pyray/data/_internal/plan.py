@@ -49,7 +49,7 @@ class MapOp(LogicalOp):
     def __init__(self, name, input_op, stages, *, compute: Optional[ActorPoolStrategy] = None,
                  ray_remote_args=None, concurrency: Optional[int] = None,
                  min_rows_per_bundle: Optional[int] = None, row_preserving: bool = False,
-                 strict_batch_size: bool = False):
+                 strict_batch_size: bool = False, exact_min_rows: bool = False):
         super().__init__(name, [input_op])
         self.stages = stages
         self.compute = compute
@@ -58,6 +58,8 @@ class MapOp(LogicalOp):
         self.min_rows = min_rows_per_bundle
         self.row_preserving = row_preserving
         self.strict_batch_size = strict_batch_size
+        # min_rows_per_bundle must hold even after a read whose task rows are unknown
+        self.exact_min_rows = exact_min_rows
 
 
 class Limit(LogicalOp):
@@ -108,6 +110,10 @@ def _fusable(up: LogicalOp, chain: List[MapOp]) -> bool:
             rows = [rt.metadata.num_rows if rt.metadata is not None else None
                     for rt in up.read_tasks()]
             if any(r is not None and r < first.min_rows for r in rows):
+                return False
+        if first.min_rows and first.exact_min_rows:
+            if any(rt.metadata is None or rt.metadata.num_rows is None
+                   or rt.metadata.num_rows < first.min_rows for rt in up.read_tasks()):
                 return False
         if pool is not None:
             return _plain(up)

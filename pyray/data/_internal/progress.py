@@ -3,7 +3,8 @@
 On a terminal: one line per operator (rows and bytes done, throughput, tasks
 running), redrawn in place at most ten times a second.  Elsewhere (logs, CI):
 one summary line when a pipeline that ran for a second or more ends.
-``DataContext.enable_progress_bars = False`` turns both off.
+``DataContext.enable_progress_bars = False`` turns both off;
+``enable_operator_progress_bars = False`` keeps only the pipeline's line.
 """
 from __future__ import annotations
 
@@ -34,12 +35,14 @@ def _fmt_rate(rows: float) -> str:
 
 
 class ProgressReporter:
-    def __init__(self, title: str, ops: List, enabled: bool, stream=None):
+    def __init__(self, title: str, ops: List, enabled: bool, stream=None,
+                 per_operator: bool = True):
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = enabled and getattr(self.stream, "isatty", lambda: False)()
         self.title = title
         self.ops = ops
+        self.per_operator = per_operator
         self.t0 = time.perf_counter()
         self._last = 0.0
         self._drawn = 0
@@ -64,8 +67,10 @@ class ProgressReporter:
         if not force and now - self._last < REFRESH_S:
             return
         self._last = now
-        lines = [f"Running {self.title}: {now - self.t0:.1f}s"] + \
-            [self._line(op, now) for op in self.ops]
+        lines = [f"Running {self.title}: {now - self.t0:.1f}s, "
+                 f"{self.ops[-1].stats.rows if self.ops else 0} rows out"]
+        if self.per_operator:
+            lines += [self._line(op, now) for op in self.ops]
         out = ""
         if self._drawn:
             out += f"\x1b[{self._drawn}F"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import pyray
+from pyray.data._internal.map_transform import block_node
 from pyray.data._internal.ref_bundle import BlockMetadata, RefBundle
 
 GET_TIMEOUT_S = 300.0
@@ -54,14 +55,48 @@ def split_at_indices(bundles: List[RefBundle], indices: List[int]) -> List[List[
     return parts
 
 
+def hint_nodes(locality_hints) -> List[Optional[str]]:
+    """The node of each hint: a node id (str) or an actor handle."""
+    from pyray.util.state import get_actor
+    nodes = []
+    for h in locality_hints:
+        if isinstance(h, str):
+            nodes.append(h)
+            continue
+        actor_id = getattr(h, "_actor_id", None)
+        if actor_id is None:
+            raise TypeError(f"locality_hints: expected actor handles or node ids, not "
+                            f"{type(h).__name__}")
+        info = get_actor(actor_id.hex() if hasattr(actor_id, "hex") else str(actor_id))
+        nodes.append((info or {}).get("node_id"))
+    return nodes
+
+
+def _pick(rows: List[int], nodes: Optional[List[Optional[str]]], node, slack: int) -> int:
+    """The consumer to give a block made on `node`: the least loaded one on
+    that node unless it is more than `slack` rows ahead of the least loaded."""
+    low = min(range(len(rows)), key=rows.__getitem__)
+    if nodes and node is not None:
+        local = [i for i, n in enumerate(nodes) if n == node]
+        if local:
+            best = min(local, key=rows.__getitem__)
+            if rows[best] - rows[low] <= slack:
+                return best
+    return low
+
+
 def split_blocks(bundles: List[RefBundle], n: int, locality_hints=None) -> List[List[RefBundle]]:
-    """Whole blocks dealt into n parts of nearly equal rows (split(equal=False))."""
+    """Whole blocks dealt into n parts of nearly equal rows (split(equal=False)),
+    each block to a part whose hint is on the block's node where that keeps
+    the parts balanced."""
     blocks = [b for bundle in bundles for b in bundle.blocks]
+    nodes = hint_nodes(locality_hints) if locality_hints is not None else None
     parts: List[List[RefBundle]] = [[] for _ in range(n)]
     rows = [0] * n
     order = sorted(blocks, key=lambda b: -b[1].num_rows)
+    slack = max((m.num_rows for _, m in blocks), default=0)
     for ref, meta in order:
-        i = min(range(n), key=rows.__getitem__)
+        i = _pick(rows, nodes, block_node(meta), slack)
         parts[i].append(RefBundle(((ref, meta),), owns_blocks=False))
         rows[i] += meta.num_rows
     return parts
@@ -72,13 +107,15 @@ class SplitCoordinator:
     """The actor behind streaming_split: runs the pipeline once and deals
     its output to n consumers, each asking for its next bundle.
 
-    Bundles go to the consumer with the fewest rows dealt so far; with
+    Bundles go to the consumer with the fewest rows dealt so far (or to one
+    whose locality hint is the bundle's node, if that is not far ahead); with
     ``equal=True`` each consumer keeps back at least the rows of the largest
     bundle seen until the end, when every consumer's share is cut to the
     smallest, so all see exactly the same number of rows."""
 
-    def __init__(self, dataset, n: int, equal: bool):
+    def __init__(self, dataset, n: int, equal: bool, locality_hints=None):
         self._ds = dataset
+        self._nodes = hint_nodes(locality_hints) if locality_hints is not None else None
         self._n = n
         self._equal = equal
         self._lock = threading.Lock()
@@ -104,7 +141,7 @@ class SplitCoordinator:
         if not b.num_rows:
             return True
         self._max_rows = max(self._max_rows, b.num_rows)
-        i = min(range(self._n), key=self._dealt.__getitem__)
+        i = _pick(self._dealt, self._nodes, block_node(b.metadata[0]), self._max_rows)
         self._queues[i].append(b)
         self._dealt[i] += b.num_rows
         return True

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 import pyray
 from pyray.data._internal import plan as lp
+from pyray.data._internal import map_transform
 from pyray.data._internal.map_transform import Stage
 from pyray.data.datasource.datasink import TaskContext, WriteResult
 from pyray.data.exceptions import user_code_error
@@ -28,7 +29,6 @@ class WriteStage(Stage):
         self.datasink = datasink
 
     def apply(self, blocks):
-        from pyray.data._internal import map_transform
         counted = {"rows": 0, "bytes": 0}
 
         def counting():
@@ -37,7 +37,7 @@ class WriteStage(Stage):
                 counted["bytes"] += t.nbytes
                 yield t
 
-        ctx = TaskContext(getattr(map_transform, "current_task_idx", 0), self.name)
+        ctx = TaskContext(map_transform.current_task_idx, self.name)
         try:
             ret = self.datasink.write(counting(), ctx)
         except Exception as e:  # noqa: BLE001 - surfaced with the operator's name
@@ -61,7 +61,8 @@ def run_write(ds, datasink, ray_remote_args=None, concurrency=None):
             pyray.get_runtime_context().get_node_id(), soft=False)
     name = f"Write{datasink.get_name()}"
     root = lp.MapOp(name, ds._root, [WriteStage(name, datasink)], ray_remote_args=args,
-                    concurrency=concurrency, min_rows_per_bundle=datasink.min_rows_per_write)
+                    concurrency=concurrency, min_rows_per_bundle=datasink.min_rows_per_write,
+                    exact_min_rows=datasink.min_rows_per_write is not None)
     wds = ds._with(root)
     datasink.on_write_start()
     result = WriteResult()
