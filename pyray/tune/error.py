@@ -1,0 +1,5 @@
+"""Tune's error type, as in Ray (``ray.tune.error.TuneError``)."""
+
+
+class TuneError(Exception):
+    """An experiment-level failure (not a trial's own exception)."""

@@ -1,0 +1,1 @@
+"""The experiment loop and the processes that run trials."""
