@@ -102,12 +102,15 @@ def _fusable(up: LogicalOp, chain: List[MapOp]) -> bool:
             return _plain(up)
         return up.remote_args == first.remote_args and up.concurrency == first.concurrency
     if isinstance(up, Read):
-        if first.min_rows and first.strict_batch_size:
+        strict = max((m.min_rows for m in chain if m.min_rows and m.strict_batch_size),
+                     default=None)
+        if strict:
             # a read task's blocks cannot be bundled: fuse only when each read
-            # gives at least a batch (so a batch_size the user gave is honoured)
+            # gives at least a batch (so a batch_size or min_rows_per_write
+            # the user gave is honoured)
             rows = [rt.metadata.num_rows if rt.metadata is not None else None
                     for rt in up.read_tasks()]
-            if any(r is not None and r < first.min_rows for r in rows):
+            if any(r is not None and r < strict for r in rows):
                 return False
         if pool is not None:
             return _plain(up)

@@ -61,7 +61,8 @@ def run_write(ds, datasink, ray_remote_args=None, concurrency=None):
             pyray.get_runtime_context().get_node_id(), soft=False)
     name = f"Write{datasink.get_name()}"
     root = lp.MapOp(name, ds._root, [WriteStage(name, datasink)], ray_remote_args=args,
-                    concurrency=concurrency, min_rows_per_bundle=datasink.min_rows_per_write)
+                    concurrency=concurrency, min_rows_per_bundle=datasink.min_rows_per_write,
+                    strict_batch_size=datasink.min_rows_per_write is not None)
     wds = ds._with(root)
     datasink.on_write_start()
     result = WriteResult()
