@@ -119,8 +119,9 @@ def _fusable(up: LogicalOp, chain: List[MapOp]) -> bool:
     return False
 
 
-def build(root: LogicalOp, ctx) -> List[PhysicalOp]:
-    """Physical operators in execution order (sources first, output last)."""
+def build(root: LogicalOp, ctx, ordered: bool = False) -> List[PhysicalOp]:
+    """Physical operators in execution order (sources first, output last);
+    `ordered`: the output keeps the input's order whatever preserve_order says."""
     ops: List[PhysicalOp] = []
     preserve = bool(ctx.execution_options.preserve_order)
 
@@ -169,7 +170,7 @@ def build(root: LogicalOp, ctx) -> List[PhysicalOp]:
         ops.append(op)
         return op
 
-    visit(root, preserve)
+    visit(root, preserve or ordered)
     return ops
 
 
