@@ -93,10 +93,11 @@ class Dataset(AllToAllMixin, WriteMixin):
     def _with(self, root: lp.LogicalOp) -> "Dataset":
         return Dataset(root, self._context)
 
-    def _iter_bundles(self) -> Iterator[RefBundle]:
-        """Executes the plan and streams its output bundles."""
+    def _iter_bundles(self, ordered: bool = False) -> Iterator[RefBundle]:
+        """Executes the plan and streams its output bundles (in order when
+        `ordered`, or when the context's preserve_order is set)."""
         self._stats = DatasetStats()
-        ops = lp.build(self._root, self._context)
+        ops = lp.build(self._root, self._context, ordered)
         return StreamingExecutor(ops, self._context, self._stats,
                                  title=ops[-1].name).run()
 
@@ -320,7 +321,7 @@ class Dataset(AllToAllMixin, WriteMixin):
         if locality_hints is not None and len(locality_hints) != n:
             raise ValueError(f"split: locality_hints has {len(locality_hints)} entries for "
                              f"n={n} splits")
-        bundles = self.materialize()._bundles
+        bundles = self._materialize(True)._bundles
         if equal and locality_hints is not None:
             raise NotImplementedError("split: equal=True with locality_hints is not supported; "
                                       "use one of them")
@@ -340,7 +341,7 @@ class Dataset(AllToAllMixin, WriteMixin):
                              f"not {indices}")
         if sorted(indices) != list(indices):
             raise ValueError(f"split_at_indices: indices must be sorted, not {indices}")
-        bundles = self.materialize()._bundles
+        bundles = self._materialize(True)._bundles
         return [MaterializedDataset.from_bundles(p, "Split", self._context)
                 for p in split_at_indices(bundles, list(indices))]
 
@@ -520,9 +521,12 @@ class Dataset(AllToAllMixin, WriteMixin):
 
     def materialize(self) -> "MaterializedDataset":
         """Runs the plan and keeps its blocks in the object store."""
+        return self._materialize(False)
+
+    def _materialize(self, ordered: bool) -> "MaterializedDataset":
         if isinstance(self, MaterializedDataset):
             return self
-        bundles = [b for b in self._iter_bundles()]
+        bundles = [b for b in self._iter_bundles(ordered)]
         out = MaterializedDataset.from_bundles(bundles, "FromBlocks", self._context)
         out._stats = self._stats
         return out

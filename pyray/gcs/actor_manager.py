@@ -14,8 +14,9 @@ import pickle
 
 from pyray._private import errors
 from pyray._private.protocol import (ACTOR_EXITING, ACTOR_STATE, CANCEL_LEASE_REQUEST, ERROR,
-                                     KILL_WORKER, LEASE_FAILED, LEASE_GRANTED, PUSH_TASK,
-                                     REQUEST_LEASE, RETURN_LEASE, TASK_REPLIES, WORKER_DIED)
+                                     KILL_WORKER, LEASE_FAILED, LEASE_GRANTED, LEASE_SPILLBACK,
+                                     PUSH_TASK, REQUEST_LEASE, REQUEST_LEASE_SPILLED,
+                                     RETURN_LEASE, TASK_REPLIES, WORKER_DIED)
 
 log = logging.getLogger("pyray.gcs.actors")
 
@@ -219,17 +220,48 @@ class ActorManager:
         # A raylet stops a job's workers when its driver exits; a detached
         # actor's worker belongs to no job so that it outlives its driver.
         job_id = None if spec.get("detached") else spec["job_id"]
-        key = ("actor", entry.actor_id)
-        if spec.get("runtime_env") is not None:
-            key += (spec["runtime_env"],)    # its runtime env's marker (docs/runtime_env.md)
         self.out.send(node["raylet_addr"], REQUEST_LEASE.make(rid, self.server.address,
                                                               spec["shape"], job_id,
-                                                              spec["driver_addr"], key))
+                                                              spec["driver_addr"],
+                                                              self._lease_key(entry)))
+
+    @staticmethod
+    def _lease_key(entry):
+        key = ("actor", entry.actor_id)
+        if entry.spec.get("strategy") in (None, "DEFAULT"):
+            # the raylet may send it on to a node that has room (spillback)
+            key += ("DEFAULT",)
+        if entry.spec.get("runtime_env") is not None:
+            key += (entry.spec["runtime_env"],)  # its runtime env's marker (docs/runtime_env.md)
+        return key
 
     def reschedule_pending(self):
         for e in self.actors.values():
             if e.state in (PENDING, RESTARTING) and e.lease_req is None and e.worker is None:
                 self._schedule(e)
+
+    def on_spillback(self, msg, frames=None):
+        """The raylet holding an actor's lease request hands it on: to the
+        node it names (which has the resources now), or back to the GCS
+        (raylet None) to pick a node again.  Without this an actor queued
+        on a busy node waited there while another node stood free."""
+        _, rid, addr, _node_id, mode = LEASE_SPILLBACK.parse(msg)
+        aid = self.lease_reqs.get(rid)
+        e = self.actors.get(aid) if aid is not None else None
+        if e is None or e.state == DEAD or e.lease_req is None or e.lease_req[1] != rid:
+            self.lease_reqs.pop(rid, None)
+            return
+        if addr is None:
+            self.lease_reqs.pop(rid, None)
+            e.lease_req = None
+            self._schedule(e)
+            return
+        spec = e.spec
+        e.lease_req = (addr, rid)
+        self.out.send(addr, REQUEST_LEASE_SPILLED.make(
+            None, mode, rid, self.server.address, spec["shape"],
+            None if spec.get("detached") else spec["job_id"], spec["driver_addr"],
+            self._lease_key(e)))
 
     def _cancel_lease_req(self, e):
         if e.lease_req is not None:

@@ -223,6 +223,7 @@ class GcsServer(Server):
             Op.ACTOR_EXITING: am.h_exiting,
             Op.LEASE_GRANTED: am.on_lease_granted,
             Op.LEASE_FAILED: am.on_lease_failed,
+            Op.LEASE_SPILLBACK: am.on_spillback,
             Op.TASK_REPLIES: am.on_task_replies,
             Op.WORKER_DIED: am.h_worker_died,
             Op.LEASE_INFEASIBLE: self.h_lease_infeasible,

@@ -28,8 +28,11 @@ QUEUE, GRANT_OR_REJECT = "queue", "grant_or_reject"
 
 
 def parse_key(key):
-    """(strategy, locality node id or None) of a task's scheduling key, or
-    None for keys that are not routed between nodes."""
+    """(strategy, locality node id or None) of a task's scheduling key (or
+    of an actor's lease key when the GCS placed it by default), or None for
+    keys that are not routed between nodes."""
+    if type(key) is tuple and len(key) >= 3 and key[0] == "actor" and key[2] == "DEFAULT":
+        return "DEFAULT", None      # an actor the GCS placed by default: may spill
     if type(key) is tuple and len(key) >= 2 and type(key[0]) is tuple:
         strategy = key[1]
         if type(strategy) is tuple and len(strategy) == 3 and strategy[0] == "calls":

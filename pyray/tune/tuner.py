@@ -53,6 +53,14 @@ class TuneConfig:
     trial_dirname_creator: Optional[Callable] = None
     chdir_to_trial_dir: Any = "DEPRECATED"
 
+    def __post_init__(self):
+        if self.chdir_to_trial_dir != "DEPRECATED":
+            # as Ray 2.x: the option is gone, the environment variable replaces it
+            raise DeprecationWarning(
+                "`chdir_to_trial_dir` is deprecated. Use the RAY_CHDIR_TO_TRIAL_DIR "
+                "environment variable instead. Set it to 0 to disable the default behavior "
+                "of changing the working directory.")
+
 
 def _validate(trainable, param_space, tune_config, run_config):
     from pyray.tune.search.searcher import validate_mode

@@ -290,3 +290,21 @@ def test_iterator_and_num_blocks_of_lazy_plan():
     assert sum(len(b["id"]) for b in it.iter_batches(batch_size=7)) == 100
     assert sum(1 for _ in it.iter_rows()) == 100
     assert "Operator 1" in it.stats()
+
+
+def test_min_rows_per_write_bundles_blocks():
+    class Big(rd.Datasink):
+        @property
+        def min_rows_per_write(self):
+            return 30
+
+        def write(self, blocks, ctx):
+            return sum(b.num_rows for b in blocks)
+
+        def on_write_complete(self, result):
+            self.sizes = sorted(result.write_returns)
+
+    sink = Big()
+    rd.range(100, override_num_blocks=10).write_datasink(sink)
+    assert sum(sink.sizes) == 100 and all(n >= 30 for n in sink.sizes[1:])
+    assert len(sink.sizes) <= 4

@@ -101,3 +101,4 @@ def test_split_follows_locality_hints(two_nodes):
         local = sum(1 for x in on if x == node)
         # every block goes local unless that would unbalance the parts
         assert local >= min(len(on), made_on.count(node)) - 1, (on, node)
+

@@ -307,3 +307,15 @@ def test_max_errored_blocks_skips_that_many():
     finally:
         ctx.max_errored_blocks = 0
     assert got == [i for i in range(1000) if not (200 <= i < 300 or 700 <= i < 800)]
+
+
+def test_streaming_split_equal_drops_fewer_than_n_rows():
+    # uneven blocks: 7 blocks of 1..7 * 10 rows = 280 rows over 3 consumers
+    tables = [pa.table({"id": np.arange(sum(range(1, k)) * 10, sum(range(1, k + 1)) * 10)})
+              for k in range(1, 8)]
+    its = rd.from_arrow(tables).streaming_split(3, equal=True)
+    readers = [Reader.remote() for _ in its]
+    parts = pyray.get([r.read.remote(it) for r, it in zip(readers, its)], timeout=60)
+    assert [len(p) for p in parts] == [93, 93, 93]
+    flat = sorted(x for p in parts for x in p)
+    assert len(set(flat)) == 279 and set(flat) <= set(range(280))

@@ -164,6 +164,31 @@ def test_spread_puts_tasks_on_every_node(make_cluster, tmp_path, wait_for):
     assert got == [cluster.head_node.node_id] * 3
 
 
+@pyray.remote(num_cpus=1)
+class OneCpu:
+    def node(self):
+        return pyray.get_runtime_context().get_node_id()
+
+
+@pyray.remote(num_cpus=1)
+def hold_cpu(seconds):
+    import time
+    time.sleep(seconds)
+    return pyray.get_runtime_context().get_node_id()
+
+
+def test_actors_queued_while_every_cpu_is_busy_start_on_whichever_node_frees(make_cluster):
+    """Both nodes busy when two actors are created: the GCS queues both on
+    one node; when the tasks end, the second is sent on to the other
+    node's free CPU (spillback) instead of waiting there forever."""
+    make_cluster(head={"num_cpus": 1}, nodes=[{"num_cpus": 1}])
+    busy = [hold_cpu.remote(1.0) for _ in range(2)]
+    actors = [OneCpu.remote() for _ in range(2)]
+    assert len(set(pyray.get(busy, timeout=30))) == 2
+    nodes = pyray.get([a.node.remote() for a in actors], timeout=20)
+    assert len(set(nodes)) == 2
+
+
 def test_node_affinity(make_cluster):
     cluster = make_cluster(head={"num_cpus": 3}, nodes=[{"num_cpus": 2}, {"num_cpus": 2}])
     head, a, b = cluster.list_all_nodes()

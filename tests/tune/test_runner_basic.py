@@ -336,3 +336,25 @@ def test_class_with_parameters_name_creators_and_legacy_resume(tmp_path):
     assert len(again.trials) == 2 and again.best_config == {"x": 2}
     assert all(len(open(os.path.join(t.local_path, "result.json")).readlines()) == 3
                for t in again.trials)
+
+
+def report_cwd(config):
+    with open("written_here.txt", "w") as f:      # a relative path: the trial folder
+        f.write(str(config["x"]))
+    tune.report({"cwd": os.getcwd()})
+
+
+def test_a_trial_runs_in_its_own_folder_as_in_ray(tmp_path, monkeypatch):
+    grid = tune.Tuner(report_cwd, param_space={"x": tune.grid_search([1, 2])},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    for r in grid:
+        assert os.path.realpath(r.metrics["cwd"]) == os.path.realpath(r.path)
+        with open(os.path.join(r.path, "written_here.txt")) as f:
+            assert f.read() == str(r.config["x"])
+    monkeypatch.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    grid = tune.Tuner(report_cwd, param_space={"x": 3},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path / "b"),
+                                                verbose=0)).fit()
+    assert os.path.realpath(grid[0].metrics["cwd"]) != os.path.realpath(grid[0].path)
+    with pytest.raises(DeprecationWarning, match="RAY_CHDIR_TO_TRIAL_DIR"):
+        tune.TuneConfig(chdir_to_trial_dir=False)

@@ -14,8 +14,10 @@ from typing import Dict, List, Optional
 
 import pyray
 from pyray.data._internal.backpressure import OpUsage
-from pyray.data._internal.map_transform import begin_task, run_stages, setup_stages
+from pyray.data._internal.map_transform import (begin_task, block_node, run_stages,
+                                                setup_stages)
 from pyray.data._internal.operators import MapTaskOp, _Task
+from pyray.data._internal.ref_bundle import RefBundle
 
 DEFAULT_MAX_TASKS_IN_FLIGHT = 2
 
@@ -89,7 +91,7 @@ class _MapWorker:
         setup_stages(stages)
 
     def ready(self):
-        return True
+        return pyray.get_runtime_context().get_node_id()
 
     def run(self, task_idx, *args):
         begin_task(task_idx)
@@ -116,6 +118,7 @@ class ActorMapOp(MapTaskOp):
         self.inflight: Dict[int, int] = {}        # actor index -> calls queued on it
         self.task_actor: Dict = {}                # generator -> actor index
         self.starting: Dict = {}                  # ready() ref -> actor index, until it answers
+        self.actor_node: Dict[int, str] = {}      # actor index -> its node
         self._cls = None
 
     def _remote_fn(self):
@@ -146,7 +149,8 @@ class ActorMapOp(MapTaskOp):
         did = False
         for ref in [r for r in self.starting if r in ready]:
             i = self.starting.pop(ref)
-            pyray.get(ref, timeout=60)        # raises if constructing the class failed
+            # raises if constructing the class failed
+            self.actor_node[i] = pyray.get(ref, timeout=60)
             self.inflight[i] = 0              # calls go only to actors that are up
             did = True
         return super().poll(ready) or did
@@ -163,15 +167,30 @@ class ActorMapOp(MapTaskOp):
                        expected_task_bytes=u.expected_task_bytes)
 
     def _pick_actor(self, ex):
+        """A ready actor with room: on the next input's node if one is
+        (execution_options.actor_locality_enabled), else the least busy."""
         cap = self.strategy.max_tasks_in_flight_per_actor
-        best = min(self.inflight, key=self.inflight.get) if self.inflight else None
-        if best is not None and self.inflight[best] < cap:
-            return best
+        free = [i for i, n in self.inflight.items() if n < cap]
+        if free:
+            node = self._next_input_node()
+            if node is not None:
+                local = [i for i in free if self.actor_node.get(i) == node]
+                if local:
+                    return min(local, key=self.inflight.get)
+            return min(free, key=self.inflight.get)
         limit = self.strategy.max_size
         if not self.starting and (limit is None or len(self.actors) < limit) and \
                 ex.may_reserve(self.cpu):
             self._add_actor()
         return None
+
+    def _next_input_node(self):
+        if not self.ctx.execution_options.actor_locality_enabled or not self.queue:
+            return None
+        item = self.queue[0][0]
+        if not isinstance(item, RefBundle) or not item.blocks:
+            return None
+        return block_node(item.blocks[0][1])
 
     def dispatch(self, ex):
         did = False
@@ -200,6 +219,7 @@ class ActorMapOp(MapTaskOp):
         self.inflight.clear()
         self.task_actor.clear()
         self.starting.clear()
+        self.actor_node.clear()
         for a in actors:
             try:
                 pyray.kill(a)

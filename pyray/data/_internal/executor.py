@@ -13,6 +13,7 @@ cancels the running tasks and kills the actor pools.
 from __future__ import annotations
 
 import collections
+import logging
 import time
 from typing import Iterator, List
 
@@ -23,6 +24,9 @@ from pyray.data._internal.progress import ProgressReporter
 from pyray.data._internal.ref_bundle import RefBundle
 
 WAIT_S = 1.0
+# a pipeline whose tasks have produced nothing for this long says so, once
+STALL_WARN_S = 60.0
+log = logging.getLogger("pyray.data")
 
 
 def cluster_limits(ctx):
@@ -91,6 +95,15 @@ class StreamingExecutor:
     def may_reserve(self, cpu: float) -> bool:
         return self.policy.can_reserve(cpu, self.usage())
 
+    def _stall_message(self, idle: float) -> str:
+        busy = [f"{op.name} ({len(op.running)} running, {len(op.queue)} queued)"
+                for op in self.ops if getattr(op, "running", None) is not None]
+        held = sum(getattr(op, "reserved_cpu", 0) for op in self.ops)
+        return (f"pyray.data: no task of this pipeline has produced output for {idle:.0f}s: "
+                f"{', '.join(busy)}. Actor pools hold {held:g} of {self.policy.cpu_limit:g} "
+                "CPUs; if the tasks wait for CPUs the pools hold, lower the pools' "
+                "num_cpus or concurrency, or add CPUs.")
+
     # -------------------------------------------------------------- loop
     def _route(self) -> bool:
         moved = False
@@ -155,6 +168,7 @@ class StreamingExecutor:
         t0 = time.perf_counter()
         self.stats.ops = [op.stats for op in self.ops]
         ok = False
+        idle, warned = 0.0, False
         try:
             for op in self.ops:
                 op.start(ctx)
@@ -174,7 +188,11 @@ class StreamingExecutor:
                     raise RuntimeError(f"the pipeline cannot make progress: {stuck} wait for "
                                        "input that will not come (this is a bug in "
                                        "pyray.data; please report it)")
-                pyray.wait(ws, num_returns=1, timeout=WAIT_S)
+                ready, _ = pyray.wait(ws, num_returns=1, timeout=WAIT_S)
+                idle = 0.0 if ready else idle + WAIT_S
+                if idle >= STALL_WARN_S and not warned:
+                    warned = True
+                    log.warning(self._stall_message(idle))
             ok = True
         finally:
             self.stats.total_s = time.perf_counter() - t0

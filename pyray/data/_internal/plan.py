@@ -104,12 +104,15 @@ def _fusable(up: LogicalOp, chain: List[MapOp]) -> bool:
             return _plain(up)
         return up.remote_args == first.remote_args and up.concurrency == first.concurrency
     if isinstance(up, Read):
-        if first.min_rows and first.strict_batch_size:
+        strict = max((m.min_rows for m in chain if m.min_rows and m.strict_batch_size),
+                     default=None)
+        if strict:
             # a read task's blocks cannot be bundled: fuse only when each read
-            # gives at least a batch (so a batch_size the user gave is honoured)
+            # gives at least a batch (so a batch_size or min_rows_per_write
+            # the user gave is honoured)
             rows = [rt.metadata.num_rows if rt.metadata is not None else None
                     for rt in up.read_tasks()]
-            if any(r is not None and r < first.min_rows for r in rows):
+            if any(r is not None and r < strict for r in rows):
                 return False
         if first.min_rows and first.exact_min_rows:
             if any(rt.metadata is None or rt.metadata.num_rows is None
@@ -122,8 +125,9 @@ def _fusable(up: LogicalOp, chain: List[MapOp]) -> bool:
     return False
 
 
-def build(root: LogicalOp, ctx) -> List[PhysicalOp]:
-    """Physical operators in execution order (sources first, output last)."""
+def build(root: LogicalOp, ctx, ordered: bool = False) -> List[PhysicalOp]:
+    """Physical operators in execution order (sources first, output last);
+    `ordered`: the output keeps the input's order whatever preserve_order says."""
     ops: List[PhysicalOp] = []
     preserve = bool(ctx.execution_options.preserve_order)
 
@@ -172,7 +176,7 @@ def build(root: LogicalOp, ctx) -> List[PhysicalOp]:
         ops.append(op)
         return op
 
-    visit(root, preserve)
+    visit(root, preserve or ordered)
     return ops
 
 

@@ -107,9 +107,10 @@ class SplitCoordinator:
     """The actor behind streaming_split: runs the pipeline once and deals
     its output to n consumers, each asking for its next bundle.
 
-    Bundles go to the consumer with the fewest rows dealt so far (or to one
-    whose locality hint is the bundle's node, if that is not far ahead); with
-    ``equal=True`` each consumer keeps back at least the rows of the largest
+    With ``equal=False`` a bundle goes to the consumer asking (or to one
+    whose locality hint is the bundle's node, if that one is not ahead).
+    With ``equal=True`` bundles go to the consumer with the fewest rows dealt
+    so far (or to one on the bundle's node, if not far ahead); each keeps back at least the rows of the largest
     bundle seen until the end, when every consumer's share is cut to the
     smallest, so all see exactly the same number of rows."""
 
@@ -130,7 +131,7 @@ class SplitCoordinator:
         self._finished = set()
         self._error: Optional[BaseException] = None
 
-    def _pull_one(self) -> bool:
+    def _pull_one(self, asker: int) -> bool:
         if self._it is None:
             self._it = self._ds._iter_bundles()
         try:
@@ -141,30 +142,42 @@ class SplitCoordinator:
         if not b.num_rows:
             return True
         self._max_rows = max(self._max_rows, b.num_rows)
-        i = _pick(self._dealt, self._nodes, block_node(b.metadata[0]), self._max_rows)
+        node = block_node(b.metadata[0])
+        if self._equal:
+            i = _pick(self._dealt, self._nodes, node, self._max_rows)
+        else:
+            # whoever asks gets it (a slow consumer does not pile up blocks),
+            # unless the block lives by another consumer that is not ahead
+            i = asker
+            if self._nodes and node is not None and self._nodes[asker] != node:
+                local = [j for j, n in enumerate(self._nodes) if n == node]
+                j = min(local, key=self._dealt.__getitem__) if local else None
+                if j is not None and self._dealt[j] <= self._dealt[asker]:
+                    i = j
         self._queues[i].append(b)
         self._dealt[i] += b.num_rows
         return True
 
     def _trim(self):
+        """At the end (equal=True): the rows still held back are shared out so
+        that every consumer gets total // n; fewer than n rows are dropped."""
         if self._trimmed:
             return
         self._trimmed = True
         if not self._equal:
             return
-        target = min(self._dealt)
-        for i, q in enumerate(self._queues):
-            keep = target - self._served[i]
+        target = sum(self._dealt) // self._n
+        pool = collections.deque(b for q in self._queues for b in q)
+        for i in range(self._n):
+            need = target - self._served[i]
             out = collections.deque()
-            for b in q:
-                if keep <= 0:
-                    break
-                if b.num_rows <= keep:
-                    out.append(b)
-                    keep -= b.num_rows
-                else:
-                    out.append(slice_bundle(b, 0, keep))
-                    keep = 0
+            while need > 0 and pool:
+                b = pool.popleft()
+                if b.num_rows > need:
+                    pool.appendleft(slice_bundle(b, need, b.num_rows))
+                    b = slice_bundle(b, 0, need)
+                out.append(b)
+                need -= b.num_rows
             self._queues[i] = out
 
     def _deliverable(self, i: int) -> bool:
@@ -209,7 +222,7 @@ class SplitCoordinator:
                     if not self._queues[i]:
                         return None
                     break
-                self._pull_one()
+                self._pull_one(i)
             if self._ended:
                 self._trim()
                 if not self._queues[i]:

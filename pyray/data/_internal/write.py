@@ -62,6 +62,7 @@ def run_write(ds, datasink, ray_remote_args=None, concurrency=None):
     name = f"Write{datasink.get_name()}"
     root = lp.MapOp(name, ds._root, [WriteStage(name, datasink)], ray_remote_args=args,
                     concurrency=concurrency, min_rows_per_bundle=datasink.min_rows_per_write,
+                    strict_batch_size=datasink.min_rows_per_write is not None,
                     exact_min_rows=datasink.min_rows_per_write is not None)
     wds = ds._with(root)
     datasink.on_write_start()

@@ -160,6 +160,9 @@ class TrialActor:
 
     def start(self, config, info, restore, ckpt_index, checkpoint_frequency):
         self._end()
+        if info.get("chdir"):
+            os.makedirs(info["trial_dir"], exist_ok=True)
+            os.chdir(info["trial_dir"])
         session = _Session(info, restore, ckpt_index)
         _session._set(session)
         tr = self.trainable

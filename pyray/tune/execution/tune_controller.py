@@ -348,7 +348,11 @@ class TuneController:
             self._writers[trial.trial_id] = trial_files.TrialWriter(trial_dir)
         info = {"trial_id": trial.trial_id, "trial_name": str(trial), "trial_dir": trial_dir,
                 "experiment_name": self.experiment_name, "resources": pgf,
-                "storage_path": os.path.dirname(self.experiment_path)}
+                "storage_path": os.path.dirname(self.experiment_path),
+                # Ray's default: the trainable runs in its trial's folder
+                # (RAY_CHDIR_TO_TRIAL_DIR=0 turns it off), read on the driver
+                "chdir": os.environ.get("PYRAY_CHDIR_TO_TRIAL_DIR",
+                                        os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1")) != "0"}
         trial.status = Trial.RUNNING
         self._submit(slot, trial, "start", slot.actor.start.remote(
             trial.config, info, restore, trial.next_checkpoint_index,
