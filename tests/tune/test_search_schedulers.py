@@ -10,6 +10,7 @@ import pytest
 from tune_fakes import FakeController, FakeTrial
 
 from pyray import tune
+from pyray.tune.error import TuneError
 from pyray.tune.schedulers import (
     ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler, HyperBandForBOHB, HyperBandScheduler,
     MedianStoppingRule, PopulationBasedTraining, TrialScheduler, create_scheduler,
@@ -324,7 +325,7 @@ def test_pbt_without_checkpoints_is_a_clear_error():
     s = make_pbt()
     ctl, trials = started(s, 2, lr=0.01, bs=32)
     s.on_trial_result(ctl, trials[0], res(2, 5.0, "score"))
-    with pytest.raises(Exception, match="needs checkpointing trainables"):
+    with pytest.raises(TuneError, match="needs checkpointing trainables"):
         s.on_trial_result(ctl, trials[1], res(2, 1.0, "score"))
     assert ctl.paused == []
 
@@ -357,7 +358,7 @@ def test_pbt_synch_waits_for_all_then_perturbs_together():
 
 
 def test_pbt_bad_arguments():
-    with pytest.raises(Exception, match="at least one of"):
+    with pytest.raises(TuneError, match="at least one of"):
         PopulationBasedTraining(metric="a", mode="max")
     with pytest.raises(ValueError, match="quantile_fraction"):
         make_pbt(quantile_fraction=0.6)

@@ -7,9 +7,11 @@ hooks with itself (``tune_controller``: ``get_trials()``,
 trial, and carries out the decision returned.
 """
 
-import cloudpickle
 from typing import Dict, Optional
 
+import cloudpickle
+
+from pyray.tune.error import TuneError
 from pyray.tune.search.searcher import validate_mode
 
 DEFAULT_METRIC = "_metric"
@@ -23,11 +25,7 @@ ERROR = "ERROR"
 
 
 def _tune_error(message: str) -> Exception:
-    """Ray's TuneError (pyray.tune.error) for scheduler failures."""
-    try:
-        from pyray.tune.error import TuneError
-    except ImportError:  # the experiment runner defines it
-        TuneError = RuntimeError
+    """Ray's TuneError for scheduler failures."""
     return TuneError(message)
 
 
