@@ -51,8 +51,10 @@ class ServeProxy:
         import uvicorn
         from pyray.serve._client import Client
         self.client = Client(controller)
+        # IPPROTO_TCP given: asyncio sets TCP_NODELAY only on such sockets (without
+        # it a response's two writes meet the client's delayed ACK: 40 ms each)
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                             socket.SOCK_STREAM)
+                             socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))

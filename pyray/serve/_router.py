@@ -110,9 +110,9 @@ class Router:
             self.unavailable = info.get("unavailable")
             self.actors = dict(info["replicas"])
             self.chooser.set_replicas(list(self.actors))
-            self._drain_locked()
             if self.unavailable:
                 self._fail_queue_locked()
+        self._drain()
 
     def _fail_queue_locked(self):
         from pyray.serve.context import DeploymentID
@@ -123,66 +123,80 @@ class Router:
 
     # the request path -----------------------------------------------------
     def assign(self, method, args, kwargs, mode):
-        """-> an ObjectRef / ObjectRefGenerator now, or a Future of one."""
+        """-> what _send returns, now, or a Future of it while the request
+        waits for a replica with room."""
         with self.lock:
             if self.unavailable:
                 from pyray.serve.context import DeploymentID
                 raise DeploymentUnavailableError(DeploymentID(self.key[1], self.key[0]))
+            rid = None
             if not self.queue and self.known:
                 rid = self.chooser.choose()
-                if rid is not None:
-                    return self._send_locked(rid, method, args, kwargs, mode)
-            if self.chooser.queue_full(len(self.queue)):
-                raise BackPressureError(len(self.queue), self.chooser.max_queued)
-            req = _Request(method, args, kwargs, mode)
-            req.ref_fut = concurrent.futures.Future()
-            self.queue.append(req)
-            if self.autoscaling_interval is not None and not self.actors:
+            if rid is not None:
+                self.chooser.started(rid)
+                actor = self.actors[rid]
+            else:
+                if self.chooser.queue_full(len(self.queue)):
+                    raise BackPressureError(len(self.queue), self.chooser.max_queued)
+                req = _Request(method, args, kwargs, mode)
+                req.ref_fut = concurrent.futures.Future()
+                self.queue.append(req)
+                report = self.autoscaling_interval is not None and not self.actors
+        if rid is None:
+            if report:
                 self.client.report_metrics(self, force=True)
             return req.ref_fut
+        return self._send(rid, actor, method, args, kwargs, mode)
 
-    def _send_locked(self, rid, method, args, kwargs, mode):
-        """Sends one request to replica `rid`.  mode 0: a call (-> its ref),
-        1: a streaming call (-> a generator), 2: an HTTP request (-> the
-        reply's future and the replica)."""
-        self.chooser.started(rid)
-        actor = self.actors[rid]
-        if mode == 1:
-            gen = actor.handle_request_streaming.remote(method, *args, **kwargs)
-            return _CountedGenerator(gen, self, rid)
-        if mode == 2:
-            fut = actor.handle_http.remote(*args).future()
-            fut.add_done_callback(lambda f, rid=rid: self._done(rid, f))
-            return fut, actor
-        ref = actor.handle_request.remote(method, *args, **kwargs)
-        ref.future().add_done_callback(lambda f, rid=rid: self._done(rid, f))
+    def _send(self, rid, actor, method, args, kwargs, mode):
+        """Sends one request to a replica (its slot already counted).  mode 0:
+        a call (-> its ref), 1: a streaming call (-> a generator), 2: an HTTP
+        request (-> the reply's future and the replica)."""
+        try:
+            if mode == 1:
+                gen = actor.handle_request_streaming.remote(method, *args, **kwargs)
+                return _CountedGenerator(gen, self, rid)
+            if mode == 2:
+                fut = actor.handle_http.remote(*args).future()
+                fut.add_done_callback(lambda f: self._done(rid, f))
+                return fut, actor
+            ref = actor.handle_request.remote(method, *args, **kwargs)
+        except BaseException:
+            with self.lock:
+                self.chooser.finished(rid)
+            raise
+        ref.future().add_done_callback(lambda f: self._done(rid, f))
         return ref
 
-    def _drain_locked(self):
-        q = self.queue
-        while q:
-            rid = self.chooser.choose()
-            if rid is None:
-                return
-            req = q.popleft()
+    def _drain(self):
+        todo = []
+        with self.lock:
+            q = self.queue
+            while q:
+                rid = self.chooser.choose()
+                if rid is None:
+                    break
+                self.chooser.started(rid)
+                todo.append((rid, self.actors[rid], q.popleft()))
+        for rid, actor, req in todo:
             try:
-                out = self._send_locked(rid, req.method, req.args, req.kwargs, req.mode)
+                out = self._send(rid, actor, req.method, req.args, req.kwargs, req.mode)
             except Exception as e:  # noqa: BLE001 - delivered to the caller
                 req.ref_fut.set_exception(e)
                 continue
             req.ref_fut.set_result(out)
 
     def _done(self, rid, fut):
-        dead = False
-        if fut.exception() is not None and isinstance(fut.exception(), RayActorError):
-            dead = True
+        err = fut.exception()
+        dead = err is not None and isinstance(err, RayActorError)
         with self.lock:
             if dead:
                 self.chooser.mark_dead(rid)
             else:
                 self.chooser.finished(rid)
-            if self.queue:
-                self._drain_locked()
+            more = bool(self.queue)
+        if more:
+            self._drain()
         if dead:
             self.client.report_dead(self.key, rid)
 
