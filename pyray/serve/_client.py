@@ -4,6 +4,7 @@ controller for replica-set changes and reports handle metrics (autoscaling).
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import threading
@@ -21,6 +22,14 @@ log = logging.getLogger("pyray.serve")
 
 _lock = threading.Lock()
 _client: Optional["Client"] = None
+
+
+def _in_event_loop():
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def get_controller():
@@ -74,6 +83,15 @@ class Client:
             r = self.routers[key] = Router(self, key)
             self.versions[key] = -1
             wake = self._wake
+        if not _in_event_loop():
+            # a synchronous caller learns the replicas (and the limits) now; in an
+            # event loop the long-poll thread fetches them, requests wait meanwhile
+            try:
+                self._apply(pyray.get(self.controller.listen_for_change.remote({key: -1}),
+                                      timeout=30))
+                return r
+            except RayError:
+                log.exception("serve: fetching the replicas of %s failed", key)
         try:
             wake.set_result(None)
         except concurrent.futures.InvalidStateError:
@@ -107,47 +125,44 @@ class Client:
 
     # the long-poll thread -----------------------------------------------------
     def _run(self):
-        pending = None
+        pending = []          # outstanding listen_for_change calls (futures)
+        covered = set()       # keys the newest of them covers
         while not self.stopped:
             with self.lock:
-                keys = dict(self.versions)
                 if self._wake.done():
                     self._wake = concurrent.futures.Future()
                 wake = self._wake
-            if pending is None and keys:
+                keys = dict(self.versions)
+            if keys and (not pending or set(keys) - covered):
+                # the first poll, or a new router: a poll covering every key (a new
+                # key's version is -1, so it returns at once with its replicas)
                 try:
-                    pending = self.controller.listen_for_change.remote(keys).future()
+                    pending.append(self.controller.listen_for_change.remote(keys).future())
+                    covered = set(keys)
                 except RayError:
                     time.sleep(0.5)
                     continue
-            waits = [wake] + ([pending] if pending is not None else [])
-            concurrent.futures.wait(waits, timeout=0.5,
+            concurrent.futures.wait([wake] + pending, timeout=0.5,
                                     return_when=concurrent.futures.FIRST_COMPLETED)
             if self.stopped:
                 return
-            if pending is not None and pending.done():
-                fut, pending = pending, None
+            for fut in [f for f in pending if f.done()]:
+                pending.remove(fut)
                 try:
                     updates = fut.result()
                 except RayActorError:
-                    self.stopped = True  # the controller is gone (serve.shutdown)
-                    self._fail_all()
+                    self._controller_gone()
                     return
                 except Exception:  # noqa: BLE001 - retried on the next round
                     log.exception("serve long poll failed")
                     time.sleep(0.2)
                     continue
                 self._apply(updates)
-            elif wake.done() and pending is not None and any(
-                    v == -1 for v in keys.values()):
-                # a new router: ask for its replicas alongside the outstanding poll
-                new = {k: v for k, v in keys.items() if v == -1}
-                try:
-                    self._apply(pyray.get(self.controller.listen_for_change.remote(new),
-                                          timeout=30))
-                except RayError:
-                    log.exception("serve: fetching replicas failed")
             self._report_all()
+
+    def _controller_gone(self):
+        self.stopped = True  # serve.shutdown() (or the controller died)
+        self._fail_all()
 
     def _apply(self, updates):
         for key, (version, info) in updates.items():

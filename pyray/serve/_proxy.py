@@ -45,6 +45,9 @@ class ServeProxy:
     async def update_routes(self, routes):
         self.routes = dict(routes)
         self._ordered = sorted(self.routes.items(), key=lambda kv: -len(kv[0]))
+        if self.client is not None:
+            for target in self.routes.values():
+                self.client.router(target)   # learn the replicas before the first request
         return True
 
     async def start(self, host, port, controller, keep_alive_timeout_s=5):

@@ -83,8 +83,10 @@ class ServeReplica:
     async def prepare_for_shutdown(self, wait_loop_s, timeout_s):
         """Waits for in-flight requests (up to timeout_s), then runs __del__."""
         deadline = time.monotonic() + timeout_s
+        wait = min(wait_loop_s, 0.5)   # routers drop this replica within ms of the change
         while True:
-            await asyncio.sleep(min(wait_loop_s, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+            wait = wait_loop_s
             if self.ongoing == 0 and not self.streams or time.monotonic() >= deadline:
                 break
         fn = None if self.is_function else getattr(type(self.obj), "__del__", None)

@@ -113,6 +113,11 @@ class Router:
             if self.unavailable:
                 self._fail_queue_locked()
         self._drain()
+        with self.lock:   # requests queued before the limits were known
+            q = self.queue
+            while self.chooser.max_queued != -1 and len(q) > self.chooser.max_queued:
+                q.pop().ref_fut.set_exception(
+                    BackPressureError(len(q), self.chooser.max_queued))
 
     def _fail_queue_locked(self):
         from pyray.serve.context import DeploymentID
@@ -137,7 +142,11 @@ class Router:
                 actor = self.actors[rid]
             else:
                 if self.chooser.queue_full(len(self.queue)):
-                    raise BackPressureError(len(self.queue), self.chooser.max_queued)
+                    # as in Ray, the error comes out of the response (result/await)
+                    failed = concurrent.futures.Future()
+                    failed.set_exception(BackPressureError(len(self.queue),
+                                                           self.chooser.max_queued))
+                    return failed
                 req = _Request(method, args, kwargs, mode)
                 req.ref_fut = concurrent.futures.Future()
                 self.queue.append(req)

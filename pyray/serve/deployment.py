@@ -2,9 +2,11 @@
 and building an application into the specs the controller deploys."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import inspect
+import io
 from typing import Any, Callable, Dict, List, Optional
 
 from pyray import cloudpickle
@@ -148,6 +150,26 @@ class DeploymentSpec:
     is_ingress: bool = False
 
 
+def _reduce_state(state):
+    return (type(state), (dict(state._state),))
+
+
+def _dumps(obj) -> bytes:
+    """cloudpickle, plus starlette's State (a FastAPI app's .state), which
+    plain pickling sends into endless __getattr__ recursion on load."""
+    try:
+        from starlette.datastructures import State
+    except ImportError:
+        return cloudpickle.dumps(obj)
+
+    class _Pickler(cloudpickle.CloudPickler):
+        dispatch_table = collections.ChainMap({State: _reduce_state},
+                                              cloudpickle.CloudPickler.dispatch_table)
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=5).dump(obj)
+    return buf.getvalue()
+
+
 def build_app(app: Application, app_name: str) -> tuple:
     """-> (ingress deployment name, [DeploymentSpec]) for an application."""
     if not isinstance(app, Application):
@@ -192,7 +214,7 @@ def build_app(app: Application, app_name: str) -> tuple:
         d = a._bound_deployment
         args = replace(list(a._args))
         kwargs = replace(dict(a._kwargs))
-        payload = cloudpickle.dumps((d.func_or_class, tuple(args), kwargs))
+        payload = _dumps((d.func_or_class, tuple(args), kwargs))
         rao = dict(d.ray_actor_options or {})
         version = d.version or hashlib.sha1(
             payload + repr(sorted(rao.items())).encode()).hexdigest()[:16]
