@@ -125,29 +125,29 @@ class Client:
 
     # the long-poll thread -----------------------------------------------------
     def _run(self):
-        pending = []          # outstanding listen_for_change calls (futures)
-        covered = set()       # keys the newest of them covers
+        pending = {}          # outstanding listen_for_change calls: future -> its keys
         while not self.stopped:
             with self.lock:
                 if self._wake.done():
                     self._wake = concurrent.futures.Future()
                 wake = self._wake
                 keys = dict(self.versions)
-            if keys and (not pending or set(keys) - covered):
-                # the first poll, or a new router: a poll covering every key (a new
-                # key's version is -1, so it returns at once with its replicas)
+            covered = set().union(*pending.values()) if pending else set()
+            if keys and set(keys) - covered:
+                # the first poll, a new router, or a poll that answered: one that
+                # covers every key (a new key's version is -1: it answers at once)
                 try:
-                    pending.append(self.controller.listen_for_change.remote(keys).future())
-                    covered = set(keys)
+                    pending[self.controller.listen_for_change.remote(keys).future()] = \
+                        set(keys)
                 except RayError:
                     time.sleep(0.5)
                     continue
-            concurrent.futures.wait([wake] + pending, timeout=0.5,
+            concurrent.futures.wait([wake] + list(pending), timeout=0.5,
                                     return_when=concurrent.futures.FIRST_COMPLETED)
             if self.stopped:
                 return
             for fut in [f for f in pending if f.done()]:
-                pending.remove(fut)
+                del pending[fut]
                 try:
                     updates = fut.result()
                 except RayActorError:
