@@ -29,28 +29,33 @@ class MetricsWindow:
         self.look_back = look_back_period_s
         self.stale_after = stale_after_s
         self._samples: Dict[str, collections.deque] = {}
+        self._last: Dict[str, tuple] = {}
 
     def record(self, reporter: str, now: float, value: float):
         dq = self._samples.get(reporter)
         if dq is None:
             dq = self._samples[reporter] = collections.deque()
         dq.append((now, float(value)))
+        self._last[reporter] = (now, float(value))
         while dq and dq[0][0] < now - self.look_back:
             dq.popleft()
 
     def total(self, now: float) -> Optional[float]:
-        """The sum over reporters of each one's average in the window; None
-        when nothing was reported in it."""
+        """The sum over reporters of each one's average in the window (its
+        last sample when it reported less often than the window is long);
+        None when no reporter is fresh.  A reporter silent for stale_after
+        seconds is dropped."""
         total, any_sample = 0.0, False
         for key in list(self._samples):
             dq = self._samples[key]
             while dq and dq[0][0] < now - self.look_back:
                 dq.popleft()
-            if not dq or dq[-1][0] < now - self.stale_after:
-                del self._samples[key]
+            last_t, last_v = self._last[key]
+            if last_t < now - self.stale_after:
+                del self._samples[key], self._last[key]
                 continue
             any_sample = True
-            total += sum(v for _, v in dq) / len(dq)
+            total += sum(v for _, v in dq) / len(dq) if dq else last_v
         return total if any_sample else None
 
     def latest(self) -> float:

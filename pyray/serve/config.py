@@ -195,6 +195,12 @@ class HTTPOptions:
             raise ValueError(f"http_options: unknown or unsupported keys {bad}; known keys: "
                              f"{sorted(known)}")
         opts = cls(**value)
+        if opts.request_timeout_s is not None:
+            raise NotImplementedError("http_options request_timeout_s is not supported by "
+                                      "pyray.serve yet (requests have no end-to-end timeout).")
+        if opts.root_path:
+            raise NotImplementedError("http_options root_path is not supported by "
+                                      "pyray.serve.")
         if isinstance(opts.port, bool) or not isinstance(opts.port, int) or not (
                 0 <= opts.port < 65536):
             raise ValueError(f"http_options port must be an integer 0..65535, got "

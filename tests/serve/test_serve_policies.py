@@ -67,6 +67,7 @@ def test_metrics_window_averages_and_drops_stale_reporters():
     w.record("b", 0.5, 1)
     assert w.total(0.6) == pytest.approx(3 + 1)
     assert w.total(1.2) == pytest.approx(4 + 1)  # a's first sample left the window
+    assert w.total(1.9) == pytest.approx(4 + 1)  # nothing in the window: last samples
     assert w.total(5.0) is None
 
 
