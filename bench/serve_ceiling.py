@@ -7,10 +7,10 @@
    in two processes.
 
 Both under the same client: 8 keep-alive http.client threads for
---seconds (req/s), then 500 sequential requests (p50/p99 ms).  Prints
-each figure and serve / bare.
+--seconds (req/s), then 500 sequential requests (p50/p99 ms), the two
+servers measured alternately (--rounds); prints the medians and serve/bare.
 
-    python bench/serve_ceiling.py --seconds 5
+    python bench/serve_ceiling.py --seconds 4 --rounds 3
 """
 import argparse
 import http.client
@@ -104,25 +104,20 @@ def measure(port, seconds):
     return {"rps": rps, "p50_ms": statistics.median(lat) * 1e3, "p99_ms": q[98] * 1e3}
 
 
-def bare(seconds):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
-    try:
-        wait_up(port)
-        measure(port, min(1.0, seconds / 4))
-        return measure(port, seconds)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def served(seconds, num_cpus):
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternating bare/serve measurements; medians are printed")
+    ap.add_argument("--num-cpus", type=int, default=2)
+    a = ap.parse_args()
     import pyray
     from pyray import serve
-    port = free_port()
-    pyray.init(num_cpus=num_cpus)
+    bare_port, serve_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
+    pyray.init(num_cpus=a.num_cpus)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
 
         @serve.deployment
         class Noop:
@@ -130,22 +125,22 @@ def served(seconds, num_cpus):
                 return "ok"
 
         serve.run(Noop.bind(), route_prefix="/")
-        wait_up(port)
-        measure(port, min(1.0, seconds / 4))
-        return measure(port, seconds)
+        runs = {"bare": [], "serve": []}
+        for port in (bare_port, serve_port):
+            wait_up(port)
+            measure(port, min(1.0, a.seconds / 4))
+        for _ in range(a.rounds):
+            runs["bare"].append(measure(bare_port, a.seconds))
+            runs["serve"].append(measure(serve_port, a.seconds))
     finally:
+        proc.terminate()
+        proc.wait(10)
         serve.shutdown()
         pyray.shutdown()
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--num-cpus", type=int, default=2)
-    a = ap.parse_args()
-    b = bare(a.seconds)
-    s = served(a.seconds, a.num_cpus)
-    print(f"{'':8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50_ms", "p99_ms")}
+           for k, v in runs.items()}
+    b, s = med["bare"], med["serve"]
+    print(f"{'':8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}   (medians of {a.rounds} rounds)")
     for name, r in (("bare", b), ("serve", s)):
         print(f"{name:8}{r['rps']:10.0f}{r['p50_ms']:10.3f}{r['p99_ms']:10.3f}")
     print(f"serve/bare: rps {s['rps'] / b['rps']:.2f}, p50 {s['p50_ms'] / b['p50_ms']:.2f}x, "

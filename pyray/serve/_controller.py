@@ -172,7 +172,7 @@ class ServeController:
             me = pyray.get_runtime_context().current_actor
             proxy = pyray.remote(ServeProxy).options(
                 name=PROXY_NAME, namespace=SERVE_NAMESPACE, lifetime="detached", num_cpus=0,
-                max_concurrency=100000, max_restarts=0,
+                max_concurrency=100000, max_restarts=0, enable_task_events=False,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(self.head_node_id,
                                                                    soft=False)).remote()
             try:
@@ -490,7 +490,7 @@ class ServeController:
         actor = self._replica_cls.options(
             name=f"SERVE_REPLICA::{key[0]}#{key[1]}#{rid}", namespace=SERVE_NAMESPACE,
             lifetime="detached", max_concurrency=100000, max_restarts=0,
-            **opts).remote(key[0], key[1], rid, spec.serialized)
+            enable_task_events=False, **opts).remote(key[0], key[1], rid, spec.serialized)
         r = _Replica(rid, actor, spec.code_version)
         uc = spec.config.user_config
         r.init_fut = actor.initialize.remote(uc is not None, uc).future()
