@@ -465,7 +465,14 @@ class ServeController:
         if d.failed:
             start = 0
         for _ in range(start):
-            self._start(key, d)
+            try:
+                self._start(key, d)
+            except Exception as e:  # noqa: BLE001 - bad actor options: reported, not retried
+                log.exception("starting a replica of %s failed", key)
+                d.failed, d.message = True, f"Starting a replica failed: {_err_text(e)}"
+                d.trigger = DeploymentStatusTrigger.REPLICA_STARTUP_FAILED
+                changed = True
+                break
         for r in old_running[:stop_old]:
             self._stop(d, r, now)
             changed = True

@@ -93,7 +93,7 @@ class Router:
         self.key = key                      # (app_name, deployment_name)
         self.chooser = ReplicaChooser()
         self.actors: Dict[str, object] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()   # a generator's __del__ may release inside it
         self.queue = collections.deque()
         self.known = False                  # got a replica set from the controller
         self.unavailable: Optional[str] = None

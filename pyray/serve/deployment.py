@@ -19,6 +19,10 @@ _DEPLOYMENT_OPTIONS = ("name", "version", "num_replicas", "ray_actor_options", "
                        "health_check_period_s", "health_check_timeout_s",
                        "max_constructor_retry_count")
 
+# what a replica actor may be given (Ray Serve's list)
+_ACTOR_OPTIONS = {"num_cpus", "num_gpus", "memory", "object_store_memory", "resources",
+                  "accelerator_type", "runtime_env", "label_selector"}
+
 
 def _check_options(options: dict):
     for k in options:
@@ -31,6 +35,10 @@ def _check_options(options: dict):
     rao = options.get("ray_actor_options")
     if rao is not None and not isinstance(rao, dict):
         raise TypeError(f"ray_actor_options must be a dict, got {type(rao).__name__}")
+    bad = sorted(set(rao or {}) - _ACTOR_OPTIONS)
+    if bad:
+        raise ValueError(f"ray_actor_options {bad} are not allowed for a deployment; allowed: "
+                         f"{sorted(_ACTOR_OPTIONS)}")
     name = options.get("name")
     if name is not None and (not isinstance(name, str) or not name or "#" in name):
         raise ValueError(f"A deployment's name must be a non-empty string without '#', got "

@@ -204,6 +204,10 @@ def test_bad_input():
         serve.run(Adder.bind(1), route_prefix="api")
     with pytest.raises(RuntimeError, match="bind"):
         Adder(1)
+    with pytest.raises(ValueError, match="max_restarts"):
+        serve.deployment(ray_actor_options={"max_restarts": 3})
+    with pytest.raises(NotImplementedError, match="request_timeout_s"):
+        serve.start(http_options={"request_timeout_s": 5})
 
 
 def test_shutdown_leaves_nothing(serve_cluster):
@@ -241,3 +245,21 @@ def test_shutdown_leaves_nothing(serve_cluster):
     assert serve.status().applications == {}
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     assert http_request(port, "GET", "/-/healthz")[0] == 200
+
+
+def test_sequential_calls_free_their_slot_at_once(serve_port):
+    """A finished call gives its replica slot back as soon as its result is
+    read: with max_ongoing_requests=1, 50 sequential calls never wait for
+    one (each would wait for the core's next 0.1 s tick if the slot came
+    back only from the I/O thread's round)."""
+    import time
+
+    @serve.deployment(max_ongoing_requests=1)
+    def one(x):
+        return x
+
+    h = serve.run(one.bind(), name="seq", route_prefix=None)
+    h.remote(0).result(timeout_s=30)
+    t0 = time.monotonic()
+    assert [h.remote(i).result(timeout_s=30) for i in range(50)] == list(range(50))
+    assert time.monotonic() - t0 < 2.5
