@@ -48,6 +48,11 @@ def start(http_options=None, proxy_location=None, detached: bool = True, **unsup
     _ensure_init()
     ctrl = _client.get_controller()
     if ctrl is not None:
+        if http_options is not None:
+            running = pyray.get(ctrl.http_config.remote(), timeout=CALL_TIMEOUT_S)
+            if running is not None and running != opts:
+                log.warning("Serve is already running with http_options %s; the new ones "
+                            "(%s) are ignored until serve.shutdown().", running, opts)
         return
     from pyray.serve._controller import ServeController
     from pyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
