@@ -159,6 +159,9 @@ class ServeController:
         self.http = None
         self._loop_task = None
         self._replica_cls = None
+        self._proxy_check = None
+        self._proxy_check_at = 0.0
+        self._shutting_down = False
 
     # start-up -----------------------------------------------------------------
     async def start(self, http_options):
@@ -166,24 +169,58 @@ class ServeController:
             self._changed = asyncio.Event()
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
         if self.proxy is None and http_options is not None:
-            from pyray.serve._proxy import ServeProxy
-            from pyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
             self.http = http_options
-            me = pyray.get_runtime_context().current_actor
-            proxy = pyray.remote(ServeProxy).options(
-                name=PROXY_NAME, namespace=SERVE_NAMESPACE, lifetime="detached", num_cpus=0,
-                max_concurrency=100000, max_restarts=0, enable_task_events=False,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(self.head_node_id,
-                                                                   soft=False)).remote()
-            try:
-                self.proxy_port = await proxy.start.remote(http_options.host, http_options.port,
-                                                           me, http_options.keep_alive_timeout_s)
-            except Exception:
-                pyray.kill(proxy)
-                raise
-            self.proxy = proxy
-            await self._push_routes()
+            await self._start_proxy()
         return self.proxy_port
+
+    async def _start_proxy(self):
+        from pyray.serve._proxy import ServeProxy
+        from pyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        me = pyray.get_runtime_context().current_actor
+        proxy = pyray.remote(ServeProxy).options(
+            name=PROXY_NAME, namespace=SERVE_NAMESPACE, lifetime="detached", num_cpus=0,
+            max_concurrency=100000, max_restarts=0, enable_task_events=False,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(self.head_node_id,
+                                                               soft=False)).remote()
+        try:
+            self.proxy_port = await proxy.start.remote(self.http.host, self.http.port, me,
+                                                       self.http.keep_alive_timeout_s)
+        except Exception:
+            pyray.kill(proxy)
+            raise
+        self.proxy = proxy
+        await self._push_routes()
+
+    async def _check_proxy(self, now):
+        """Pings the proxy every second; a dead one is started again."""
+        if self.http is None or self._shutting_down:
+            return
+        if self.proxy is None:   # a restart that failed: again every second
+            if now >= self._proxy_check_at:
+                self._proxy_check_at = now + 1.0
+                try:
+                    await self._start_proxy()
+                except Exception:  # noqa: BLE001
+                    log.exception("restarting the HTTP proxy failed")
+            return
+        fut = self._proxy_check
+        if fut is None:
+            if now >= self._proxy_check_at:
+                self._proxy_check_at = now + 1.0
+                self._proxy_check = self.proxy.ready.remote().future()
+            return
+        if not fut.done():
+            return
+        self._proxy_check = None
+        if fut.exception() is None:
+            return
+        log.warning("the HTTP proxy died (%s): starting a new one", fut.exception())
+        self.proxy = None
+        try:
+            await self._start_proxy()
+        except Exception:  # noqa: BLE001 - tried again a second later
+            log.exception("restarting the HTTP proxy failed")
+            self._proxy_check_at = now + 1.0
 
     async def ping(self):
         return True
@@ -232,6 +269,7 @@ class ServeController:
         return {n: (a.route_prefix, a.ingress) for n, a in self.apps.items()}
 
     async def graceful_shutdown(self, timeout_s=30.0):
+        self._shutting_down = True
         for name in list(self.apps):
             await self.delete_application(name)
         deadline = time.monotonic() + timeout_s
@@ -370,6 +408,7 @@ class ServeController:
 
     async def _tick(self):
         now = time.monotonic()
+        await self._check_proxy(now)
         gone = []
         for app in list(self.apps.values()):
             for dname, d in list(app.deployments.items()):

@@ -155,3 +155,24 @@ def test_scale_to_zero_and_back(serve_port):
     assert http_request(serve_port, "GET", "/zero")[2] == b"awake"
     wait_for(lambda: sum(serve.status().applications["zero"].deployments["lazy"]
                          .replica_states.values()) == 0, timeout=30, what="scale to zero")
+
+
+def test_killed_proxy_is_restarted(serve_port):
+    from pyray.util.state import list_actors
+
+    @serve.deployment
+    def pong(_):
+        return "pong"
+
+    serve.run(pong.bind(), name="pong", route_prefix="/pong")
+    assert http_request(serve_port, "GET", "/pong")[2] == b"pong"
+    pid = [a["pid"] for a in list_actors(filters=[("state", "=", "ALIVE")])
+           if a.get("name") == "SERVE_PROXY_ACTOR"][0]
+    os.kill(pid, signal.SIGKILL)
+
+    def answers():
+        try:
+            return http_request(serve_port, "GET", "/pong", timeout=2)[2] == b"pong"
+        except OSError:
+            return False
+    wait_for(answers, timeout=30, what="a new proxy answering")
