@@ -27,8 +27,22 @@ from pyray.serve.deployment import Application, Deployment, deployment, ingress
 from pyray.serve.handle import (DeploymentHandle, DeploymentResponse,
                                 DeploymentResponseGenerator)
 
+
+
+def multiplexed(*args, **kwargs):
+    """Model multiplexing is not provided by pyray.serve."""
+    raise NotImplementedError("@serve.multiplexed (model multiplexing) is not supported by "
+                              "pyray.serve (docs/serve.md).")
+
+
+def get_multiplexed_model_id():
+    raise NotImplementedError("serve.get_multiplexed_model_id() (model multiplexing) is not "
+                              "supported by pyray.serve (docs/serve.md).")
+
+
 __all__ = ["Application", "AutoscalingConfig", "Deployment", "DeploymentConfig",
            "DeploymentHandle", "DeploymentResponse", "DeploymentResponseGenerator",
            "HTTPOptions", "batch", "delete", "deployment", "get_app_handle",
-           "get_deployment_handle", "get_replica_context", "ingress", "run", "shutdown",
+           "get_deployment_handle", "get_multiplexed_model_id", "get_replica_context",
+           "ingress", "multiplexed", "run", "shutdown",
            "start", "status"]

@@ -206,6 +206,8 @@ def test_bad_input():
         Adder(1)
     with pytest.raises(ValueError, match="max_restarts"):
         serve.deployment(ray_actor_options={"max_restarts": 3})
+    with pytest.raises(NotImplementedError, match="multiplex"):
+        serve.multiplexed(max_num_models_per_replica=2)
     with pytest.raises(NotImplementedError, match="request_timeout_s"):
         serve.start(http_options={"request_timeout_s": 5})
 
