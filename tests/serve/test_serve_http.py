@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 
 from pyray import serve
-from servelib import http_request
+from servelib import http_request, wait_for
 
 
 @serve.deployment
@@ -133,7 +133,7 @@ def test_streaming_arrives_in_pieces(serve_port):
     c.close()
 
 
-def test_routes_404_500_and_health(serve_port):
+def test_routes_404_500_and_health(serve_port, capfd):
     @serve.deployment
     class Flaky:
         def __call__(self, request):
@@ -154,6 +154,13 @@ def test_routes_404_500_and_health(serve_port):
     assert s == 404 and b"/nowhere" in b
     s, _, b = http_request(serve_port, "GET", "/api?fail=1")
     assert s == 500
+    seen = []
+
+    def traceback_logged():   # the replica's log lines reach the driver
+        seen.append(capfd.readouterr().err)
+        text = "".join(seen)
+        return "Traceback" in text and "RuntimeError: boom in the replica" in text
+    wait_for(traceback_logged, timeout=10, what="the traceback in the replica's log")
     assert http_request(serve_port, "GET", "/api")[2] == b"fine", "others unaffected"
     s, _, b = http_request(serve_port, "GET", "/-/routes")
     assert json.loads(b) == {"/api": "flaky", "/api/v2": "other"}
