@@ -96,7 +96,7 @@ def bind_ingress(app, cls, obj):
     """@serve.ingress: route handlers defined as the class's methods are bound
     to this replica's instance (FastAPI sees them without `self`)."""
     try:
-        from fastapi.routing import APIRoute
+        from fastapi.routing import APIRoute, APIWebSocketRoute
     except ImportError:
         return app
     funcs = {}
@@ -119,4 +119,10 @@ def bind_ingress(app, cls, obj):
                 include_in_schema=route.include_in_schema,
                 response_class=route.response_class, name=route.name,
                 dependency_overrides_provider=route.dependency_overrides_provider)
+        elif isinstance(route, APIWebSocketRoute) and id(route.endpoint) in funcs:
+            bound = getattr(obj, funcs[id(route.endpoint)])
+            routes[i] = APIWebSocketRoute(
+                route.path, bound, name=route.name, dependencies=route.dependencies,
+                dependency_overrides_provider=getattr(route, "dependency_overrides_provider",
+                                                      None))
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 
 from pyray.exceptions import RayActorError, RayTaskError
@@ -87,6 +88,42 @@ class ServeProxy:
             self.client.stop()
         return True
 
+    async def _websocket(self, scope, receive, send):
+        """A WebSocket session, relayed message by message to a replica's
+        ingress app (handle_ws / ws_receive)."""
+        prefix, target = self._match(scope["path"])
+        if target is None:
+            return await send({"type": "websocket.close", "code": 1000})
+        sub = {k: scope.get(k) for k in ("type", "http_version", "scheme", "path", "raw_path",
+                                         "query_string", "headers", "client", "server",
+                                         "subprotocols")}
+        sub["root_path"] = "" if prefix == "/" else prefix
+        key = os.urandom(8).hex()
+        try:
+            out = self.client.router(target).assign(None, (key, sub), None, 3)
+            if not isinstance(out, tuple):
+                out = await asyncio.wrap_future(out)
+        except (BackPressureError, DeploymentUnavailableError):
+            return await send({"type": "websocket.close", "code": 1013})
+        counted, actor = out
+
+        async def pump_in():
+            while True:
+                msg = await receive()
+                actor.ws_receive.remote(key, msg)
+                if msg["type"] == "websocket.disconnect":
+                    return
+
+        pumping = asyncio.get_running_loop().create_task(pump_in())
+        try:
+            async for ref in counted.gen:
+                await send(await ref)
+        except (RayActorError, RayTaskError) as e:
+            log.warning("WebSocket %s broke off: %s", scope["path"], e)
+        finally:
+            counted.release()
+            pumping.cancel()
+
     def _match(self, path):
         for prefix, target in self._ordered:
             if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
@@ -94,9 +131,9 @@ class ServeProxy:
         return None, None
 
     async def app(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            return await self._websocket(scope, receive, send)
         if scope["type"] != "http":
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1003})
             return
         path = scope["path"]
         if path.startswith("/-/"):

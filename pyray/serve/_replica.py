@@ -43,6 +43,7 @@ class ServeReplica:
         self.asgi = None
         self.ongoing = 0
         self.streams = {}
+        self.ws_in = {}        # WebSocket session key -> the client's messages
         self._stream_ids = itertools.count()
         _setup_logging(self.replica_id.to_full_id_str())
 
@@ -199,6 +200,48 @@ class ServeReplica:
                 key = next(self._stream_ids)
                 self.streams[key] = (q, task)
                 return ("s", key, msgs)
+
+    async def handle_ws(self, key, scope):
+        """A WebSocket session with the ingress app: yields the app's ASGI
+        messages; the proxy feeds the client's through ws_receive."""
+        inq = self.ws_in[key] = asyncio.Queue()
+        outq = asyncio.Queue()
+        self.ongoing += 1
+        try:
+            if self.asgi is None:
+                yield {"type": "websocket.close", "code": 1003}
+                return
+
+            async def send(msg):
+                outq.put_nowait(msg)
+
+            async def run():
+                try:
+                    await self.asgi(scope, inq.get, send)
+                except Exception:
+                    log.exception("WebSocket %s raised", scope["path"])
+                    outq.put_nowait({"type": "websocket.close", "code": 1011})
+                finally:
+                    outq.put_nowait(None)
+
+            task = asyncio.get_running_loop().create_task(run())
+            try:
+                while True:
+                    msg = await outq.get()
+                    if msg is None:
+                        return
+                    yield msg
+            finally:
+                if not task.done():
+                    task.cancel()
+        finally:
+            self.ongoing -= 1
+            self.ws_in.pop(key, None)
+
+    async def ws_receive(self, key, msg):
+        q = self.ws_in.get(key)
+        if q is not None:
+            q.put_nowait(msg)
 
     async def stream_http(self, key):
         """The rest of a streamed HTTP response: lists of ASGI messages."""

@@ -160,11 +160,15 @@ class Router:
     def _send(self, rid, actor, method, args, kwargs, mode):
         """Sends one request to a replica (its slot already counted).  mode 0:
         a call (-> its ref), 1: a streaming call (-> a generator), 2: an HTTP
-        request (-> the reply's future and the replica)."""
+        request (-> the reply's future and the replica), 3: a WebSocket session
+        (-> its message generator and the replica)."""
         try:
             if mode == 1:
                 gen = actor.handle_request_streaming.remote(method, *args, **kwargs)
                 return _CountedGenerator(gen, self, rid)
+            if mode == 3:
+                gen = actor.handle_ws.remote(*args)
+                return _CountedGenerator(gen, self, rid), actor
             if mode == 2:
                 fut = actor.handle_http.remote(*args).future()
                 fut.add_done_callback(lambda f: self._done(rid, f))

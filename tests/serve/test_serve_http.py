@@ -5,7 +5,7 @@ import http.client
 import json
 import time
 
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
@@ -91,6 +91,40 @@ class Shop:
             for i in range(3):
                 yield f"chunk{i};"
         return StreamingResponse(gen(), media_type="text/plain")
+
+
+wsapi = FastAPI()
+
+
+@serve.deployment
+@serve.ingress(wsapi)
+class Shouter:
+    def __init__(self):
+        self.mark = "!"
+
+    @wsapi.websocket("/ws")
+    async def shout(self, websocket: WebSocket):
+        await websocket.accept()
+        while True:
+            text = await websocket.receive_text()
+            if text == "bye":
+                await websocket.close()
+                return
+            await websocket.send_text(text.upper() + self.mark)
+
+
+def test_fastapi_websocket(serve_port):
+    import websocket  # websocket-client
+    serve.run(Shouter.bind(), name="ws", route_prefix="/chat")
+    ws = websocket.create_connection(f"ws://127.0.0.1:{serve_port}/chat/ws", timeout=30)
+    try:
+        ws.send("hello")
+        assert ws.recv() == "HELLO!"
+        ws.send("again")
+        assert ws.recv() == "AGAIN!"
+        ws.send("bye")
+    finally:
+        ws.close()
 
 
 def test_fastapi_ingress(serve_port):
