@@ -236,8 +236,6 @@ class CoreWorker(Ownership, TaskSubmitter, ActorSubmitter, IoLoop, Generators):
         finally:
             if blocked:
                 self._notify_blocked(False)
-        if self._pending_callbacks and lead < _LEAD_ROUNDS:
-            self.run_pending_callbacks()    # replies this thread read itself
         values = []
         for ref, (kind, payload) in zip(refs, located):
             values.append(self.materialize(ref, kind, payload))

@@ -268,23 +268,14 @@ class IoLoop:
                     if now >= self._actor_reask_at:
                         self._reask_actor_info(now)
             if self._pending_callbacks:
-                self.run_pending_callbacks()
-
-    def run_pending_callbacks(self):
-        """Runs the on_ready callbacks of objects that became ready (the
-        caller does not hold the lock: a callback may do anything).  The
-        I/O thread runs them after each round; a thread that read its own
-        replies in get() runs them too, so that they do not wait for the
-        I/O thread's next wake-up (up to 0.1 s)."""
-        with self.lock:
-            cbs, self._pending_callbacks = self._pending_callbacks, []
-        for ref, cb in cbs:
-            if self.cluster.needs_fetch(ref) and threading.get_ident() == self.io_ident:
-                # the pull's answer comes through this thread: not here
-                threading.Thread(target=self._run_callback, args=(ref, cb),
-                                 daemon=True).start()
-            else:
-                self._run_callback(ref, cb)
+                cbs, self._pending_callbacks = self._pending_callbacks, []
+                for ref, cb in cbs:
+                    if self.cluster.needs_fetch(ref):
+                        # the pull's answer comes through this thread: not here
+                        threading.Thread(target=self._run_callback, args=(ref, cb),
+                                         daemon=True).start()
+                    else:
+                        self._run_callback(ref, cb)
 
     def _run_callback(self, ref, cb):
         try:

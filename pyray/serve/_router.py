@@ -162,24 +162,26 @@ class Router:
         a call (-> its ref), 1: a streaming call (-> a generator), 2: an HTTP
         request (-> the reply's future and the replica), 3: a WebSocket session
         (-> its message generator and the replica)."""
+        slot = Slot(self, rid)
         try:
             if mode == 1:
                 gen = actor.handle_request_streaming.remote(method, *args, **kwargs)
-                return _CountedGenerator(gen, self, rid)
+                return _CountedGenerator(gen, slot)
             if mode == 3:
                 gen = actor.handle_ws.remote(*args)
-                return _CountedGenerator(gen, self, rid), actor
+                return _CountedGenerator(gen, slot), actor
             if mode == 2:
                 fut = actor.handle_http.remote(*args).future()
-                fut.add_done_callback(lambda f: self._done(rid, f))
+                fut.add_done_callback(lambda f: slot.release(f.exception()))
                 return fut, actor
             ref = actor.handle_request.remote(method, *args, **kwargs)
         except BaseException:
-            with self.lock:
-                self.chooser.finished(rid)
+            slot.release()
             raise
-        ref.future().add_done_callback(lambda f: self._done(rid, f))
-        return ref
+        # the slot comes back when the reply arrives (the I/O thread's callback),
+        # or earlier when the caller reads the result itself (response.result())
+        ref.future().add_done_callback(lambda f: slot.release(f.exception()))
+        return ref, slot
 
     def _drain(self):
         todo = []
@@ -199,8 +201,7 @@ class Router:
                 continue
             req.ref_fut.set_result(out)
 
-    def _done(self, rid, fut):
-        err = fut.exception()
+    def _done(self, rid, err=None):
         dead = err is not None and isinstance(err, RayActorError)
         with self.lock:
             if dead:
@@ -218,23 +219,33 @@ class Router:
             return len(self.queue) + self.chooser.total_ongoing()
 
 
+class Slot:
+    """One request's place on a replica: given back once, by whichever of
+    the reply's callback and the caller's read of the result comes first."""
+    __slots__ = ("router", "rid", "released")
+
+    def __init__(self, router, rid):
+        self.router = router
+        self.rid = rid
+        self.released = False
+
+    def release(self, error=None):
+        if self.released:
+            return
+        self.released = True
+        self.router._done(self.rid, error)
+
+
 class _CountedGenerator:
     """A streaming call's ObjectRefGenerator that gives its replica slot back
     when it ends."""
 
-    def __init__(self, gen, router, rid):
+    def __init__(self, gen, slot):
         self.gen = gen
-        self._router = router
-        self._rid = rid
+        self._slot = slot
 
     def release(self, error=None):
-        r = self._router
-        if r is None:
-            return
-        self._router = None
-        fut = concurrent.futures.Future()
-        fut.set_exception(error) if error is not None else fut.set_result(None)
-        r._done(self._rid, fut)
+        self._slot.release(error)
 
     def __del__(self):
-        self.release()
+        self._slot.release()

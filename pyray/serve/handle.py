@@ -148,29 +148,37 @@ def _copy_future(src, dst):
 
 
 class _Pending:
-    """A response whose call is not sent yet (or whose ref is known)."""
-    __slots__ = ("_ref", "_fut")
+    """A response whose call is not sent yet (or whose ref is known).  What
+    the router sent is a ref with its replica slot, or a generator."""
+    __slots__ = ("_ref", "_fut", "_slot")
 
     def __init__(self, out):
+        self._slot = None
+        self._ref = None
+        self._fut = None
         if isinstance(out, concurrent.futures.Future):
-            self._ref = None
             self._fut = out
             if out.done() and out.exception() is None:
-                self._ref = out.result()
+                self._set(out.result())
+        else:
+            self._set(out)
+
+    def _set(self, out):
+        if type(out) is tuple:
+            self._ref, self._slot = out
         else:
             self._ref = out
-            self._fut = None
 
     def _ref_now(self):
         if self._ref is None:
-            self._ref = self._fut.result(timeout=0)
+            self._set(self._fut.result(timeout=0))
         return self._ref
 
     def _wait_ref(self, deadline):
         if self._ref is None:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                self._ref = self._fut.result(timeout=timeout)
+                self._set(self._fut.result(timeout=timeout))
             except concurrent.futures.TimeoutError:
                 raise GetTimeoutError("Timed out waiting for a replica to take the "
                                       "request.") from None
@@ -178,7 +186,7 @@ class _Pending:
 
     async def _wait_ref_async(self):
         if self._ref is None:
-            self._ref = await asyncio.wrap_future(self._fut)
+            self._set(await asyncio.wrap_future(self._fut))
         return self._ref
 
 
@@ -192,7 +200,17 @@ class DeploymentResponse(_Pending):
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         ref = self._wait_ref(deadline)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return pyray.get(ref, timeout=timeout)
+        try:
+            value = pyray.get(ref, timeout=timeout)
+        except GetTimeoutError:
+            raise
+        except BaseException as e:
+            if self._slot is not None:
+                self._slot.release(e)
+            raise
+        if self._slot is not None:
+            self._slot.release()     # the reply is here: its slot is free now
+        return value
 
     def __await__(self):
         return self._await().__await__()
