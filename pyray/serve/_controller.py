@@ -464,8 +464,11 @@ class ServeController:
                     r.health_at = now
                     r.health_fut = r.actor.check_health.remote().future()
                 if bad:
-                    d.replicas.remove(r)
-                    self._kill(r)
+                    if r.dead:      # gone already
+                        d.replicas.remove(r)
+                        self._kill(r)
+                    else:           # out of the routers' set first, then stopped
+                        self._stop(d, r, now)
                     d.unhealthy_until = now + 1.0
                     d.trigger = DeploymentStatusTrigger.HEALTH_CHECK_FAILED
                     changed = True

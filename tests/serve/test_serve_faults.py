@@ -8,6 +8,7 @@ import threading
 import time
 
 from pyray import serve
+from pyray.exceptions import RayActorError
 from pyray.serve.schema import ReplicaState
 from servelib import http_request, wait_for
 
@@ -67,7 +68,13 @@ def test_failing_health_check_replaces_replica(serve_port):
     h = serve.run(Sick.bind(), name="sick", route_prefix=None)
     pid = h.remote().result(timeout_s=30)
     h.make_sick.remote().result(timeout_s=30)
-    wait_for(lambda: h.remote().result(timeout_s=30) != pid, what="a healthy replacement")
+
+    def replaced():
+        try:
+            return h.remote().result(timeout_s=30) != pid
+        except RayActorError:    # a call that met the old replica as it stopped
+            return False
+    wait_for(replaced, what="a healthy replacement")
 
 
 def test_rolling_redeploy_drops_no_request(serve_port):
