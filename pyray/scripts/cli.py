@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -754,6 +755,9 @@ _TOKEN_HELP = ("the cluster token `pyray start --head` printed (default: the one
 
 def main(argv=None):
     from pyray._version import __version__
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:   # its own parser (pyray/serve/scripts.py), loaded only here
+        return importlib.import_module("pyray.serve.scripts").main(argv[1:])
     ap = argparse.ArgumentParser(prog="pyray", description="pyray command line")
     ap.add_argument("--version", action="version", version=f"pyray, version {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -797,6 +801,8 @@ def main(argv=None):
     ss.set_defaults(fn=status)
     from pyray.job_submission.cli import add_parser as add_job_parser
     add_job_parser(sub)
+    sub.add_parser("serve", help="run and manage Serve applications (run, deploy, status, "
+                                 "shutdown; docs/serve.md)")
     mb = sub.add_parser("microbenchmark", help="run the core microbenchmarks")
     mb.add_argument("--num-cpus", type=int, default=2)
     mb.add_argument("--seconds", type=float, default=1.0)
