@@ -81,7 +81,7 @@ def test_config_errors(app_dir):
         scripts.import_application("nocolon")
 
 
-def test_cli_status_and_help(serve_port):
+def test_cli_status_and_help(serve_port, tmp_path):
     @serve.deployment
     def tiny(_):
         return "t"
@@ -91,10 +91,10 @@ def test_cli_status_and_help(serve_port):
     env = dict(os.environ)
     out = subprocess.run([sys.executable, "-m", "pyray.scripts.cli", "serve", "status",
                           "--address", addr], capture_output=True, text=True, timeout=60,
-                         env=env)
+                         env=env, cwd=str(tmp_path))    # not the checkout: the installed pyray
     assert out.returncode == 0, out.stderr
     st = yaml.safe_load(out.stdout)
     assert st["applications"]["tiny"]["status"] == "RUNNING"
     out = subprocess.run([sys.executable, "-m", "pyray.scripts.cli", "serve", "--help"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
     assert "deploy" in out.stdout and "shutdown" in out.stdout
