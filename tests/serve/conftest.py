@@ -1,5 +1,6 @@
-"""One local cluster and one Serve instance for the serve tests (started
-once for the package: starting them per test would dominate the run)."""
+"""One local cluster and one Serve instance per serve test module (per test
+would dominate the run; per module, the cluster is gone before the next
+package's tests start their own)."""
 import socket
 
 import pytest
@@ -15,7 +16,7 @@ def _free_port():
     return port
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def serve_cluster():
     from pyray import serve
     pyray.init(num_cpus=16)

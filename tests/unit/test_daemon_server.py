@@ -82,6 +82,8 @@ def test_one_loop_dispatches_answers_and_survives_bad_messages(tmp_path):
         while not srv.seen and time.monotonic() < deadline:
             time.sleep(0.01)
         assert srv.seen == [((Op.WAKE, "x"), [b"frame"])]
+        while not srv.ticks and time.monotonic() < deadline:   # the timer runs too
+            time.sleep(0.01)
         assert srv.ticks >= 1
         out.send(addr, (Op.SHUTDOWN,))
         t.join(5)
