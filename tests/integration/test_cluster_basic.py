@@ -184,7 +184,8 @@ def test_actors_queued_while_every_cpu_is_busy_start_on_whichever_node_frees(mak
     make_cluster(head={"num_cpus": 1}, nodes=[{"num_cpus": 1}])
     busy = [hold_cpu.remote(1.0) for _ in range(2)]
     actors = [OneCpu.remote() for _ in range(2)]
-    assert len(set(pyray.get(busy, timeout=30))) == 2
+    pyray.get(busy, timeout=30)
+    # one CPU each: both alive means one on each node, neither left waiting
     nodes = pyray.get([a.node.remote() for a in actors], timeout=20)
     assert len(set(nodes)) == 2
 
