@@ -3,7 +3,7 @@
 1. bare: a uvicorn + starlette app answering GET / with "ok", in one
    process (the proxy and the "replica" are the same code path);
 2. serve: pyray.serve's no-op deployment (the workload of
-   ../shared/bench/libs_vs_ray.py, serve_http), the proxy and the replica
+   the libraries' side-by-side harness, serve_http), the proxy and the replica
    in two processes.
 
 Both under the same client: 8 keep-alive http.client threads for
